@@ -1,0 +1,157 @@
+package torch
+
+// #cgo CXXFLAGS: -std=c++17
+// #cgo LDFLAGS: -lstdc++
+// int captiongo_cxx11_abi();
+// const char *captiongo_torch_version();
+// int captiongo_get_num_threads();
+// void captiongo_set_num_threads(int n);
+import "C"
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/sugarme/gotch"
+)
+
+// Info describes the libtorch this process runs on, as `captiongo doctor` prints it.
+type Info struct {
+	CompiledVersion string   // TORCH_VERSION of the headers this binary was compiled against
+	CompiledABI     int      // _GLIBCXX_USE_CXX11_ABI this binary was compiled with
+	LoadedVersion   string   // version of the libtorch folder the loader picked ("" if unknown)
+	LibtorchDir     string   // folder holding the libtorch_cpu.so that is loaded
+	LibraryABI      int      // ABI of the loaded libc10.so (-1 if it cannot be told)
+	Libraries       []string // libtorch and c10 libraries mapped into this process
+	CUDALinked      bool     // libtorch_cuda.so is loaded
+	CUDAAvailable   bool
+	CUDADevices     int
+	CudnnAvailable  bool
+	CUDAWhyNot      string // plain words, when CUDAAvailable is false
+	Threads         int    // libtorch's intra-op threads
+}
+
+// SetThreads sets libtorch's intra-op thread count (at::set_num_threads).
+func SetThreads(n int) { C.captiongo_set_num_threads(C.int(n)) }
+
+// Threads returns libtorch's intra-op thread count.
+func Threads() int { return int(C.captiongo_get_num_threads()) }
+
+// Inspect reports on the libtorch this process has loaded.
+func Inspect() Info {
+	in := Info{
+		CompiledVersion: C.GoString(C.captiongo_torch_version()),
+		CompiledABI:     int(C.captiongo_cxx11_abi()),
+		LibraryABI:      -1,
+		Threads:         Threads(),
+	}
+	in.Libraries = loadedTorchLibraries()
+	for _, l := range in.Libraries {
+		switch filepath.Base(l) {
+		case "libtorch_cpu.so":
+			in.LibtorchDir = filepath.Dir(filepath.Dir(l))
+		case "libc10.so":
+			in.LibraryABI = libraryABI(l)
+		case "libtorch_cuda.so":
+			in.CUDALinked = true
+		}
+	}
+	if in.LibtorchDir != "" {
+		in.LoadedVersion = headerVersion(filepath.Join(in.LibtorchDir, "include", "torch", "csrc", "api", "include", "torch", "version.h"))
+	}
+	in.CUDAAvailable = gotch.CUDA.IsAvailable()
+	if in.CUDAAvailable {
+		in.CUDADevices = int(gotch.CUDA.DeviceCount())
+		in.CudnnAvailable = gotch.CUDA.CudnnIsAvailable()
+	} else {
+		in.CUDAWhyNot = cudaWhyNot(in.CUDALinked)
+	}
+	return in
+}
+
+func cudaWhyNot(linked bool) string {
+	if !linked {
+		return "this build links the CPU-only libtorch (libtorch_cuda is not loaded); on a machine with an NVIDIA GPU run `make setup CUDA=1 && make build`"
+	}
+	if _, err := os.Stat("/proc/driver/nvidia/version"); err != nil {
+		return "libtorch_cuda is linked, but no NVIDIA driver is loaded on this machine (/proc/driver/nvidia/version is absent)"
+	}
+	if v := os.Getenv("CUDA_VISIBLE_DEVICES"); v != "" {
+		return fmt.Sprintf("an NVIDIA driver is loaded, but libtorch sees no device (CUDA_VISIBLE_DEVICES=%q)", v)
+	}
+	return "an NVIDIA driver is loaded, but libtorch sees no usable device (driver too old for CUDA 12.1? check nvidia-smi)"
+}
+
+// loadedTorchLibraries lists the libtorch/c10 shared objects in /proc/self/maps.
+func loadedTorchLibraries() []string {
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 {
+			continue
+		}
+		p := fields[len(fields)-1]
+		b := filepath.Base(p)
+		if (strings.HasPrefix(b, "libtorch") || strings.HasPrefix(b, "libc10")) && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// libraryABI tells the C++ ABI of a libc10.so from how it mangles std::string in
+// c10::Error's constructor: "Ss" before the C++11 ABI, "NSt7__cxx11..." after.
+func libraryABI(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	switch {
+	case bytes.Contains(b, []byte("_ZN3c105ErrorC2ENS_14SourceLocationESs")):
+		return 0
+	case bytes.Contains(b, []byte("_ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_string")):
+		return 1
+	}
+	return -1
+}
+
+var versionRe = regexp.MustCompile(`TORCH_VERSION_(MAJOR|MINOR|PATCH) (\d+)`)
+
+func headerVersion(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	parts := map[string]string{}
+	for _, m := range versionRe.FindAllSubmatch(b, -1) {
+		parts[string(m[1])] = string(m[2])
+	}
+	if len(parts) != 3 {
+		return ""
+	}
+	return parts["MAJOR"] + "." + parts["MINOR"] + "." + parts["PATCH"]
+}
+
+// ABIName names an _GLIBCXX_USE_CXX11_ABI value in words.
+func ABIName(abi int) string {
+	switch abi {
+	case 0:
+		return "pre-C++11 (_GLIBCXX_USE_CXX11_ABI=0)"
+	case 1:
+		return "C++11 (_GLIBCXX_USE_CXX11_ABI=1)"
+	}
+	return "unknown"
+}

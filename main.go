@@ -1,0 +1,220 @@
+// Command captiongo trains, runs and explains image captioners (Inception-v3
+// encoder + LSTM decoder) on libtorch through gotch.
+//
+// main only wires: it parses a subcommand's flags, calls one library function,
+// and reports an error in one place.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// command is one subcommand: its flags are declared in setup, and run gets the
+// remaining arguments after parsing.
+type command struct {
+	summary string
+	usage   string // argument synopsis after the flags
+	setup   func(fs *flag.FlagSet) func(args []string) error
+}
+
+// errNotImplemented marks subcommands whose issue has not landed yet.
+var errNotImplemented = errors.New("not implemented yet")
+
+func notYet(issue string) func(args []string) error {
+	return func([]string) error {
+		return fmt.Errorf("%w (tracked in issue %s)", errNotImplemented, issue)
+	}
+}
+
+var commands = map[string]command{
+	"train": {
+		summary: "train one experiment (TOML) into runs/<name>/",
+		usage:   "[-config experiments/shapes.toml] [-set key=value ...]",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("config", "experiments/shapes.toml", "experiment file (TOML)")
+			fs.String("set", "", "override one config key, key=value (repeatable)")
+			return notYet("#5")
+		},
+	},
+	"experiment": {
+		summary: "run a sweep file: one training run per grid point",
+		usage:   "[-j 1] [-backend local|slurm] SWEEP.toml",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.Int("j", 1, "points run in parallel (one process each)")
+			fs.String("backend", "local", "local or slurm")
+			return notYet("#5 (local) and #9 (slurm)")
+		},
+	},
+	"caption": {
+		summary: "caption image files or a folder with a trained checkpoint",
+		usage:   "-checkpoint RUN_OR_FILE [-beam 1] [-json] IMAGE...",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("checkpoint", "", "run directory or checkpoint file")
+			fs.Int("beam", 1, "beam size (1 = greedy)")
+			fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
+			return notYet("#6")
+		},
+	},
+	"eval": {
+		summary: "decode a split and report BLEU-1..4, CIDEr-D (and METEOR with Java)",
+		usage:   "-checkpoint C -data DIR [-split test] [-beam 1]",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("checkpoint", "", "run directory or checkpoint file")
+			fs.String("data", "", "data set folder")
+			fs.String("split", "test", "split to decode")
+			fs.Int("beam", 1, "beam size (1 = greedy)")
+			return notYet("#6")
+		},
+	},
+	"score": {
+		summary: "score a COCO results file against COCO caption annotations",
+		usage:   "-refs REFS.json -hyps HYPS.json",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("refs", "", "COCO captions annotation file")
+			fs.String("hyps", "", "COCO results file [{image_id, caption}]")
+			return notYet("#6")
+		},
+	},
+	"features": {
+		summary: "pooled 2048-d Inception-v3 features of an N x 3 x H x W .npy",
+		usage:   "-weights W -input X.npy -out F.npy [-transform-input=false]",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("weights", "", "torchvision state_dict (.pth) or gotch weights")
+			fs.String("input", "", "float32 .npy, N x 3 x H x W, already normalised")
+			fs.String("out", "", "output .npy, N x 2048")
+			fs.Bool("transform-input", false, "apply torchvision's transform_input")
+			return notYet("#4")
+		},
+	},
+	"explain": {
+		summary: "attribute every generated word to the input pixels",
+		usage:   "-checkpoint C [-method ig] IMAGE",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("checkpoint", "", "run directory or checkpoint file")
+			fs.String("method", "ig", "ig, saliency, gradcam or occlusion")
+			return notYet("#7")
+		},
+	},
+	"synth": {
+		summary: "write the synthetic shapes data set (Kaggle Flickr8k layout)",
+		usage:   "-out DIR [-n 2000] [-seed 1]",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("out", "", "output folder")
+			fs.Int("n", 2000, "number of images")
+			fs.Int64("seed", 1, "random seed")
+			return notYet("#3")
+		},
+	},
+	"bench": {
+		summary: "benchmarks beside the PyTorch reference (JSON lines)",
+		usage:   "[-case all]",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			fs.String("case", "all", "benchmark case to run")
+			return notYet("#8")
+		},
+	},
+	"doctor": {
+		summary: "libtorch path, version, ABI and CUDA, in plain words",
+		usage:   "",
+		setup: func(fs *flag.FlagSet) func([]string) error {
+			return func([]string) error { return torch.Run(func() error { return doctor(os.Stdout) }) }
+		},
+	},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	name := args[0]
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "captiongo: unknown command %q\n\n", name)
+		usage(stderr)
+		return 2
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	runFn := cmd.setup(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: captiongo %s %s\n\n%s.\n\nflags (with defaults):\n", name, cmd.usage, cmd.summary)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := runFn(fs.Args()); err != nil {
+		fmt.Fprintf(stderr, "captiongo %s: %v\n", name, err)
+		if errors.Is(err, errNotImplemented) {
+			return 3
+		}
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "captiongo: image captioning (Inception-v3 + LSTM) on libtorch, from Go")
+	fmt.Fprintln(w, "\nusage: captiongo COMMAND [flags]   (captiongo COMMAND -h shows its flags and defaults)")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
+	}
+}
+
+// doctor prints what `captiongo doctor` reports.
+func doctor(w io.Writer) error {
+	in := torch.Inspect()
+	fmt.Fprintf(w, "libtorch (compiled against): %s\n", in.CompiledVersion)
+	if in.LibtorchDir == "" {
+		return errors.New("libtorch_cpu.so is not loaded in this process; rebuild with `make build`")
+	}
+	loaded := in.LoadedVersion
+	if loaded == "" {
+		loaded = "unknown (no include/ beside lib/)"
+	}
+	fmt.Fprintf(w, "libtorch (loaded):           %s from %s\n", loaded, in.LibtorchDir)
+	fmt.Fprintf(w, "C++ ABI:                     binary %s, libtorch %s\n", torch.ABIName(in.CompiledABI), torch.ABIName(in.LibraryABI))
+	fmt.Fprintf(w, "CPU threads (intra-op):      %d\n", in.Threads)
+	if in.CUDAAvailable {
+		fmt.Fprintf(w, "CUDA:                        available, %d device(s), cuDNN %v\n", in.CUDADevices, in.CudnnAvailable)
+	} else {
+		fmt.Fprintf(w, "CUDA:                        not available: %s\n", in.CUDAWhyNot)
+	}
+	var problems []string
+	if in.LoadedVersion != "" && in.LoadedVersion != in.CompiledVersion {
+		problems = append(problems, fmt.Sprintf("the loaded libtorch (%s) is not the one this binary was compiled against (%s)", in.LoadedVersion, in.CompiledVersion))
+	}
+	if in.CompiledVersion != "2.1.0" {
+		problems = append(problems, "gotch v0.9.1 is generated against libtorch 2.1.0 exactly")
+	}
+	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
+		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	fmt.Fprintln(w, "status:                      ok")
+	return nil
+}
