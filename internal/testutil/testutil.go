@@ -1,0 +1,81 @@
+// Package testutil finds what captiongo's tests compare against: the Python
+// reference side in .venv and the real data in ../shared.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Root returns the repository root (the folder holding go.mod).
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// inCI reports whether missing references must fail instead of skip.
+func inCI() bool { return os.Getenv("CI") != "" }
+
+// Python returns the .venv interpreter that `make setup` creates. Outside CI a
+// test that needs it skips with a message when it is absent (run `make test`);
+// in CI its absence fails the test.
+func Python(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("CAPTIONGO_PYTHON")
+	if p == "" {
+		p = filepath.Join(Root(), ".venv", "bin", "python")
+	}
+	if _, err := os.Stat(p); err != nil {
+		if inCI() {
+			t.Fatalf("the Python reference side is missing (%s): `make setup` creates it", p)
+		}
+		t.Skipf("the Python reference side is missing (%s): run `make test`, which creates it", p)
+	}
+	return p
+}
+
+// RunPython runs a Python script with the .venv interpreter and returns stdout.
+func RunPython(t testing.TB, script string, args ...string) string {
+	t.Helper()
+	py := Python(t)
+	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python reference failed: %v\n%s", err, stderr.String())
+	}
+	return string(out)
+}
+
+// SharedData returns ../shared/data/<rel> beside the repository. A user's clone
+// has no ../shared, so outside CI the test skips, saying so; in CI it is always
+// there and its absence fails.
+func SharedData(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(Root(), "..", "shared", "data", rel)
+	if _, err := os.Stat(p); err != nil {
+		if inCI() {
+			t.Fatalf("%s is missing; CI always has ../shared/data", p)
+		}
+		t.Skipf("%s is absent (only the project's CI and dev machines have ../shared)", p)
+	}
+	return p
+}
+
+// SharedFixture returns ../shared/fixtures/<rel>, with SharedData's rules.
+func SharedFixture(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(Root(), "..", "shared", "fixtures", rel)
+	if _, err := os.Stat(p); err != nil {
+		if inCI() {
+			t.Fatalf("%s is missing; CI always has ../shared/fixtures", p)
+		}
+		t.Skipf("%s is absent (only the project's CI and dev machines have ../shared)", p)
+	}
+	return p
+}
