@@ -1,0 +1,79 @@
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Normalisations.
+var (
+	// HalfMeanStd is the baseline's Normalize((0.5,0.5,0.5), (0.5,0.5,0.5)).
+	HalfMeanStd = [2][3]float32{{0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}}
+	// ImageNetMeanStd is torchvision's ImageNet normalisation.
+	ImageNetMeanStd = [2][3]float32{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}}
+)
+
+// Transform is the image pipeline: Resize((Size, Size)) with PIL's bilinear
+// filter, then a Crop x Crop window (random when training, centred otherwise),
+// then ToTensor + Normalize(Mean, Std). The baseline is Size 356, Crop 299,
+// mean and std 0.5.
+type Transform struct {
+	Size      int // resize to Size x Size (0 keeps the image's own size)
+	Crop      int // crop side (0 = no crop)
+	Random    bool
+	Mean, Std [3]float32
+}
+
+// BaselineTransform returns the baseline's training (random) or evaluation
+// (centre-crop) transform.
+func BaselineTransform(train bool) Transform {
+	return Transform{Size: 356, Crop: 299, Random: train, Mean: HalfMeanStd[0], Std: HalfMeanStd[1]}
+}
+
+// Validate checks the sizes.
+func (t Transform) Validate() error {
+	if t.Size < 0 || t.Crop < 0 {
+		return fmt.Errorf("image size %d and crop %d must not be negative", t.Size, t.Crop)
+	}
+	if t.Size > 0 && t.Crop > t.Size {
+		return fmt.Errorf("crop %d is larger than the resized image %d", t.Crop, t.Size)
+	}
+	for c := 0; c < 3; c++ {
+		if t.Std[c] <= 0 {
+			return fmt.Errorf("std[%d] = %v must be positive", c, t.Std[c])
+		}
+	}
+	return nil
+}
+
+// OutSide is the side of the square the transform produces (0 when it keeps
+// the image's own size).
+func (t Transform) OutSide() int {
+	if t.Crop > 0 {
+		return t.Crop
+	}
+	return t.Size
+}
+
+// Apply runs the pipeline; dst receives 3 x side x side float32 values. rng
+// picks random crops (it may be nil when Random is false).
+func (t Transform) Apply(img *RGB, rng *rand.Rand, dst []float32) error {
+	if t.Size > 0 {
+		img = img.Resize(t.Size, t.Size)
+	}
+	if t.Crop > 0 {
+		x, y := CenterOffset(img.W, t.Crop), CenterOffset(img.H, t.Crop)
+		if t.Random {
+			x, y = rng.IntN(img.W-t.Crop+1), rng.IntN(img.H-t.Crop+1)
+		}
+		var err error
+		if img, err = img.Crop(x, y, t.Crop, t.Crop); err != nil {
+			return err
+		}
+	}
+	if len(dst) != 3*img.W*img.H {
+		return fmt.Errorf("transform: output holds %d values, the image needs %d", len(dst), 3*img.W*img.H)
+	}
+	img.Normalize(dst, t.Mean, t.Std)
+	return nil
+}
