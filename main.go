@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -107,10 +108,19 @@ var commands = map[string]command{
 		summary: "write the synthetic shapes data set (Kaggle Flickr8k layout)",
 		usage:   "-out DIR [-n 2000] [-seed 1]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("out", "", "output folder")
-			fs.Int("n", 2000, "number of images")
-			fs.Int64("seed", 1, "random seed")
-			return notYet("#3")
+			out := fs.String("out", "", "output folder (required)")
+			n := fs.Int("n", 2000, "number of images")
+			seed := fs.Uint64("seed", 1, "random seed")
+			return func([]string) error {
+				if *out == "" {
+					return errors.New("-out DIR is required")
+				}
+				if err := data.WriteSynth(*out, *n, *seed); err != nil {
+					return err
+				}
+				fmt.Printf("wrote %d synthetic pictures with 5 captions each to %s (Kaggle Flickr8k layout + scenes.json)\n", *n, *out)
+				return nil
+			}
 		},
 	},
 	"bench": {
