@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/captiongo/captiongo/bench"
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
 )
@@ -127,8 +128,14 @@ var commands = map[string]command{
 		summary: "benchmarks beside the PyTorch reference (JSON lines)",
 		usage:   "[-case all]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("case", "all", "benchmark case to run")
-			return notYet("#8")
+			c := fs.String("case", "all", "benchmark case to run (all, loader)")
+			dataDir := fs.String("data", "../shared/data/flickr8k-mini", "Kaggle-layout folder of real JPEGs for the loader case")
+			py := fs.String("python", os.Getenv("CAPTIONGO_PYTHON"), "Python with torch 2.1.0 for the reference side (make bench passes .venv/bin/python)")
+			n := fs.Int("images", 1000, "images per loader run")
+			workers := fs.Int("workers", 0, "decode workers on each side (0 = number of CPUs)")
+			return func([]string) error {
+				return bench.Run(bench.Options{Case: *c, Data: *dataDir, Python: *py, Images: *n, Workers: *workers}, os.Stdout)
+			}
 		},
 	},
 	"doctor": {

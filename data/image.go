@@ -60,6 +60,16 @@ func ToRGB(img image.Image) *RGB {
 		}
 		return out
 	}
+	if m, ok := img.(*image.YCbCr); ok {
+		for y := 0; y < out.H; y++ {
+			for x := 0; x < out.W; x++ {
+				yi, ci := m.YOffset(r.Min.X+x, r.Min.Y+y), m.COffset(r.Min.X+x, r.Min.Y+y)
+				i := 3 * (y*out.W + x)
+				out.Pix[i], out.Pix[i+1], out.Pix[i+2] = color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+			}
+		}
+		return out
+	}
 	nrgba := image.NewNRGBA(image.Rect(0, 0, out.W, out.H))
 	draw.Draw(nrgba, nrgba.Rect, img, r.Min, draw.Src)
 	return ToRGB(nrgba)
@@ -143,68 +153,70 @@ func coeffs(inSize, outSize int) (bounds []int, kk []int32, ksize int) {
 
 func clip8(v int32) uint8 {
 	v >>= precisionBits
-	if v < 0 {
-		return 0
-	}
-	if v > 255 {
+	if uint32(v) > 255 { // rare: negative or over 255
+		if v < 0 {
+			return 0
+		}
 		return 255
 	}
 	return uint8(v)
 }
 
 // Resize scales to w x h with PIL's bilinear filter (antialiased when shrinking).
-func (m *RGB) Resize(w, h int) *RGB {
-	if w == m.W && h == m.H {
-		return &RGB{W: w, H: h, Pix: append([]uint8(nil), m.Pix...)}
-	}
-	src := m
+func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, 0, 0, w, h) }
+
+// ResizeCrop returns the cw x ch window at (x0, y0) of the picture resized to
+// w x h, computing only that window (each output pixel depends only on its own
+// coefficients, so the bytes equal Resize followed by Crop). When a side keeps
+// its size PIL skips that pass; its identity coefficients ([1, 0] in fixed
+// point) give the same bytes, so both passes always run here.
+func (m *RGB) ResizeCrop(w, h, x0, y0, cw, ch int) *RGB {
+	bh, kh, ksh := coeffs(m.W, w)
 	bv, kv, ksv := coeffs(m.H, h)
-	if w != m.W {
-		// Horizontal pass over the rows the vertical pass will read.
-		first := bv[0]
-		last := bv[2*h-2] + bv[2*h-1]
-		if h == m.H {
-			first, last = 0, m.H
-		}
-		bh, kh, ksh := coeffs(m.W, w)
-		tmp := &RGB{W: w, H: last - first, Pix: make([]uint8, 3*w*(last-first))}
-		for y := 0; y < tmp.H; y++ {
-			in := m.Pix[3*m.W*(y+first):]
-			out := tmp.Pix[3*w*y:]
-			for xx := 0; xx < w; xx++ {
-				xmin, xmax := bh[2*xx], bh[2*xx+1]
-				k := kh[xx*ksh:]
-				for c := 0; c < 3; c++ {
-					ss := int32(1 << (precisionBits - 1))
-					for x := 0; x < xmax; x++ {
-						ss += int32(in[3*(x+xmin)+c]) * k[x]
-					}
-					out[3*xx+c] = clip8(ss)
-				}
+	first := bv[2*y0]
+	last := bv[2*(y0+ch-1)] + bv[2*(y0+ch-1)+1]
+	rows := last - first
+	const half = int32(1 << (precisionBits - 1))
+	tmp := make([]uint8, 3*cw*rows)
+	for y := 0; y < rows; y++ {
+		in := m.Pix[3*m.W*(y+first) : 3*m.W*(y+first+1)]
+		out := tmp[3*cw*y : 3*cw*(y+1)]
+		for ox := 0; ox < cw; ox++ {
+			xx := ox + x0
+			xmin, xmax := bh[2*xx], bh[2*xx+1]
+			k := kh[xx*ksh : xx*ksh+xmax]
+			px := in[3*xmin : 3*(xmin+xmax)]
+			s0, s1, s2 := half, half, half
+			for i, kk := range k {
+				p := px[3*i : 3*i+3]
+				s0 += int32(p[0]) * kk
+				s1 += int32(p[1]) * kk
+				s2 += int32(p[2]) * kk
 			}
-		}
-		if h == m.H {
-			return tmp
-		}
-		for i := 0; i < h; i++ {
-			bv[2*i] -= first
-		}
-		src = tmp
-	}
-	out := &RGB{W: w, H: h, Pix: make([]uint8, 3*w*h)}
-	for yy := 0; yy < h; yy++ {
-		ymin, ymax := bv[2*yy], bv[2*yy+1]
-		k := kv[yy*ksv:]
-		o := out.Pix[3*w*yy:]
-		for xx := 0; xx < 3*w; xx++ {
-			ss := int32(1 << (precisionBits - 1))
-			for y := 0; y < ymax; y++ {
-				ss += int32(src.Pix[3*w*(y+ymin)+xx]) * k[y]
-			}
-			o[xx] = clip8(ss)
+			o := out[3*ox : 3*ox+3]
+			o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
 		}
 	}
-	return out
+	res := &RGB{W: cw, H: ch, Pix: make([]uint8, 3*cw*ch)}
+	acc := make([]int32, 3*cw)
+	for oy := 0; oy < ch; oy++ {
+		yy := oy + y0
+		ymin, ymax := bv[2*yy]-first, bv[2*yy+1]
+		for i := range acc {
+			acc[i] = half
+		}
+		for j, kk := range kv[yy*ksv : yy*ksv+ymax] {
+			row := tmp[3*cw*(ymin+j) : 3*cw*(ymin+j+1)]
+			for i, v := range row {
+				acc[i] += int32(v) * kk
+			}
+		}
+		o := res.Pix[3*cw*oy : 3*cw*(oy+1)]
+		for i, a := range acc {
+			o[i] = clip8(a)
+		}
+	}
+	return res
 }
 
 // Crop returns the w x h window whose top-left corner is (x, y).
@@ -226,12 +238,18 @@ func CenterOffset(in, out int) int { return int(math.RoundToEven(float64(in-out)
 // Normalize writes the picture as float32 CHW into dst: (v/255 - mean) / std
 // per channel, in float32 as torchvision's ToTensor + Normalize compute it.
 func (m *RGB) Normalize(dst []float32, mean, std [3]float32) {
-	n := m.W * m.H
+	// 256 values per channel, computed with the same float32 operations.
+	var lut [3][256]float32
 	for c := 0; c < 3; c++ {
-		mu, sd := mean[c], std[c]
-		for i := 0; i < n; i++ {
-			v := float32(m.Pix[3*i+c]) / 255
-			dst[c*n+i] = (v - mu) / sd
+		for v := 0; v < 256; v++ {
+			lut[c][v] = (float32(v)/255 - mean[c]) / std[c]
 		}
+	}
+	n := m.W * m.H
+	r, g, b := dst[:n], dst[n:2*n], dst[2*n:3*n]
+	pix := m.Pix[:3*n]
+	for i := range r {
+		p := pix[3*i : 3*i+3]
+		r[i], g[i], b[i] = lut[0][p[0]], lut[1][p[1]], lut[2][p[2]]
 	}
 }

@@ -58,18 +58,24 @@ func (t Transform) OutSide() int {
 // Apply runs the pipeline; dst receives 3 x side x side float32 values. rng
 // picks random crops (it may be nil when Random is false).
 func (t Transform) Apply(img *RGB, rng *rand.Rand, dst []float32) error {
+	w, h := img.W, img.H
 	if t.Size > 0 {
-		img = img.Resize(t.Size, t.Size)
+		w, h = t.Size, t.Size
 	}
+	x, y, cw, ch := 0, 0, w, h
 	if t.Crop > 0 {
-		x, y := CenterOffset(img.W, t.Crop), CenterOffset(img.H, t.Crop)
+		if t.Crop > w || t.Crop > h {
+			return fmt.Errorf("crop %d does not fit a %dx%d image", t.Crop, w, h)
+		}
+		cw, ch = t.Crop, t.Crop
+		x, y = CenterOffset(w, t.Crop), CenterOffset(h, t.Crop)
 		if t.Random {
-			x, y = rng.IntN(img.W-t.Crop+1), rng.IntN(img.H-t.Crop+1)
+			x, y = rng.IntN(w-t.Crop+1), rng.IntN(h-t.Crop+1)
 		}
-		var err error
-		if img, err = img.Crop(x, y, t.Crop, t.Crop); err != nil {
-			return err
-		}
+	}
+	if t.Size > 0 || t.Crop > 0 {
+		// Resize and crop in one pass: only the kept window is computed.
+		img = img.ResizeCrop(w, h, x, y, cw, ch)
 	}
 	if len(dst) != 3*img.W*img.H {
 		return fmt.Errorf("transform: output holds %d values, the image needs %d", len(dst), 3*img.W*img.H)

@@ -1,0 +1,129 @@
+// Package bench measures captiongo beside a PyTorch reference run in the same
+// process tree, on the same inputs, and prints JSON lines with the keys case,
+// unit, captiongo, pytorch and speedup.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/captiongo/captiongo/data"
+)
+
+// Result is one line of `make bench`.
+type Result struct {
+	Case      string  `json:"case"`
+	Unit      string  `json:"unit"`
+	Captiongo float64 `json:"captiongo"`
+	PyTorch   float64 `json:"pytorch"`
+	Speedup   float64 `json:"speedup"` // PyTorch's time / captiongo's time (> 1: captiongo is faster)
+	Note      string  `json:"note,omitempty"`
+}
+
+// Options says where the inputs and the Python reference are.
+type Options struct {
+	Case    string // "all" or one case name
+	Data    string // folder of JPEGs in the Kaggle layout (flickr8k-mini)
+	Python  string // interpreter with torch 2.1.0 + torchvision (the .venv)
+	Images  int    // images per loader run
+	Workers int
+}
+
+// Cases lists the benchmark cases this build has.
+var Cases = []string{"loader"}
+
+// Run runs the selected cases and writes one JSON line per case to w.
+func Run(opt Options, w io.Writer) error {
+	if opt.Python == "" {
+		return fmt.Errorf("no Python reference: set -python (make bench passes .venv/bin/python)")
+	}
+	ran := false
+	for _, c := range Cases {
+		if opt.Case != "all" && opt.Case != c {
+			continue
+		}
+		ran = true
+		var r Result
+		var err error
+		switch c {
+		case "loader":
+			r, err = loader(opt)
+		}
+		if err != nil {
+			return fmt.Errorf("bench %s: %w", c, err)
+		}
+		b, _ := json.Marshal(r)
+		fmt.Fprintln(w, string(b))
+	}
+	if !ran {
+		return fmt.Errorf("unknown case %q (have: all %v)", opt.Case, Cases)
+	}
+	return nil
+}
+
+// loader: images/s from JPEG files to ready, normalised batches (baseline
+// transform, batch 32), captiongo's worker pool against torch's DataLoader with
+// the same number of worker processes.
+func loader(opt Options) (Result, error) {
+	dir := filepath.Join(opt.Data, "Images")
+	if _, err := os.Stat(dir); err != nil {
+		return Result{}, fmt.Errorf("%s: %w (point -data at flickr8k-mini or another Kaggle-layout folder)", dir, err)
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.NumCPU()
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	var ex []data.Example
+	for _, e := range entries {
+		if len(ex) == opt.Images {
+			break
+		}
+		ex = append(ex, data.Example{ImageID: e.Name(), Path: filepath.Join(dir, e.Name()), Split: data.Train})
+	}
+	l, err := data.NewLoader(ex, data.ImageItems(ex), nil, data.BaselineTransform(true), data.LoaderConfig{BatchSize: 32, Workers: opt.Workers, Shuffle: true, Seed: 1})
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	n := 0
+	for b := range l.Epoch(context.Background(), 0, 0) {
+		n += b.Size()
+	}
+	goRate := float64(n) / time.Since(start).Seconds()
+	if s := l.SkipSummary(); s != "" {
+		return Result{}, fmt.Errorf("%s", s)
+	}
+	_, self, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(self), "loader_ref.py")
+	if _, err := os.Stat(script); err != nil {
+		script = "bench/loader_ref.py"
+	}
+	out, err := exec.Command(opt.Python, script, dir, fmt.Sprint(len(ex)), "32", fmt.Sprint(opt.Workers), "356", "299").Output()
+	if err != nil {
+		return Result{}, fmt.Errorf("PyTorch reference: %v", err)
+	}
+	var ref struct {
+		Images  int     `json:"images"`
+		Seconds float64 `json:"seconds"`
+	}
+	if err := json.Unmarshal(out, &ref); err != nil {
+		return Result{}, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
+	}
+	pyRate := float64(ref.Images) / ref.Seconds
+	return Result{
+		Case: "loader", Unit: "images/s", Captiongo: round(goRate), PyTorch: round(pyRate), Speedup: round(goRate / pyRate),
+		Note: fmt.Sprintf("%d JPEGs of %s, Resize 356 + RandomCrop 299 + Normalize, batch 32, %d workers each", len(ex), opt.Data, opt.Workers),
+	}, nil
+}
+
+func round(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
