@@ -1,0 +1,222 @@
+// Package metrics scores captions as the COCO caption evaluation code
+// (pycocoevalcap) does: the same tokenisation (PTB rules, lower case,
+// punctuation dropped), corpus BLEU-1..4 with the closest reference length,
+// and CIDEr-D (sigma 6, n-grams 1-4, idf over the evaluated images' references,
+// clipped tf-idf, Gaussian length penalty, x10).
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/captiongo/captiongo/data"
+)
+
+// Scores holds the COCO evaluation's numbers under its own key names.
+type Scores struct {
+	Bleu1 float64 `json:"Bleu_1"`
+	Bleu2 float64 `json:"Bleu_2"`
+	Bleu3 float64 `json:"Bleu_3"`
+	Bleu4 float64 `json:"Bleu_4"`
+	CIDEr float64 `json:"CIDEr"`
+	// METEOR is filled by the caller when Java and the METEOR 1.5 jar are present.
+	METEOR *float64 `json:"METEOR,omitempty"`
+}
+
+// Tokenized is a corpus after COCO tokenisation: per image, its references and
+// its one hypothesis as space-joined tokens.
+type Tokenized struct {
+	IDs  []string
+	Refs [][]string
+	Hyps []string
+}
+
+// Tokenize tokenises references and hypotheses as pycocoevalcap does: all
+// references in image order as one batch of lines, then all hypotheses.
+func Tokenize(ids []string, refs map[string][]string, hyps map[string]string) (Tokenized, error) {
+	var refLines, hypLines []string
+	for _, id := range ids {
+		r, ok := refs[id]
+		if !ok || len(r) == 0 {
+			return Tokenized{}, fmt.Errorf("image %s has no reference captions", id)
+		}
+		h, ok := hyps[id]
+		if !ok {
+			return Tokenized{}, fmt.Errorf("image %s has no hypothesis", id)
+		}
+		refLines = append(refLines, r...)
+		hypLines = append(hypLines, h)
+	}
+	rt, ht := data.TokenizeLines(refLines), data.TokenizeLines(hypLines)
+	out := Tokenized{IDs: ids, Hyps: make([]string, len(ids)), Refs: make([][]string, len(ids))}
+	k := 0
+	for i, id := range ids {
+		for range refs[id] {
+			out.Refs[i] = append(out.Refs[i], strings.Join(rt[k], " "))
+			k++
+		}
+		out.Hyps[i] = strings.Join(ht[i], " ")
+	}
+	return out, nil
+}
+
+// Score tokenises and computes BLEU-1..4 and CIDEr-D over the images in ids.
+func Score(ids []string, refs map[string][]string, hyps map[string]string) (Scores, error) {
+	if len(ids) == 0 {
+		return Scores{}, fmt.Errorf("no images to score")
+	}
+	t, err := Tokenize(ids, refs, hyps)
+	if err != nil {
+		return Scores{}, err
+	}
+	b := Bleu(t.Hyps, t.Refs)
+	return Scores{Bleu1: b[0], Bleu2: b[1], Bleu3: b[2], Bleu4: b[3], CIDEr: CiderD(t.Hyps, t.Refs)}, nil
+}
+
+type ngramCounts map[string]int
+
+// precook counts the 1..n-grams of a space-separated sentence (keys join the
+// words with a space, which no token holds).
+func precook(s string, n int) (int, ngramCounts) {
+	words := strings.Fields(s)
+	c := ngramCounts{}
+	for k := 1; k <= n; k++ {
+		for i := 0; i+k <= len(words); i++ {
+			c[strings.Join(words[i:i+k], " ")]++
+		}
+	}
+	return len(words), c
+}
+
+func order(ngram string) int { return strings.Count(ngram, " ") + 1 }
+
+// Bleu is pycocoevalcap's corpus BLEU-1..4 (BleuScorer, option "closest"):
+// clipped n-gram matches and guesses summed over the corpus, the reference
+// length per sentence the closest one (ties: the shorter), tiny = 1e-15 and
+// small = 1e-9 as in the original.
+func Bleu(hyps []string, refs [][]string) [4]float64 {
+	const n, small, tiny = 4, 1e-9, 1e-15
+	var correct, guess [n]int
+	testTotal, refTotal := 0, 0
+	for i, h := range hyps {
+		maxc := ngramCounts{}
+		var reflens []int
+		for _, r := range refs[i] {
+			l, c := precook(r, n)
+			reflens = append(reflens, l)
+			for g, v := range c {
+				if v > maxc[g] {
+					maxc[g] = v
+				}
+			}
+		}
+		tl, c := precook(h, n)
+		best := reflens[0]
+		for _, l := range reflens[1:] {
+			if d, bd := abs(l-tl), abs(best-tl); d < bd || (d == bd && l < best) {
+				best = l
+			}
+		}
+		testTotal += tl
+		refTotal += best
+		for k := 0; k < n; k++ {
+			guess[k] += max(0, tl-k)
+		}
+		for g, v := range c {
+			correct[order(g)-1] += min(maxc[g], v)
+		}
+	}
+	var out [4]float64
+	bleu := 1.0
+	for k := 0; k < n; k++ {
+		bleu *= (float64(correct[k]) + tiny) / (float64(guess[k]) + small)
+		out[k] = math.Pow(bleu, 1/float64(k+1))
+	}
+	ratio := (float64(testTotal) + tiny) / (float64(refTotal) + small)
+	if ratio < 1 {
+		for k := range out {
+			out[k] *= math.Exp(1 - 1/ratio)
+		}
+	}
+	return out
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// CiderD is pycocoevalcap's CIDEr (which is CIDEr-D): per image the mean over
+// references and n = 1..4 of the clipped tf-idf cosine times a Gaussian
+// penalty on the length difference (sigma 6; "length" is the bigram count, as
+// in the original), times 10; the corpus score is the mean over images.
+func CiderD(hyps []string, refs [][]string) float64 {
+	const n, sigma = 4, 6.0
+	crefs := make([][]ngramCounts, len(refs))
+	df := map[string]float64{}
+	for i, rs := range refs {
+		seen := map[string]bool{}
+		for _, r := range rs {
+			_, c := precook(r, n)
+			crefs[i] = append(crefs[i], c)
+			for g := range c {
+				seen[g] = true
+			}
+		}
+		for g := range seen {
+			df[g]++
+		}
+	}
+	refLen := math.Log(float64(len(refs)))
+	type vec struct {
+		w      [n]map[string]float64
+		norm   [n]float64
+		length int
+	}
+	toVec := func(c ngramCounts) vec {
+		var v vec
+		for k := range v.w {
+			v.w[k] = map[string]float64{}
+		}
+		for g, tf := range c {
+			k := order(g) - 1
+			w := float64(tf) * (refLen - math.Log(math.Max(1, df[g])))
+			v.w[k][g] = w
+			v.norm[k] += w * w
+			if k == 1 {
+				v.length += tf
+			}
+		}
+		for k := range v.norm {
+			v.norm[k] = math.Sqrt(v.norm[k])
+		}
+		return v
+	}
+	total := 0.0
+	for i, h := range hyps {
+		_, hc := precook(h, n)
+		hv := toVec(hc)
+		var score [n]float64
+		for _, rc := range crefs[i] {
+			rv := toVec(rc)
+			delta := float64(hv.length - rv.length)
+			for k := 0; k < n; k++ {
+				val := 0.0
+				for g, w := range hv.w[k] {
+					r := rv.w[k][g]
+					val += math.Min(w, r) * r
+				}
+				if hv.norm[k] != 0 && rv.norm[k] != 0 {
+					val /= hv.norm[k] * rv.norm[k]
+				}
+				score[k] += val * math.Exp(-(delta*delta)/(2*sigma*sigma))
+			}
+		}
+		mean := (score[0] + score[1] + score[2] + score[3]) / n
+		total += mean / float64(len(refs[i])) * 10
+	}
+	return total / float64(len(hyps))
+}
