@@ -6,6 +6,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/captiongo/captiongo/bench"
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -80,9 +82,20 @@ var commands = map[string]command{
 		summary: "score a COCO results file against COCO caption annotations",
 		usage:   "-refs REFS.json -hyps HYPS.json",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("refs", "", "COCO captions annotation file")
-			fs.String("hyps", "", "COCO results file [{image_id, caption}]")
-			return notYet("#6")
+			refs := fs.String("refs", "", "COCO captions annotation file (required)")
+			hyps := fs.String("hyps", "", "COCO results file [{image_id, caption}] (required)")
+			return func([]string) error {
+				if *refs == "" || *hyps == "" {
+					return errors.New("-refs and -hyps are required")
+				}
+				s, err := metrics.ScoreFiles(*refs, *hyps)
+				if err != nil {
+					return err
+				}
+				b, _ := json.Marshal(s)
+				fmt.Println(string(b))
+				return nil
+			}
 		},
 	},
 	"features": {
