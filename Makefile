@@ -33,7 +33,7 @@ export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TO
 # captiongo's tests find the Python reference side here.
 export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: setup setup-libtorch setup-venv build demo train test test-go vet bench doctor experiment clean distclean help
+.PHONY: env setup setup-libtorch setup-venv build demo train test test-go vet bench doctor experiment clean distclean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -84,3 +84,6 @@ clean: ## remove build outputs (keeps libtorch and .venv)
 
 distclean: clean ## also remove libtorch, .venv and the setup record
 	rm -rf third_party .venv .build
+
+env: ## print the environment `go` needs outside make: eval "$$(make -s env)"
+	@echo "export GODEBUG='$(GODEBUG)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)'"

@@ -10,9 +10,19 @@ package torch
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 )
+
+// PanicError is a panic inside Run, returned as an error; Stack says where.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (p *PanicError) Error() string { return fmt.Sprintf("panic: %v", p.Value) }
 
 // Run calls fn on a goroutine locked to its own OS thread and returns fn's error.
 //
@@ -28,12 +38,20 @@ func Run(fn func() error) (err error) {
 		runtime.LockOSThread()
 		// The thread is not unlocked: when this goroutine exits, the Go runtime
 		// ends the thread too, so no other goroutine inherits its libtorch state.
+		var err error
+		returned := false
 		defer func() {
-			if r := recover(); r != nil {
-				done <- fmt.Errorf("panic: %v", r)
+			switch r := recover(); {
+			case r != nil:
+				done <- &PanicError{Value: r, Stack: string(debug.Stack())}
+			case !returned:
+				done <- errors.New("torch.Run: fn exited through runtime.Goexit (t.Fatal inside Run?)")
+			default:
+				done <- err
 			}
 		}()
-		done <- fn()
+		err = fn()
+		returned = true
 	}()
 	return <-done
 }

@@ -1,0 +1,42 @@
+package torch
+
+import (
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Float32s copies a tensor's values (any device, dtype or layout) into a Go slice.
+func Float32s(x *ts.Tensor) []float32 {
+	c := x.MustTo(gotch.CPU, false).MustTotype(gotch.Float, true).MustContiguous(true)
+	defer c.MustDrop()
+	out := make([]float32, c.Numel())
+	c.MustCopyData(out, c.Numel())
+	return out
+}
+
+// Int64s copies an integer tensor's values into a Go slice.
+func Int64s(x *ts.Tensor) []int64 {
+	c := x.MustTo(gotch.CPU, false).MustTotype(gotch.Int64, true).MustContiguous(true)
+	defer c.MustDrop()
+	out := make([]int64, c.Numel())
+	c.MustCopyData(out, c.Numel())
+	return out
+}
+
+// FromFloat32s makes a float32 tensor of the given shape on a device.
+func FromFloat32s(data []float32, shape []int64, device gotch.Device) *ts.Tensor {
+	x := ts.MustOfSlice(data).MustView(shape, true)
+	if device == gotch.CPU {
+		return x
+	}
+	return x.MustTo(device, true)
+}
+
+// FromInt64s makes an int64 tensor of the given shape on a device.
+func FromInt64s(data []int64, shape []int64, device gotch.Device) *ts.Tensor {
+	x := ts.MustOfSlice(data).MustView(shape, true)
+	if device == gotch.CPU {
+		return x
+	}
+	return x.MustTo(device, true)
+}

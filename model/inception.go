@@ -1,0 +1,279 @@
+// Package model is the captioner: a torchvision-compatible Inception-v3
+// encoder (same parameter and buffer names, shapes and numerics, loading
+// torchvision's state_dict files) with the baseline's fc head, and the LSTM
+// decoder with greedy and beam decoding. Every module is built on an nn.Path
+// whose sub-paths give the checkpoint names, and has a ForwardT(x, train).
+package model
+
+import (
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// bnEps is torchvision's BatchNorm eps for Inception-v3.
+const bnEps = 0.001
+
+// basicConv is torchvision's BasicConv2d: conv (no bias) + BatchNorm(eps 0.001) + ReLU.
+type basicConv struct {
+	w                          *ts.Tensor
+	bnW, bnB, mean, vari, nbt  *ts.Tensor
+	stride, pad                []int64
+}
+
+func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
+	c := p.Sub("conv")
+	b := p.Sub("bn")
+	fanIn := float64(in * kh * kw)
+	bound := 1 / sqrt(fanIn)
+	return &basicConv{
+		w:      c.MustAdd("weight", nn.NewUniformInit(-bound, bound).InitTensor([]int64{out, in, kh, kw}, p.Device()), trainable),
+		bnW:    b.MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, p.Device()), trainable),
+		bnB:    b.MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, p.Device()), trainable),
+		mean:   b.MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, p.Device()), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
+		vari:   b.MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, p.Device()), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
+		nbt:    b.MustAdd("num_batches_tracked", ts.MustOfSlice([]int64{0}).MustSqueeze(true).MustTo(p.Device(), true), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
+		stride: []int64{sh, sw},
+		pad:    []int64{ph, pw},
+	}
+}
+
+func conv1(p *nn.Path, in, out int64, tr bool) *basicConv { return newBasicConv(p, in, out, 1, 1, 1, 1, 0, 0, tr) }
+
+// forward: train means BatchNorm uses batch statistics and updates its running ones.
+func (c *basicConv) forward(x *ts.Tensor, train bool) *ts.Tensor {
+	y := ts.MustConv2d(x, c.w, ts.NewTensor(), c.stride, c.pad, []int64{1, 1}, 1)
+	z := ts.MustBatchNorm(y, c.bnW, c.bnB, c.mean, c.vari, train, 0.1, bnEps, true)
+	y.MustDrop()
+	if train {
+		NoGradAdd1(c.nbt)
+	}
+	return z.MustRelu(true)
+}
+
+// seq runs convs one after another, dropping intermediates.
+func seq(x *ts.Tensor, train bool, cs ...*basicConv) *ts.Tensor {
+	y := cs[0].forward(x, train)
+	for _, c := range cs[1:] {
+		z := c.forward(y, train)
+		y.MustDrop()
+		y = z
+	}
+	return y
+}
+
+func catDrop(xs []*ts.Tensor) *ts.Tensor {
+	y := ts.MustCat(xs, 1)
+	for _, x := range xs {
+		x.MustDrop()
+	}
+	return y
+}
+
+func avgPool3(x *ts.Tensor) *ts.Tensor {
+	return x.MustAvgPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, false, true, nil, false)
+}
+
+func maxPool3s2(x *ts.Tensor) *ts.Tensor {
+	return x.MustMaxPool2d([]int64{3, 3}, []int64{2, 2}, []int64{0, 0}, []int64{1, 1}, false, false)
+}
+
+type inceptionA struct{ b1, b5_1, b5_2, b3_1, b3_2, b3_3, pool *basicConv }
+
+func newInceptionA(p *nn.Path, in, poolFeatures int64, tr bool) *inceptionA {
+	return &inceptionA{
+		b1:   conv1(p.Sub("branch1x1"), in, 64, tr),
+		b5_1: conv1(p.Sub("branch5x5_1"), in, 48, tr),
+		b5_2: newBasicConv(p.Sub("branch5x5_2"), 48, 64, 5, 5, 1, 1, 2, 2, tr),
+		b3_1: conv1(p.Sub("branch3x3dbl_1"), in, 64, tr),
+		b3_2: newBasicConv(p.Sub("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 1, tr),
+		b3_3: newBasicConv(p.Sub("branch3x3dbl_3"), 96, 96, 3, 3, 1, 1, 1, 1, tr),
+		pool: conv1(p.Sub("branch_pool"), in, poolFeatures, tr),
+	}
+}
+
+func (m *inceptionA) forward(x *ts.Tensor, t bool) *ts.Tensor {
+	pool := avgPool3(x)
+	bp := m.pool.forward(pool, t)
+	pool.MustDrop()
+	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.b5_1, m.b5_2), seq(x, t, m.b3_1, m.b3_2, m.b3_3), bp})
+}
+
+type inceptionB struct{ b3, d1, d2, d3 *basicConv }
+
+func newInceptionB(p *nn.Path, in int64, tr bool) *inceptionB {
+	return &inceptionB{
+		b3: newBasicConv(p.Sub("branch3x3"), in, 384, 3, 3, 2, 2, 0, 0, tr),
+		d1: conv1(p.Sub("branch3x3dbl_1"), in, 64, tr),
+		d2: newBasicConv(p.Sub("branch3x3dbl_2"), 64, 96, 3, 3, 1, 1, 1, 1, tr),
+		d3: newBasicConv(p.Sub("branch3x3dbl_3"), 96, 96, 3, 3, 2, 2, 0, 0, tr),
+	}
+}
+
+func (m *inceptionB) forward(x *ts.Tensor, t bool) *ts.Tensor {
+	return catDrop([]*ts.Tensor{m.b3.forward(x, t), seq(x, t, m.d1, m.d2, m.d3), maxPool3s2(x)})
+}
+
+type inceptionC struct {
+	b1, s1, s2, s3, d1, d2, d3, d4, d5, pool *basicConv
+}
+
+func newInceptionC(p *nn.Path, in, c7 int64, tr bool) *inceptionC {
+	row := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 1, 7, 1, 1, 0, 3, tr) }
+	col := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 7, 1, 1, 1, 3, 0, tr) }
+	return &inceptionC{
+		b1: conv1(p.Sub("branch1x1"), in, 192, tr),
+		s1: conv1(p.Sub("branch7x7_1"), in, c7, tr), s2: row("branch7x7_2", c7, c7), s3: col("branch7x7_3", c7, 192),
+		d1: conv1(p.Sub("branch7x7dbl_1"), in, c7, tr), d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
+		d4: col("branch7x7dbl_4", c7, c7), d5: row("branch7x7dbl_5", c7, 192),
+		pool: conv1(p.Sub("branch_pool"), in, 192, tr),
+	}
+}
+
+func (m *inceptionC) forward(x *ts.Tensor, t bool) *ts.Tensor {
+	pool := avgPool3(x)
+	bp := m.pool.forward(pool, t)
+	pool.MustDrop()
+	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.s1, m.s2, m.s3), seq(x, t, m.d1, m.d2, m.d3, m.d4, m.d5), bp})
+}
+
+type inceptionD struct{ a1, a2, b1, b2, b3, b4 *basicConv }
+
+func newInceptionD(p *nn.Path, in int64, tr bool) *inceptionD {
+	return &inceptionD{
+		a1: conv1(p.Sub("branch3x3_1"), in, 192, tr),
+		a2: newBasicConv(p.Sub("branch3x3_2"), 192, 320, 3, 3, 2, 2, 0, 0, tr),
+		b1: conv1(p.Sub("branch7x7x3_1"), in, 192, tr),
+		b2: newBasicConv(p.Sub("branch7x7x3_2"), 192, 192, 1, 7, 1, 1, 0, 3, tr),
+		b3: newBasicConv(p.Sub("branch7x7x3_3"), 192, 192, 7, 1, 1, 1, 3, 0, tr),
+		b4: newBasicConv(p.Sub("branch7x7x3_4"), 192, 192, 3, 3, 2, 2, 0, 0, tr),
+	}
+}
+
+func (m *inceptionD) forward(x *ts.Tensor, t bool) *ts.Tensor {
+	return catDrop([]*ts.Tensor{seq(x, t, m.a1, m.a2), seq(x, t, m.b1, m.b2, m.b3, m.b4), maxPool3s2(x)})
+}
+
+type inceptionE struct {
+	b1, s1, s2a, s2b, d1, d2, d3a, d3b, pool *basicConv
+}
+
+func newInceptionE(p *nn.Path, in int64, tr bool) *inceptionE {
+	return &inceptionE{
+		b1:   conv1(p.Sub("branch1x1"), in, 320, tr),
+		s1:   conv1(p.Sub("branch3x3_1"), in, 384, tr),
+		s2a:  newBasicConv(p.Sub("branch3x3_2a"), 384, 384, 1, 3, 1, 1, 0, 1, tr),
+		s2b:  newBasicConv(p.Sub("branch3x3_2b"), 384, 384, 3, 1, 1, 1, 1, 0, tr),
+		d1:   conv1(p.Sub("branch3x3dbl_1"), in, 448, tr),
+		d2:   newBasicConv(p.Sub("branch3x3dbl_2"), 448, 384, 3, 3, 1, 1, 1, 1, tr),
+		d3a:  newBasicConv(p.Sub("branch3x3dbl_3a"), 384, 384, 1, 3, 1, 1, 0, 1, tr),
+		d3b:  newBasicConv(p.Sub("branch3x3dbl_3b"), 384, 384, 3, 1, 1, 1, 1, 0, tr),
+		pool: conv1(p.Sub("branch_pool"), in, 192, tr),
+	}
+}
+
+func (m *inceptionE) forward(x *ts.Tensor, t bool) *ts.Tensor {
+	s := m.s1.forward(x, t)
+	s3 := catDrop([]*ts.Tensor{m.s2a.forward(s, t), m.s2b.forward(s, t)})
+	s.MustDrop()
+	d := seq(x, t, m.d1, m.d2)
+	d3 := catDrop([]*ts.Tensor{m.d3a.forward(d, t), m.d3b.forward(d, t)})
+	d.MustDrop()
+	pool := avgPool3(x)
+	bp := m.pool.forward(pool, t)
+	pool.MustDrop()
+	return catDrop([]*ts.Tensor{m.b1.forward(x, t), s3, d3, bp})
+}
+
+// Inception is torchvision's Inception3 without AuxLogits and fc: its
+// parameters and buffers sit under the path it is built on, with torchvision's
+// names (Conv2d_1a_3x3.conv.weight, Mixed_7c.branch_pool.bn.running_var, ...).
+type Inception struct {
+	TransformInput bool
+	c1a, c2a, c2b, c3b, c4a *basicConv
+	m5b, m5c, m5d            *inceptionA
+	m6a                      *inceptionB
+	m6b, m6c, m6d, m6e       *inceptionC
+	m7a                      *inceptionD
+	m7b, m7c                 *inceptionE
+}
+
+// NewInception builds the backbone on p; trainable=false freezes it (its
+// tensors do not require grad).
+func NewInception(p *nn.Path, transformInput, trainable bool) *Inception {
+	tr := trainable
+	return &Inception{
+		TransformInput: transformInput,
+		c1a:            newBasicConv(p.Sub("Conv2d_1a_3x3"), 3, 32, 3, 3, 2, 2, 0, 0, tr),
+		c2a:            newBasicConv(p.Sub("Conv2d_2a_3x3"), 32, 32, 3, 3, 1, 1, 0, 0, tr),
+		c2b:            newBasicConv(p.Sub("Conv2d_2b_3x3"), 32, 64, 3, 3, 1, 1, 1, 1, tr),
+		c3b:            conv1(p.Sub("Conv2d_3b_1x1"), 64, 80, tr),
+		c4a:            newBasicConv(p.Sub("Conv2d_4a_3x3"), 80, 192, 3, 3, 1, 1, 0, 0, tr),
+		m5b:            newInceptionA(p.Sub("Mixed_5b"), 192, 32, tr),
+		m5c:            newInceptionA(p.Sub("Mixed_5c"), 256, 64, tr),
+		m5d:            newInceptionA(p.Sub("Mixed_5d"), 288, 64, tr),
+		m6a:            newInceptionB(p.Sub("Mixed_6a"), 288, tr),
+		m6b:            newInceptionC(p.Sub("Mixed_6b"), 768, 128, tr),
+		m6c:            newInceptionC(p.Sub("Mixed_6c"), 768, 160, tr),
+		m6d:            newInceptionC(p.Sub("Mixed_6d"), 768, 160, tr),
+		m6e:            newInceptionC(p.Sub("Mixed_6e"), 768, 192, tr),
+		m7a:            newInceptionD(p.Sub("Mixed_7a"), 768, tr),
+		m7b:            newInceptionE(p.Sub("Mixed_7b"), 1280, tr),
+		m7c:            newInceptionE(p.Sub("Mixed_7c"), 2048, tr),
+	}
+}
+
+// transformInput is torchvision's _transform_input: ImageNet-normalised input
+// re-mapped to the (x - 0.5) / 0.5 range Google's weights expect.
+func transformInput(x *ts.Tensor) *ts.Tensor {
+	mean := []float64{0.485, 0.456, 0.406}
+	std := []float64{0.229, 0.224, 0.225}
+	chs := make([]*ts.Tensor, 3)
+	for c := 0; c < 3; c++ {
+		xc := x.MustNarrow(1, int64(c), 1, false)
+		chs[c] = xc.MustMulScalar(ts.FloatScalar(std[c]/0.5), true).MustAddScalar(ts.FloatScalar((mean[c]-0.5)/0.5), true)
+	}
+	return catDrop(chs)
+}
+
+// Map returns the Mixed_7c feature map (N x 2048 x h x w; 8 x 8 at 299 x 299).
+// train puts BatchNorm in training mode (batch statistics, running ones updated).
+func (m *Inception) Map(x *ts.Tensor, train bool) *ts.Tensor {
+	in := x
+	if m.TransformInput {
+		in = transformInput(x)
+	}
+	y := seq(in, train, m.c1a, m.c2a, m.c2b)
+	if in != x {
+		in.MustDrop()
+	}
+	y = dropAfter(y, maxPool3s2(y))
+	y = dropAfter(y, seq(y, train, m.c3b, m.c4a))
+	y = dropAfter(y, maxPool3s2(y))
+	for _, a := range []*inceptionA{m.m5b, m.m5c, m.m5d} {
+		y = dropAfter(y, a.forward(y, train))
+	}
+	y = dropAfter(y, m.m6a.forward(y, train))
+	for _, c := range []*inceptionC{m.m6b, m.m6c, m.m6d, m.m6e} {
+		y = dropAfter(y, c.forward(y, train))
+	}
+	y = dropAfter(y, m.m7a.forward(y, train))
+	y = dropAfter(y, m.m7b.forward(y, train))
+	return dropAfter(y, m.m7c.forward(y, train))
+}
+
+// Pooled returns the global-average-pooled 2048-d feature (N x 2048).
+func (m *Inception) Pooled(x *ts.Tensor, train bool) *ts.Tensor {
+	f := m.Map(x, train)
+	return PoolMap(f, true)
+}
+
+// PoolMap averages a N x C x h x w map to N x C.
+func PoolMap(f *ts.Tensor, del bool) *ts.Tensor {
+	return f.MustAdaptiveAvgPool2d([]int64{1, 1}, del).MustFlatten(1, -1, true)
+}
+
+func dropAfter(old, next *ts.Tensor) *ts.Tensor {
+	old.MustDrop()
+	return next
+}

@@ -1,0 +1,83 @@
+package model
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/testutil"
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// makeTorchvisionInception saves torchvision 0.16's inception_v3(weights=None,
+// aux_logits=False, init_weights=True) from a fixed seed, with pooled features
+// (eval mode) of fixed inputs, transform_input off and on.
+func makeTorchvisionInception(t *testing.T, dir string) {
+	t.Helper()
+	testutil.RunPython(t, `
+import sys, numpy as np, torch, torchvision
+d = sys.argv[1]
+torch.manual_seed(0)
+m = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
+# Make BatchNorm statistics non-trivial so that eval mode is really tested.
+with torch.no_grad():
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1); mod.running_var.uniform_(0.5, 1.5)
+            mod.weight.uniform_(0.8, 1.2); mod.bias.uniform_(-0.1, 0.1)
+torch.save(m.state_dict(), d + "/inception.pth")
+m.fc = torch.nn.Identity()
+m.eval()
+rng = np.random.default_rng(0)
+for name, size in (("x299", 299), ("x75", 75)):
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    np.save(d + "/%s.npy" % name, x)
+    with torch.no_grad():
+        for ti in (False, True):
+            m.transform_input = ti
+            np.save(d + "/%s_feat_ti%d.npy" % (name, ti), m(torch.from_numpy(x)).numpy())
+`, dir)
+}
+
+func TestInceptionMatchesTorchvision(t *testing.T) {
+	dir := t.TempDir()
+	makeTorchvisionInception(t, dir)
+	run(t, func() {
+		vs := nn.NewVarStore(gotch.CPU)
+		enc := NewInception(vs.Root(), false, false)
+		tensors, err := LoadTensors(filepath.Join(dir, "inception.pth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes, err := LoadInto(vs, tensors, LoadSpec{File: "inception.pth", Ignore: []string{"AuxLogits.", "fc."}})
+		DropAll(tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(notes) != 1 || !strings.Contains(notes[0], "fc.") {
+			t.Errorf("notes %v, want one about the ignored ImageNet fc", notes)
+		}
+		if n := len(vs.Variables()); n != 566-2 {
+			t.Errorf("%d variables, torchvision's state_dict has 564 without fc", n)
+		}
+		for _, name := range []string{"x299", "x75"} {
+			x := npyTensor(t, filepath.Join(dir, name+".npy"))
+			for ti, suffix := range []string{"_feat_ti0.npy", "_feat_ti1.npy"} {
+				enc.TransformInput = ti == 1
+				var f *ts.Tensor
+				torch.NoGrad(func() { f = enc.Pooled(x, false) })
+				d := maxDiff(t, f, filepath.Join(dir, name+suffix))
+				t.Logf("%s transform_input=%v: pooled features max |go - torchvision| = %.3g", name, ti == 1, d)
+				if d > 1e-4 {
+					t.Errorf("%s transform_input=%v: max |diff| %.3g > 1e-4", name, ti == 1, d)
+				}
+				f.MustDrop()
+			}
+			x.MustDrop()
+		}
+	})
+}
