@@ -22,20 +22,21 @@ type basicConv struct {
 }
 
 func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
-	c := p.Sub("conv")
-	b := p.Sub("bn")
+	// gotch's Path.Sub appends to a shared slice, so a sibling created later
+	// can rename an earlier one's pending path: each sub-path is used at once.
 	fanIn := float64(in * kh * kw)
 	bound := 1 / sqrt(fanIn)
-	return &basicConv{
-		w:      c.MustAdd("weight", nn.NewUniformInit(-bound, bound).InitTensor([]int64{out, in, kh, kw}, p.Device()), trainable),
-		bnW:    b.MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, p.Device()), trainable),
-		bnB:    b.MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, p.Device()), trainable),
-		mean:   b.MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, p.Device()), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
-		vari:   b.MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, p.Device()), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
-		nbt:    b.MustAdd("num_batches_tracked", ts.MustOfSlice([]int64{0}).MustSqueeze(true).MustTo(p.Device(), true), false, nn.WithVarType("buffer"), nn.WithPersistent(true)),
-		stride: []int64{sh, sw},
-		pad:    []int64{ph, pw},
-	}
+	dev := p.Device()
+	c := &basicConv{stride: []int64{sh, sw}, pad: []int64{ph, pw}}
+	c.w = p.Sub("conv").MustAdd("weight", nn.NewUniformInit(-bound, bound).InitTensor([]int64{out, in, kh, kw}, dev), trainable)
+	buf := []nn.AddOpt{nn.WithVarType("buffer"), nn.WithPersistent(true)}
+	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), trainable)
+	c.bnB = p.Sub("bn").MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, dev), trainable)
+	c.mean = p.Sub("bn").MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, dev), false, buf...)
+	c.vari = p.Sub("bn").MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, dev), false, buf...)
+	// 0-d int64 like PyTorch's (gotch cannot make a 0-d tensor from an empty shape).
+	c.nbt = p.Sub("bn").MustAdd("num_batches_tracked", ts.MustOfSlice([]int64{0}).MustSqueeze(true).MustTo(dev, true), false, buf...)
+	return c
 }
 
 func conv1(p *nn.Path, in, out int64, tr bool) *basicConv { return newBasicConv(p, in, out, 1, 1, 1, 1, 0, 0, tr) }

@@ -1,0 +1,242 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// Config is the captioner's architecture.
+type Config struct {
+	VocabSize      int
+	EmbedSize      int     // baseline 256
+	HiddenSize     int     // baseline 256
+	NumLayers      int     // baseline 1
+	Dropout        float64 // baseline 0.5 (encoder head and word embeddings)
+	TrainCNN       bool    // fine-tune the backbone (baseline: false)
+	TransformInput bool    // torchvision's transform_input (on for Google's weights)
+}
+
+// Validate checks the sizes.
+func (c Config) Validate() error {
+	switch {
+	case c.VocabSize < 5:
+		return fmt.Errorf("vocab size %d: need the 4 specials and at least one word", c.VocabSize)
+	case c.EmbedSize <= 0 || c.HiddenSize <= 0 || c.NumLayers <= 0:
+		return fmt.Errorf("embed_size %d, hidden_size %d and num_layers %d must be positive", c.EmbedSize, c.HiddenSize, c.NumLayers)
+	case c.Dropout < 0 || c.Dropout >= 1:
+		return fmt.Errorf("dropout %v must be in [0, 1)", c.Dropout)
+	}
+	return nil
+}
+
+// Captioner is the baseline's CNNtoRNN. Its VarStore names follow the
+// baseline's PyTorch module, so the baseline's state_dict loads directly:
+// encoderCNN.inception.<torchvision names>, encoderCNN.inception.fc.{weight,bias},
+// decoderRNN.embed.weight, decoderRNN.lstm.{weight,bias}_{ih,hh}_l<k>,
+// decoderRNN.linear.{weight,bias}.
+type Captioner struct {
+	Cfg      Config
+	VS       *nn.VarStore
+	Backbone *Inception
+	fcW, fcB *ts.Tensor
+	embed    *ts.Tensor
+	lstm     []*ts.Tensor // per layer: w_ih, w_hh, b_ih, b_hh
+	linW     *ts.Tensor
+	linB     *ts.Tensor
+	device   gotch.Device
+}
+
+// BackbonePrefix is where the torchvision backbone's names start.
+const BackbonePrefix = "encoderCNN.inception."
+
+// NewCaptioner builds a captioner with fresh weights on a device.
+func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	vs := nn.NewVarStore(device)
+	root := vs.Root()
+	inc := root.Sub("encoderCNN").Sub("inception")
+	m := &Captioner{Cfg: cfg, VS: vs, device: device}
+	m.Backbone = NewInception(inc, cfg.TransformInput, cfg.TrainCNN)
+	E, H, V := int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
+	fc := inc.Sub("fc")
+	m.fcW = fc.MustNewVar("weight", []int64{E, 2048}, uniform(2048))
+	m.fcB = fc.MustNewVar("bias", []int64{E}, uniform(2048))
+	dec := root.Sub("decoderRNN")
+	m.embed = dec.Sub("embed").MustNewVar("weight", []int64{V, E}, nn.NewRandnInit(0, 1))
+	lstm := dec.Sub("lstm")
+	for l := 0; l < cfg.NumLayers; l++ {
+		in := E
+		if l > 0 {
+			in = H
+		}
+		init := uniform(float64(H))
+		m.lstm = append(m.lstm,
+			lstm.MustNewVar(fmt.Sprintf("weight_ih_l%d", l), []int64{4 * H, in}, init),
+			lstm.MustNewVar(fmt.Sprintf("weight_hh_l%d", l), []int64{4 * H, H}, init),
+			lstm.MustNewVar(fmt.Sprintf("bias_ih_l%d", l), []int64{4 * H}, init),
+			lstm.MustNewVar(fmt.Sprintf("bias_hh_l%d", l), []int64{4 * H}, init))
+	}
+	lin := dec.Sub("linear")
+	m.linW = lin.MustNewVar("weight", []int64{V, H}, uniform(float64(H)))
+	m.linB = lin.MustNewVar("bias", []int64{V}, uniform(float64(H)))
+	return m, nil
+}
+
+// uniform is PyTorch's default Linear/LSTM init: U(-1/sqrt(fan), 1/sqrt(fan)).
+func uniform(fan float64) nn.Init { b := 1 / sqrt(fan); return nn.NewUniformInit(-b, b) }
+
+// Device is where the captioner's tensors live.
+func (m *Captioner) Device() gotch.Device { return m.device }
+
+// Features runs the backbone: pooled 2048-d features. With TrainCNN false the
+// backbone runs without gradient and with BatchNorm in eval mode whatever
+// train says (the baseline let its running statistics drift).
+func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
+	if !m.Cfg.TrainCNN {
+		var f *ts.Tensor
+		torch.NoGrad(func() { f = m.Backbone.Pooled(images, false) })
+		return f
+	}
+	return m.Backbone.Pooled(images, train)
+}
+
+// Head is the baseline's encoder head: Dropout(ReLU(fc(features))).
+func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
+	y := ts.MustLinear(pooled, m.fcW, m.fcB).MustRelu(true)
+	return dropout(y, m.Cfg.Dropout, train)
+}
+
+// Forward computes the logits for teacher forcing. tokens is B x T (<SOS>
+// words <EOS> <PAD>...). The LSTM reads the image feature at step 0 and then
+// tokens 0..T-2; its output after token t-1 predicts token t, so the result is
+// (T-1) x B x V, aligned with tokens[:, 1:].
+//
+// The baseline instead scored the output of the image step against <SOS> (a
+// constant it learns trivially) and its greedy decoder emitted that <SOS> as its
+// first word; here the image step predicts nothing and decoding starts by
+// feeding <SOS>.
+func (m *Captioner) Forward(images, tokens *ts.Tensor, train bool) *ts.Tensor {
+	pooled := m.Features(images, train)
+	feat := m.Head(pooled, train)
+	pooled.MustDrop()
+	logits := m.DecodeTeacher(feat, tokens, train)
+	feat.MustDrop()
+	return logits
+}
+
+// DecodeTeacher runs the decoder on image features (B x E) and tokens (B x T).
+func (m *Captioner) DecodeTeacher(feat, tokens *ts.Tensor, train bool) *ts.Tensor {
+	T := tokens.MustSize()[1]
+	inTok := tokens.MustNarrow(1, 0, T-1, false).MustT(true) // (T-1) x B
+	emb := dropout(ts.MustEmbedding(m.embed, inTok, -1, false, false), m.Cfg.Dropout, train)
+	inTok.MustDrop()
+	f0 := feat.MustUnsqueeze(0, false)
+	seq := ts.MustCat([]*ts.Tensor{f0, emb}, 0) // T x B x E
+	f0.MustDrop()
+	emb.MustDrop()
+	out := m.lstmRun(seq, nil, train)
+	seq.MustDrop()
+	steps := out.MustNarrow(0, 1, T-1, true)
+	logits := ts.MustLinear(steps, m.linW, m.linB)
+	steps.MustDrop()
+	return logits
+}
+
+// lstmRun runs the LSTM over a sequence; state (h, c) may be nil (zeros). It
+// drops the final state it does not return.
+func (m *Captioner) lstmRun(seq *ts.Tensor, state []*ts.Tensor, train bool) *ts.Tensor {
+	out, h, c := m.lstmStep(seq, state, train)
+	h.MustDrop()
+	c.MustDrop()
+	return out
+}
+
+func (m *Captioner) lstmStep(seq *ts.Tensor, state []*ts.Tensor, train bool) (out, h, c *ts.Tensor) {
+	if state == nil {
+		B := seq.MustSize()[1]
+		z := []int64{int64(m.Cfg.NumLayers), B, int64(m.Cfg.HiddenSize)}
+		h0 := ts.MustZeros(z, gotch.Float, m.device)
+		c0 := ts.MustZeros(z, gotch.Float, m.device)
+		defer h0.MustDrop()
+		defer c0.MustDrop()
+		state = []*ts.Tensor{h0, c0}
+	}
+	return ts.MustLstm(seq, state, m.lstm, true, int64(m.Cfg.NumLayers), 0, train, false, false)
+}
+
+// Loss is the cross-entropy of logits ((T-1) x B x V) against tokens[:, 1:],
+// ignoring <PAD>, averaged over the real tokens.
+func Loss(logits, tokens *ts.Tensor) *ts.Tensor {
+	sz := logits.MustSize()
+	T := tokens.MustSize()[1]
+	target := tokens.MustNarrow(1, 1, T-1, false).MustT(true).MustContiguous(true).MustView([]int64{-1}, true)
+	flat := logits.MustView([]int64{-1, sz[2]}, false)
+	loss := flat.MustCrossEntropyLoss(target, ts.NewTensor(), 1, data.PAD, 0, true)
+	target.MustDrop()
+	return loss
+}
+
+// Trainable lists the parameters an optimiser should update, in a fixed order.
+func (m *Captioner) Trainable() []*ts.Tensor { return m.VS.TrainableVariables() }
+
+// dropout applies dropout in training and drops its input.
+func dropout(x *ts.Tensor, p float64, train bool) *ts.Tensor {
+	if !train || p == 0 {
+		return x
+	}
+	y := ts.MustDropout(x, p, true)
+	x.MustDrop()
+	return y
+}
+
+// LoadFile loads a whole captioner from a weight file (a torch.save state_dict
+// with the baseline's names, or a gotch VarStore file).
+func (m *Captioner) LoadFile(path string) error {
+	tensors, err := LoadTensors(path)
+	if err != nil {
+		return err
+	}
+	defer DropAll(tensors)
+	_, err = LoadInto(m.VS, tensors, LoadSpec{File: path})
+	return err
+}
+
+// LoadBackbone loads torchvision Inception-v3 weights into the backbone; the
+// file's ImageNet classifier (fc.*) and AuxLogits.* are ignored, with notes.
+func (m *Captioner) LoadBackbone(path string) ([]string, error) {
+	tensors, err := LoadTensors(path)
+	if err != nil {
+		return nil, err
+	}
+	defer DropAll(tensors)
+	// The head (encoderCNN.inception.fc) is ours, not torchvision's 1000-class fc.
+	head := map[string]*ts.Tensor{}
+	vars := m.VS.Variables()
+	for _, n := range []string{"fc.weight", "fc.bias"} {
+		v := vars[BackbonePrefix+n]
+		head[n] = &v
+	}
+	for n, v := range head {
+		if _, ok := tensors[n]; ok {
+			delete(tensors, n)
+			defer func(n string) { _ = n }(n)
+		}
+		tensors[n] = v
+	}
+	notes, err := LoadInto(m.VS, tensors, LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits."}})
+	for n := range head {
+		delete(tensors, n) // not ours to drop
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(notes, fmt.Sprintf("weights %s: its ImageNet classifier fc.* is not used (the captioner has its own head)", path)), nil
+}

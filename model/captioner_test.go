@@ -1,0 +1,204 @@
+package model
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/testutil"
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// The PyTorch reference of the captioner (the baseline's CNNtoRNN with this
+// project's teacher-forcing alignment), dropout 0 so both sides are
+// deterministic. It saves the weights, the logits and loss on fixed inputs,
+// every trainable parameter after one Adam step, and ten steps' losses.
+const pyCaptioner = `
+import sys, json, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, torchvision
+d = sys.argv[1]
+V, E, H, L, B, T = 30, 16, 24, 2, 4, 7
+torch.manual_seed(0)
+m = nn.Module()
+m.encoderCNN = nn.Module()
+inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
+inc.fc = nn.Linear(2048, E)
+m.encoderCNN.inception = inc
+m.decoderRNN = nn.Module()
+dec = m.decoderRNN
+dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, L), nn.Linear(H, V)
+torch.save(m.state_dict(), d + "/cap.pth")
+rng = np.random.default_rng(1)
+x = rng.standard_normal((B, 3, 75, 75)).astype(np.float32)
+tok = np.zeros((B, T), np.int64)
+for b, n in enumerate([7, 5, 6, 3]):
+    tok[b, 0], tok[b, n - 1] = 1, 2
+    tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
+np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
+x, tok = torch.from_numpy(x), torch.from_numpy(tok)
+for p in inc.parameters():
+    p.requires_grad_(False)
+for p in inc.fc.parameters():
+    p.requires_grad_(True)
+inc.eval()
+def pooled(x):
+    fc = inc.fc; inc.fc = nn.Identity()
+    with torch.no_grad():
+        p = inc(x)
+    inc.fc = fc
+    return p
+P = pooled(x)
+def forward(tok):
+    feat = torch.relu(inc.fc(P))
+    emb = dec.embed(tok[:, :-1].t())
+    out, _ = dec.lstm(torch.cat([feat.unsqueeze(0), emb], 0))
+    return dec.linear(out[1:])
+def loss_of(logits):
+    return F.cross_entropy(logits.reshape(-1, V), tok[:, 1:].t().reshape(-1), ignore_index=0)
+logits = forward(tok)
+np.save(d + "/logits.npy", logits.detach().numpy())
+names = [n for n, p in m.named_parameters() if p.requires_grad]
+opt = torch.optim.Adam([p for n, p in m.named_parameters() if p.requires_grad], lr=1e-3)
+losses = []
+for step in range(10):
+    opt.zero_grad()
+    loss = loss_of(forward(tok))
+    losses.append(loss.item())
+    loss.backward()
+    opt.step()
+    if step == 0:
+        for n, p in m.named_parameters():
+            if p.requires_grad:
+                np.save(d + "/step1_" + n + ".npy", p.detach().numpy())
+json.dump({"losses": losses, "trainable": names}, open(d + "/ref.json", "w"))
+`
+
+func TestCaptionerMatchesPyTorch(t *testing.T) {
+	dir := t.TempDir()
+	testutil.RunPython(t, pyCaptioner, dir)
+	var ref struct {
+		Losses    []float64 `json:"losses"`
+		Trainable []string  `json:"trainable"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "ref.json"))
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	run(t, func() {
+		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 2}, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LoadFile(filepath.Join(dir, "cap.pth")); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for n, v := range m.VS.Variables() {
+			if v.MustRequiresGrad() {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		want := append([]string(nil), ref.Trainable...)
+		sort.Strings(want)
+		if strings.Join(names, ",") != strings.Join(want, ",") {
+			t.Fatalf("trainable parameters\n got %v\nwant %v", names, want)
+		}
+		x := npyTensor(t, filepath.Join(dir, "x.npy"))
+		tokf := npyTensor(t, filepath.Join(dir, "tok.npy"))
+		tok := tokf.MustTotype(gotch.Int64, true)
+		logits := m.Forward(x, tok, true)
+		if d := maxDiff(t, logits, filepath.Join(dir, "logits.npy")); d > 1e-5 {
+			t.Errorf("logits: max |go - pytorch| = %.3g > 1e-5", d)
+		} else {
+			t.Logf("logits: max |go - pytorch| = %.3g", d)
+		}
+		logits.MustDrop()
+		opt, err := nn.DefaultAdamConfig().Build(m.VS, 1e-3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := 0; step < 10; step++ {
+			opt.MustZeroGrad()
+			lg := m.Forward(x, tok, true)
+			loss := Loss(lg, tok)
+			got := loss.Float64Values()[0]
+			if math.Abs(got-ref.Losses[step]) > 1e-4 {
+				t.Errorf("step %d: loss %.7f, PyTorch %.7f", step, got, ref.Losses[step])
+			}
+			if step == 0 || step == 9 {
+				t.Logf("step %d: loss %.7f, PyTorch %.7f", step, got, ref.Losses[step])
+			}
+			loss.MustBackward()
+			opt.MustStep()
+			loss.MustDrop()
+			lg.MustDrop()
+			if step == 0 {
+				worst, worstName := 0.0, ""
+				vars := m.VS.Variables()
+				for _, n := range names {
+					v := vars[n]
+					if d := maxDiff(t, &v, filepath.Join(dir, "step1_"+n+".npy")); d > worst {
+						worst, worstName = d, n
+					}
+				}
+				t.Logf("after one Adam step: max |go - pytorch| over %d parameters = %.3g (%s)", len(names), worst, worstName)
+				if worst > 1e-5 {
+					t.Errorf("parameters after one Adam step differ by %.3g (%s) > 1e-5", worst, worstName)
+				}
+			}
+		}
+		x.MustDrop()
+		tok.MustDrop()
+	})
+}
+
+// TestLoadRejectsWrongArchitecture: a missing key, a wrong shape and a file of
+// another model fail with the parameter named and both shapes given.
+func TestLoadRejectsWrongArchitecture(t *testing.T) {
+	dir := t.TempDir()
+	testutil.RunPython(t, `
+import sys, torch, torch.nn as nn
+d = sys.argv[1]
+torch.save({"decoderRNN.embed.weight": torch.zeros(30, 16)}, d + "/partial.pth")
+torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, d + "/resnet.pth")
+`, dir)
+	run(t, func() {
+		m, _ := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1}, gotch.CPU)
+		err := m.LoadFile(filepath.Join(dir, "resnet.pth"))
+		if err == nil || !strings.Contains(err.Error(), "do not fit this architecture") || !strings.Contains(err.Error(), "conv1.weight") {
+			t.Errorf("resnet file: %v", err)
+		}
+		err = m.LoadFile(filepath.Join(dir, "partial.pth"))
+		if err == nil || !strings.Contains(err.Error(), "not in the file") {
+			t.Errorf("partial file: %v", err)
+		}
+		// Wrong shape: save this model with a bigger vocabulary and load it back.
+		big, _ := NewCaptioner(Config{VocabSize: 31, EmbedSize: 16, HiddenSize: 24, NumLayers: 1}, gotch.CPU)
+		p := filepath.Join(dir, "big.gt")
+		if err := big.VS.Save(p); err != nil {
+			t.Fatal(err)
+		}
+		err = m.LoadFile(p)
+		if err == nil || !strings.Contains(err.Error(), "parameter decoderRNN.embed.weight has shape [31 16] in the file, the model expects [30 16]") {
+			t.Errorf("wrong shape: %v", err)
+		}
+		// gotch's own format round-trips.
+		q := filepath.Join(dir, "same.gt")
+		if err := m.VS.Save(q); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LoadFile(q); err != nil {
+			t.Errorf("gotch file of the same model: %v", err)
+		}
+		_ = ts.NewTensor
+		_ = torch.Run
+	})
+}
