@@ -43,7 +43,9 @@ func conv1(p *nn.Path, in, out int64, tr bool) *basicConv { return newBasicConv(
 
 // forward: train means BatchNorm uses batch statistics and updates its running ones.
 func (c *basicConv) forward(x *ts.Tensor, train bool) *ts.Tensor {
-	y := ts.MustConv2d(x, c.w, ts.NewTensor(), c.stride, c.pad, []int64{1, 1}, 1)
+	none := ts.NewTensor() // "no bias"; an undefined tensor, dropped at once
+	y := ts.MustConv2d(x, c.w, none, c.stride, c.pad, []int64{1, 1}, 1)
+	none.MustDrop()
 	z := ts.MustBatchNorm(y, c.bnW, c.bnB, c.mean, c.vari, train, 0.1, bnEps, true)
 	y.MustDrop()
 	if train {

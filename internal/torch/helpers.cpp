@@ -28,3 +28,8 @@ extern "C" int captiongo_grad_set_enabled(int on) {
 }
 
 extern "C" int captiongo_grad_enabled() { return c10::GradMode::is_enabled() ? 1 : 0; }
+
+#include <ATen/Context.h>
+#include <cstdint>
+// captiongo_manual_seed seeds libtorch's default generators (torch.manual_seed).
+extern "C" void captiongo_manual_seed(int64_t seed) { at::manual_seed(seed); }

@@ -6,6 +6,8 @@ package torch
 // const char *captiongo_torch_version();
 // int captiongo_get_num_threads();
 // void captiongo_set_num_threads(int n);
+// #include <stdint.h>
+// void captiongo_manual_seed(int64_t seed);
 import "C"
 
 import (
@@ -38,6 +40,9 @@ type Info struct {
 
 // SetThreads sets libtorch's intra-op thread count (at::set_num_threads).
 func SetThreads(n int) { C.captiongo_set_num_threads(C.int(n)) }
+
+// ManualSeed seeds libtorch's random generators, as torch.manual_seed does.
+func ManualSeed(seed int64) { C.captiongo_manual_seed(C.int64_t(seed)) }
 
 // Threads returns libtorch's intra-op thread count.
 func Threads() int { return int(C.captiongo_get_num_threads()) }

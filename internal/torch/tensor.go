@@ -40,3 +40,9 @@ func FromInt64s(data []int64, shape []int64, device gotch.Device) *ts.Tensor {
 	}
 	return x.MustTo(device, true)
 }
+
+// LiveTensors is the number of gotch tensors created and not yet dropped
+// (freed by MustDrop or by a finalizer). Tests compare it around a piece of
+// work with the garbage collector off, so that a tensor that is not dropped
+// explicitly shows up.
+func LiveTensors() int { return len(ts.ExistingTensors) }

@@ -1,0 +1,284 @@
+package model
+
+import (
+	"math"
+	"sort"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// Stepper is a decoder seen one token at a time over R rows (hypotheses).
+type Stepper interface {
+	// Step feeds one token per row and returns the rows' next-token
+	// log-probabilities, R x V row-major, and V.
+	Step(tokens []int64) ([]float32, int)
+	// Reorder keeps, duplicates or reorders rows: new row i is old row rows[i].
+	Reorder(rows []int64)
+}
+
+// Hypothesis is a decoded caption: word ids without <SOS>/<EOS>, and the
+// total log-probability of the tokens emitted (the final <EOS> included).
+type Hypothesis struct {
+	Tokens  []int
+	LogProb float64
+}
+
+func argmax(row []float32) int {
+	best := 0
+	for i, v := range row {
+		if v > row[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// Greedy decodes rows sequences by taking the most likely token at each step,
+// up to maxLen tokens, stopping a row at <EOS>.
+func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
+	out := make([]Hypothesis, rows)
+	done := make([]bool, rows)
+	tok := make([]int64, rows)
+	for i := range tok {
+		tok[i] = data.SOS
+	}
+	left := rows
+	for t := 0; t < maxLen && left > 0; t++ {
+		lp, V := s.Step(tok)
+		for r := 0; r < rows; r++ {
+			if done[r] {
+				tok[r] = data.EOS
+				continue
+			}
+			row := lp[r*V : (r+1)*V]
+			w := argmax(row)
+			out[r].LogProb += float64(row[w])
+			tok[r] = int64(w)
+			if w == data.EOS {
+				done[r] = true
+				left--
+				continue
+			}
+			out[r].Tokens = append(out[r].Tokens, w)
+		}
+	}
+	return out
+}
+
+type beamHyp struct {
+	tokens []int
+	logp   float64
+	last   int64
+}
+
+// Beam decodes batch sequences with beam size k: at each step every live
+// hypothesis is extended by its k best tokens, the k best extensions per image
+// stay live, extensions by <EOS> are finished. It stops an image when it has k
+// finished hypotheses or at maxLen tokens, and returns per image the finished
+// hypothesis with the best length-normalised score logp / len^alpha (len counts
+// <EOS>; alpha 0 = total log-probability). The stepper starts with batch rows;
+// Beam reorders it to batch*k rows. With k = 1 it is Greedy.
+func Beam(s Stepper, batch, k, maxLen int, alpha float64) []Hypothesis {
+	if k <= 1 {
+		return Greedy(s, batch, maxLen)
+	}
+	rows := make([]int64, batch*k)
+	for i := range rows {
+		rows[i] = int64(i / k)
+	}
+	s.Reorder(rows)
+	live := make([][]beamHyp, batch)
+	for b := range live {
+		live[b] = []beamHyp{{last: data.SOS}}
+	}
+	finished := make([][]beamHyp, batch)
+	active := batch
+	score := func(h beamHyp) float64 {
+		return h.logp / math.Pow(float64(len(h.tokens)+1), alpha)
+	}
+	tok := make([]int64, batch*k)
+	for t := 0; t < maxLen && active > 0; t++ {
+		for b := 0; b < batch; b++ {
+			for j := 0; j < k; j++ {
+				tok[b*k+j] = data.EOS
+				if j < len(live[b]) {
+					tok[b*k+j] = live[b][j].last
+				}
+			}
+		}
+		lp, V := s.Step(tok)
+		next := make([]int64, batch*k)
+		for b := 0; b < batch; b++ {
+			for j := range next[b*k : (b+1)*k] {
+				next[b*k+j] = int64(b * k) // default: keep row 0 of the image
+			}
+			if len(live[b]) == 0 {
+				continue
+			}
+			type cand struct {
+				logp float64
+				from int
+				w    int
+			}
+			var cands []cand
+			for j, h := range live[b] {
+				row := lp[(b*k+j)*V : (b*k+j+1)*V]
+				for _, w := range topK(row, k) {
+					cands = append(cands, cand{h.logp + float64(row[w]), j, w})
+				}
+			}
+			sort.SliceStable(cands, func(x, y int) bool { return cands[x].logp > cands[y].logp })
+			var nl []beamHyp
+			for _, c := range cands {
+				if len(nl) == k {
+					break
+				}
+				h := live[b][c.from]
+				nh := beamHyp{tokens: append(append([]int(nil), h.tokens...), c.w), logp: c.logp, last: int64(c.w)}
+				if c.w == data.EOS {
+					nh.tokens = nh.tokens[:len(nh.tokens)-1]
+					finished[b] = append(finished[b], nh)
+					continue
+				}
+				next[b*k+len(nl)] = int64(b*k + c.from)
+				nl = append(nl, nh)
+			}
+			live[b] = nl
+			if len(finished[b]) >= k || len(nl) == 0 {
+				live[b] = nil
+				active--
+			}
+		}
+		if active > 0 {
+			s.Reorder(next)
+		}
+	}
+	out := make([]Hypothesis, batch)
+	for b := 0; b < batch; b++ {
+		pool := finished[b]
+		if len(pool) == 0 {
+			pool = live[b] // reached maxLen without <EOS>
+		}
+		best := 0
+		for i := range pool {
+			if score(pool[i]) > score(pool[best]) {
+				best = i
+			}
+		}
+		if len(pool) > 0 {
+			out[b] = Hypothesis{Tokens: pool[best].tokens, LogProb: pool[best].logp}
+		}
+	}
+	return out
+}
+
+// topK returns the indices of the k largest values (ties: lower index first).
+func topK(row []float32, k int) []int {
+	idx := make([]int, 0, k+1)
+	for i, v := range row {
+		if len(idx) == k && v <= row[idx[k-1]] {
+			continue
+		}
+		pos := len(idx)
+		for pos > 0 && v > row[idx[pos-1]] {
+			pos--
+		}
+		idx = append(idx, 0)
+		copy(idx[pos+1:], idx[pos:])
+		idx[pos] = i
+		if len(idx) > k {
+			idx = idx[:k]
+		}
+	}
+	return idx
+}
+
+// lstmStepper decodes with the captioner's LSTM, without gradient.
+type lstmStepper struct {
+	m    *Captioner
+	h, c *ts.Tensor
+}
+
+// NewStepper runs the image step for a batch of images (eval mode, no
+// gradient) and returns a Stepper positioned before <SOS>. Call Close after.
+func (m *Captioner) NewStepper(images *ts.Tensor) Stepper {
+	var st *lstmStepper
+	torch.NoGrad(func() {
+		pooled := m.Features(images, false)
+		st = m.stepperFromPooled(pooled)
+		pooled.MustDrop()
+	})
+	return st
+}
+
+// StepperFromPooled starts decoding from pooled 2048-d features (cached features).
+func (m *Captioner) StepperFromPooled(pooled *ts.Tensor) Stepper {
+	var st *lstmStepper
+	torch.NoGrad(func() { st = m.stepperFromPooled(pooled) })
+	return st
+}
+
+func (m *Captioner) stepperFromPooled(pooled *ts.Tensor) *lstmStepper {
+	feat := m.Head(pooled, false)
+	x := feat.MustUnsqueeze(0, true)
+	out, h, c := m.lstmStep(x, nil, false)
+	x.MustDrop()
+	out.MustDrop()
+	return &lstmStepper{m: m, h: h, c: c}
+}
+
+func (s *lstmStepper) Step(tokens []int64) ([]float32, int) {
+	var lp []float32
+	V := s.m.Cfg.VocabSize
+	torch.NoGrad(func() {
+		tk := torch.FromInt64s(tokens, []int64{1, int64(len(tokens))}, s.m.device)
+		emb := ts.MustEmbedding(s.m.embed, tk, -1, false, false)
+		tk.MustDrop()
+		out, h, c := s.m.lstmStep(emb, []*ts.Tensor{s.h, s.c}, false)
+		emb.MustDrop()
+		s.h.MustDrop()
+		s.c.MustDrop()
+		s.h, s.c = h, c
+		logits := ts.MustLinear(out, s.m.linW, s.m.linB)
+		out.MustDrop()
+		l := logits.MustLogSoftmax(-1, gotch.Float, true)
+		lp = torch.Float32s(l)
+		l.MustDrop()
+	})
+	return lp, V
+}
+
+func (s *lstmStepper) Reorder(rows []int64) {
+	torch.NoGrad(func() {
+		idx := torch.FromInt64s(rows, []int64{int64(len(rows))}, s.m.device)
+		h := s.h.MustIndexSelect(1, idx, true)
+		c := s.c.MustIndexSelect(1, idx, true)
+		idx.MustDrop()
+		s.h, s.c = h, c
+	})
+}
+
+// Close frees the decoder state.
+func (s *lstmStepper) Close() {
+	s.h.MustDrop()
+	s.c.MustDrop()
+}
+
+// CloseStepper frees a stepper made by NewStepper.
+func CloseStepper(s Stepper) {
+	if c, ok := s.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
+// Caption decodes a batch of images: beam 1 is greedy.
+func (m *Captioner) Caption(images *ts.Tensor, beam, maxLen int) []Hypothesis {
+	B := int(images.MustSize()[0])
+	s := m.NewStepper(images)
+	defer CloseStepper(s)
+	return Beam(s, B, beam, maxLen, 1)
+}
