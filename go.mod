@@ -3,3 +3,12 @@ module github.com/captiongo/captiongo
 go 1.26
 
 require github.com/sugarme/gotch v0.9.1
+
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
+	github.com/rivo/uniseg v0.4.7 // indirect
+	github.com/schollz/progressbar/v3 v3.19.1 // indirect
+	golang.org/x/sys v0.46.0 // indirect
+	golang.org/x/term v0.44.0 // indirect
+)

@@ -30,6 +30,8 @@ with torch.no_grad():
             mod.running_mean.uniform_(-0.1, 0.1); mod.running_var.uniform_(0.5, 1.5)
             mod.weight.uniform_(0.8, 1.2); mod.bias.uniform_(-0.1, 0.1)
 torch.save(m.state_dict(), d + "/inception.pth")
+# The published inception_v3_google-*.pth carries AuxLogits.* and a 1000-class fc.
+torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), d + "/with_aux.pth")
 m.fc = torch.nn.Identity()
 m.eval()
 rng = np.random.default_rng(0)
@@ -78,6 +80,47 @@ func TestInceptionMatchesTorchvision(t *testing.T) {
 				f.MustDrop()
 			}
 			x.MustDrop()
+		}
+	})
+}
+
+func TestLoadIgnoresAuxLogitsWithANote(t *testing.T) {
+	dir := t.TempDir()
+	makeTorchvisionInception(t, dir)
+	run(t, func() {
+		_, _, notes, err := LoadInception(filepath.Join(dir, "with_aux.pth"), true, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(notes) != 2 || !strings.Contains(notes[0], "AuxLogits.* entr(ies) ignored") || !strings.Contains(notes[1], "fc.* entr(ies) ignored") {
+			t.Errorf("notes = %q", notes)
+		}
+	})
+}
+
+// TestExtractFeaturesFile runs the features command's library call on the .npy
+// input and compares the written .npy with torchvision's.
+func TestExtractFeaturesFile(t *testing.T) {
+	dir := t.TempDir()
+	makeTorchvisionInception(t, dir)
+	run(t, func() {
+		out := filepath.Join(dir, "f.npy")
+		for ti, ref := range []string{"x299_feat_ti0.npy", "x299_feat_ti1.npy"} {
+			if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "x299.npy"), out, ti == 1, 1, gotch.CPU); err != nil {
+				t.Fatal(err)
+			}
+			got, shape, err := torch.ReadNpy(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := torch.FromFloat32s(got, shape, gotch.CPU)
+			if d := maxDiff(t, f, filepath.Join(dir, ref)); d > 1e-4 {
+				t.Errorf("transform_input=%v: max |diff| %.3g", ti == 1, d)
+			}
+			f.MustDrop()
+		}
+		if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "nope.npy"), out, false, 1, gotch.CPU); err == nil || !strings.Contains(err.Error(), "nope.npy: does not exist") {
+			t.Errorf("missing input: %v", err)
 		}
 	})
 }
