@@ -24,11 +24,14 @@ type basicConv struct {
 func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
 	// gotch's Path.Sub appends to a shared slice, so a sibling created later
 	// can rename an earlier one's pending path: each sub-path is used at once.
+	// He (Kaiming) normal init, std sqrt(2 / fan_in): keeps activations at the
+	// same scale through 94 conv + ReLU layers, so that a randomly initialised
+	// backbone (no pretrained weights at hand) still gives informative features.
 	fanIn := float64(in * kh * kw)
-	bound := 1 / sqrt(fanIn)
+	std := sqrt(2 / fanIn)
 	dev := p.Device()
 	c := &basicConv{stride: []int64{sh, sw}, pad: []int64{ph, pw}}
-	c.w = p.Sub("conv").MustAdd("weight", nn.NewUniformInit(-bound, bound).InitTensor([]int64{out, in, kh, kw}, dev), trainable)
+	c.w = p.Sub("conv").MustAdd("weight", nn.NewRandnInit(0, std).InitTensor([]int64{out, in, kh, kw}, dev), trainable)
 	buf := []nn.AddOpt{nn.WithVarType("buffer"), nn.WithPersistent(true)}
 	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), trainable)
 	c.bnB = p.Sub("bn").MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, dev), trainable)
