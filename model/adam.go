@@ -1,0 +1,155 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// Adam is torch.optim.Adam (betas 0.9/0.999, eps 1e-8, L2 weight decay added to
+// the gradient) written as tensor operations, the way PyTorch's single-tensor
+// implementation computes it. Unlike gotch's binding of libtorch's C++ Adam,
+// its moments are tensors captiongo can save in a checkpoint, so a resumed run
+// continues exactly; a golden test checks it against PyTorch's Adam.
+type Adam struct {
+	Names            []string
+	Params           []*ts.Tensor
+	M, V             []*ts.Tensor
+	Steps            int
+	Beta1, Beta2, Eps float64
+	WeightDecay      float64
+}
+
+// NewAdam collects the VarStore's trainable variables (sorted by name).
+func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
+	a := &Adam{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay}
+	// TrainableVariables has no names; match them to Variables by data pointer.
+	vars := vs.Variables()
+	ptrs := map[uintptr]*ts.Tensor{}
+	for _, t := range vs.TrainableVariables() {
+		ptrs[uintptr(t.MustDataPtr())] = t
+	}
+	var names []string
+	byName := map[string]*ts.Tensor{}
+	for n, v := range vars {
+		if t, ok := ptrs[uintptr(v.MustDataPtr())]; ok {
+			byName[n] = t
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	a.Names = names
+	for _, n := range names {
+		p := byName[n]
+		a.Params = append(a.Params, p)
+		a.M = append(a.M, p.MustZerosLike(false))
+		a.V = append(a.V, p.MustZerosLike(false))
+	}
+	return a
+}
+
+// ZeroGrad zeroes the parameters' gradients.
+func (a *Adam) ZeroGrad() {
+	for _, p := range a.Params {
+		p.ZeroGrad()
+	}
+}
+
+// ClipGradNorm scales the gradients so their global L2 norm is at most max
+// (torch.nn.utils.clip_grad_norm_) and returns the norm before clipping.
+func (a *Adam) ClipGradNorm(max float64) float64 {
+	var total float64
+	torch.NoGrad(func() {
+		var sq float64
+		for _, p := range a.Params {
+			g := p.MustGrad(false)
+			if g.MustDefined() {
+				n := g.MustNorm(false)
+				v := n.Float64Values()[0]
+				n.MustDrop()
+				sq += v * v
+			}
+			g.MustDrop()
+		}
+		total = math.Sqrt(sq)
+		if max > 0 {
+			coef := max / (total + 1e-6)
+			if coef < 1 {
+				for _, p := range a.Params {
+					g := p.MustGrad(false)
+					if g.MustDefined() {
+						g.MustMulScalar_(ts.FloatScalar(coef))
+					}
+					g.MustDrop()
+				}
+			}
+		}
+	})
+	return total
+}
+
+// Step applies one Adam update with learning rate lr.
+func (a *Adam) Step(lr float64) {
+	a.Steps++
+	bc1 := 1 - math.Pow(a.Beta1, float64(a.Steps))
+	bc2 := 1 - math.Pow(a.Beta2, float64(a.Steps))
+	torch.NoGrad(func() {
+		for i, p := range a.Params {
+			g := p.MustGrad(false)
+			if !g.MustDefined() {
+				g.MustDrop()
+				continue
+			}
+			if a.WeightDecay != 0 {
+				wd := p.MustMulScalar(ts.FloatScalar(a.WeightDecay), false)
+				g2 := g.MustAdd(wd, true)
+				wd.MustDrop()
+				g = g2
+			}
+			a.M[i].MustLerp_(g, ts.FloatScalar(1-a.Beta1))
+			a.V[i].MustMulScalar_(ts.FloatScalar(a.Beta2))
+			gs := g.MustMulScalar(ts.FloatScalar(1-a.Beta2), false)
+			a.V[i].MustAddcmul_(g, gs)
+			gs.MustDrop()
+			denom := a.V[i].MustSqrt(false)
+			denom.MustDivScalar_(ts.FloatScalar(math.Sqrt(bc2)))
+			denom.MustAddScalar_(ts.FloatScalar(a.Eps))
+			step := a.M[i].MustMulScalar(ts.FloatScalar(-lr/bc1), false)
+			p.MustAddcdiv_(step, denom)
+			step.MustDrop()
+			denom.MustDrop()
+			g.MustDrop()
+		}
+	})
+}
+
+// State returns the moments as named tensors (for a checkpoint).
+func (a *Adam) State() []ts.NamedTensor {
+	var out []ts.NamedTensor
+	for i, n := range a.Names {
+		out = append(out, ts.NamedTensor{Name: "exp_avg." + n, Tensor: a.M[i]}, ts.NamedTensor{Name: "exp_avg_sq." + n, Tensor: a.V[i]})
+	}
+	return out
+}
+
+// LoadState copies saved moments back (the step count comes from the caller).
+func (a *Adam) LoadState(named map[string]*ts.Tensor, steps int) error {
+	for i, n := range a.Names {
+		m, ok1 := named["exp_avg."+n]
+		v, ok2 := named["exp_avg_sq."+n]
+		if !ok1 || !ok2 {
+			return fmt.Errorf("optimiser state has no moments for %s", n)
+		}
+		torch.NoGrad(func() {
+			a.M[i].Copy_(m)
+			a.V[i].Copy_(v)
+		})
+	}
+	a.Steps = steps
+	return nil
+}

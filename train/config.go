@@ -1,0 +1,343 @@
+// Package train runs experiments: a TOML config over defaults, the training
+// loop (Adam, clipping, schedule, validation loss, BLEU-4/CIDEr-D each epoch,
+// best checkpoint, early stopping), atomic checkpoints that a killed run
+// resumes from, TensorBoard logs, and sweeps.
+package train
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is one experiment. Every key has a default in DefaultConfig; a TOML
+// file overrides some, and -set key=value overrides the file.
+type Config struct {
+	Name   string `toml:"name"`    // run name: the run goes to out_dir/name (default: the file's name)
+	OutDir string `toml:"out_dir"` // where runs go
+
+	// Data.
+	Data          string  `toml:"data"`           // "synth" (built-in shapes) or a data set folder / Karpathy or COCO JSON
+	Format        string  `toml:"format"`         // auto, kaggle, flickr8k, karpathy, coco
+	SynthN        int     `toml:"synth_n"`        // pictures in the synthetic set
+	SynthSeed     uint64  `toml:"synth_seed"`     // its seed
+	SplitSeed     uint64  `toml:"split_seed"`     // split by image for sets without their own split
+	TrainRatio    float64 `toml:"train_ratio"`    //
+	ValRatio      float64 `toml:"val_ratio"`      //
+	TestRatio     float64 `toml:"test_ratio"`     //
+	FreqThreshold int     `toml:"freq_threshold"` // words seen fewer times in train become <UNK>
+	ImageSize     int     `toml:"image_size"`     // Resize((n, n))
+	Crop          int     `toml:"crop"`           // crop side after resizing (0 = none)
+	RandomCrop    bool    `toml:"random_crop"`    // random crop in training (centre crop otherwise)
+	Normalize     string  `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
+
+	// Model.
+	Decoder        string  `toml:"decoder"`         // "lstm"
+	EmbedSize      int     `toml:"embed_size"`      //
+	HiddenSize     int     `toml:"hidden_size"`     //
+	NumLayers      int     `toml:"num_layers"`      //
+	Dropout        float64 `toml:"dropout"`         //
+	TrainCNN       bool    `toml:"train_cnn"`       // fine-tune the backbone (else frozen, BatchNorm in eval mode)
+	Weights        string  `toml:"weights"`         // "" (random init), "torchvision", or a .pth / gotch file for the backbone
+	TransformInput bool    `toml:"transform_input"` // torchvision's transform_input (for Google's weights with ImageNet normalisation)
+
+	// Optimisation.
+	Epochs          int     `toml:"epochs"`           //
+	BatchSize       int     `toml:"batch_size"`       //
+	LR              float64 `toml:"lr"`               // Adam learning rate
+	LRSchedule      string  `toml:"lr_schedule"`      // constant, cosine or step
+	LRStepEpochs    int     `toml:"lr_step_epochs"`   // step schedule: multiply by lr_gamma every n epochs
+	LRGamma         float64 `toml:"lr_gamma"`         //
+	WarmupSteps     int     `toml:"warmup_steps"`     // linear warm-up from 0
+	GradClip        float64 `toml:"grad_clip"`        // clip the global gradient norm (0 = off)
+	WeightDecay     float64 `toml:"weight_decay"`     // L2 added to the gradient, as torch.optim.Adam
+	FeatureCache    bool    `toml:"feature_cache"`    // run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
+	CheckpointEvery int     `toml:"checkpoint_every"` // also checkpoint every n steps inside an epoch (0 = epoch ends only)
+
+	// Evaluation.
+	MaxLen       int    `toml:"max_len"`       // decoding stops after this many tokens
+	Beam         int    `toml:"beam"`          // beam size for the metrics (1 = greedy)
+	EvalImages   int    `toml:"eval_images"`   // val images decoded for the metrics each epoch (0 = all)
+	SampleImages int    `toml:"sample_images"` // val images shown in TensorBoard each epoch
+	BestMetric   string `toml:"best_metric"`   // CIDEr, Bleu_4 or val_loss: picks best.gt
+	Patience     int    `toml:"patience"`      // stop after n epochs without a better best_metric (0 = never)
+
+	// System.
+	Device   string `toml:"device"`    // auto, cpu or cuda
+	Threads  int    `toml:"threads"`   // libtorch intra-op threads (0 = libtorch's default)
+	Workers  int    `toml:"workers"`   // image decode goroutines (0 = CPUs)
+	Seed     int64  `toml:"seed"`      // model init, shuffling, dropout
+	Resume   bool   `toml:"resume"`    // continue out_dir/name from its last checkpoint
+	LogEvery int    `toml:"log_every"` // plain progress lines every n steps when stdout is not a terminal
+}
+
+// DefaultConfig is the baseline's configuration on the built-in synthetic data.
+func DefaultConfig() Config {
+	return Config{
+		OutDir: "runs", Data: "synth", Format: "auto", SynthN: 2000, SynthSeed: 1,
+		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
+		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
+		Decoder: "lstm", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
+		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
+		FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
+	}
+}
+
+// ConfigError is a config problem with where it is.
+type ConfigError struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if loc == "" {
+		loc = "config"
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// LoadConfig reads defaults, then the file (if any), then the -set overrides,
+// and validates. Unknown keys, wrong types and impossible values are errors
+// naming the file, line and field.
+func LoadConfig(path string, sets []string) (Config, error) {
+	cfg := DefaultConfig()
+	var src []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, &ConfigError{File: path, Msg: "cannot read: " + strings.TrimPrefix(err.Error(), "open "+path+": ")}
+		}
+		src = b
+		md, err := toml.Decode(string(b), &cfg)
+		if err != nil {
+			return cfg, tomlErr(path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			k := und[0].String()
+			return cfg, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")"}
+		}
+		if cfg.Name == "" {
+			cfg.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		}
+	}
+	for _, s := range sets {
+		if err := applySet(&cfg, s); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.Name == "" {
+		cfg.Name = "run"
+	}
+	if err := cfg.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = path
+			if src != nil && ce.Field != "" {
+				ce.Line = keyLine(src, ce.Field)
+			}
+			if overridden(sets, ce.Field) {
+				ce.File, ce.Line = "-set "+ce.Field, 0
+			}
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func overridden(sets []string, field string) bool {
+	for _, s := range sets {
+		if k, _, _ := strings.Cut(s, "="); strings.TrimSpace(k) == field {
+			return true
+		}
+	}
+	return false
+}
+
+var tomlLine = regexp.MustCompile(`line (\d+)`)
+
+func tomlErr(path string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &ConfigError{File: path, Line: pe.Position.Line, Field: pe.LastKey, Msg: pe.Message}
+	}
+	msg := err.Error()
+	ce := &ConfigError{File: path, Msg: strings.TrimPrefix(msg, "toml: ")}
+	if m := tomlLine.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &ce.Line)
+	}
+	return ce
+}
+
+// keyLine finds the line that sets key in a flat TOML file (0 if none).
+func keyLine(src []byte, key string) int {
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
+	for i, l := range bytes.Split(src, []byte("\n")) {
+		if re.Match(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// applySet applies one -set key=value (value in TOML syntax; a bare word is
+// taken as a string).
+func applySet(cfg *Config, s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	if !ok || k == "" {
+		return &ConfigError{File: "-set", Msg: fmt.Sprintf("%q: want key=value", s)}
+	}
+	if !knownKey(k) {
+		return &ConfigError{File: "-set", Field: k, Msg: "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")"}
+	}
+	try := func(val string) error {
+		_, err := toml.Decode(k+" = "+val, cfg)
+		return err
+	}
+	if err := try(v); err != nil {
+		if err2 := try(fmt.Sprintf("%q", v)); err2 != nil {
+			return &ConfigError{File: "-set", Field: k, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+		}
+	}
+	return nil
+}
+
+// Keys lists the config keys in order.
+func Keys() []string {
+	t := reflect.TypeOf(Config{})
+	out := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		out = append(out, t.Field(i).Tag.Get("toml"))
+	}
+	return out
+}
+
+func knownKey(k string) bool {
+	for _, x := range Keys() {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func bad(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate rejects impossible values, naming the field.
+func (c Config) Validate() error {
+	oneOf := func(field, v string, opts ...string) error {
+		for _, o := range opts {
+			if v == o {
+				return nil
+			}
+		}
+		return bad(field, "%q: want one of %s", v, strings.Join(opts, ", "))
+	}
+	checks := []error{
+		oneOf("format", c.Format, "auto", "kaggle", "flickr8k", "karpathy", "coco"),
+		oneOf("normalize", c.Normalize, "half", "imagenet"),
+		oneOf("decoder", c.Decoder, "lstm"),
+		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
+		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
+		oneOf("device", c.Device, "auto", "cpu", "cuda"),
+	}
+	for _, e := range checks {
+		if e != nil {
+			return e
+		}
+	}
+	switch {
+	case c.Data == "":
+		return bad("data", "empty: want \"synth\" or a data set folder")
+	case c.Data == "synth" && c.SynthN < 10:
+		return bad("synth_n", "%d: want at least 10 pictures", c.SynthN)
+	case c.FreqThreshold < 1:
+		return bad("freq_threshold", "%d: must be at least 1", c.FreqThreshold)
+	case c.ImageSize < 75:
+		return bad("image_size", "%d: Inception-v3 needs at least 75", c.ImageSize)
+	case c.Crop != 0 && (c.Crop < 75 || c.Crop > c.ImageSize):
+		return bad("crop", "%d: want 0 or 75..image_size (%d)", c.Crop, c.ImageSize)
+	case c.EmbedSize <= 0:
+		return bad("embed_size", "%d: must be positive", c.EmbedSize)
+	case c.HiddenSize <= 0:
+		return bad("hidden_size", "%d: must be positive", c.HiddenSize)
+	case c.NumLayers <= 0:
+		return bad("num_layers", "%d: must be positive", c.NumLayers)
+	case c.Dropout < 0 || c.Dropout >= 1:
+		return bad("dropout", "%v: must be in [0, 1)", c.Dropout)
+	case c.Epochs <= 0:
+		return bad("epochs", "%d: must be positive", c.Epochs)
+	case c.BatchSize <= 0:
+		return bad("batch_size", "%d: must be positive", c.BatchSize)
+	case c.LR <= 0:
+		return bad("lr", "%v: must be positive", c.LR)
+	case c.LRGamma <= 0 || c.LRGamma > 1:
+		return bad("lr_gamma", "%v: want (0, 1]", c.LRGamma)
+	case c.LRStepEpochs <= 0:
+		return bad("lr_step_epochs", "%d: must be positive", c.LRStepEpochs)
+	case c.WarmupSteps < 0 || c.GradClip < 0 || c.WeightDecay < 0:
+		return bad("warmup_steps", "warmup_steps, grad_clip and weight_decay must not be negative")
+	case c.MaxLen < 1:
+		return bad("max_len", "%d: must be positive", c.MaxLen)
+	case c.Beam < 1:
+		return bad("beam", "%d: must be at least 1", c.Beam)
+	case c.EvalImages < 0 || c.SampleImages < 0 || c.Patience < 0 || c.Threads < 0 || c.Workers < 0 || c.CheckpointEvery < 0:
+		return bad("eval_images", "counts (eval_images, sample_images, patience, threads, workers, checkpoint_every) must not be negative")
+	case c.LogEvery <= 0:
+		return bad("log_every", "%d: must be positive", c.LogEvery)
+	}
+	if r := c.TrainRatio + c.ValRatio + c.TestRatio; c.TrainRatio <= 0 || c.ValRatio < 0 || c.TestRatio < 0 || r < 0.999 || r > 1.001 {
+		return bad("train_ratio", "train_ratio %v, val_ratio %v, test_ratio %v: want non-negative ratios (train > 0) summing to 1", c.TrainRatio, c.ValRatio, c.TestRatio)
+	}
+	if strings.ContainsAny(c.Name, "/\\") || c.Name == "." || c.Name == ".." {
+		return bad("name", "%q: a run name, not a path", c.Name)
+	}
+	return nil
+}
+
+// TOML renders the resolved config (printed at start, saved in the run).
+func (c Config) TOML() string {
+	var b bytes.Buffer
+	toml.NewEncoder(&b).Encode(c)
+	return b.String()
+}
+
+// ArchKeys are the keys a checkpoint must share with a run that resumes it.
+var ArchKeys = []string{"decoder", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
+
+// archDiff names the architecture keys on which two configs differ.
+func archDiff(a, b Config) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	t := va.Type()
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		k := t.Field(i).Tag.Get("toml")
+		for _, ak := range ArchKeys {
+			if k == ak && !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+				out = append(out, fmt.Sprintf("%s (%v -> %v)", k, va.Field(i).Interface(), vb.Field(i).Interface()))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
