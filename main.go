@@ -15,11 +15,14 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/term"
+
 	"github.com/captiongo/captiongo/bench"
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
+	"github.com/captiongo/captiongo/train"
 )
 
 // command is one subcommand: its flags are declared in setup, and run gets the
@@ -29,6 +32,12 @@ type command struct {
 	usage   string // argument synopsis after the flags
 	setup   func(fs *flag.FlagSet) func(args []string) error
 }
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // errNotImplemented marks subcommands whose issue has not landed yet.
 var errNotImplemented = errors.New("not implemented yet")
@@ -44,18 +53,53 @@ var commands = map[string]command{
 		summary: "train one experiment (TOML) into runs/<name>/",
 		usage:   "[-config experiments/shapes.toml] [-set key=value ...]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("config", "experiments/shapes.toml", "experiment file (TOML)")
-			fs.String("set", "", "override one config key, key=value (repeatable)")
-			return notYet("#5")
+			config := fs.String("config", "experiments/shapes.toml", "experiment file (TOML); \"\" for the built-in defaults")
+			var sets multiFlag
+			fs.Var(&sets, "set", "override one config key, key=value (repeatable), e.g. -set epochs=3 -set lr=1e-3")
+			return func([]string) error {
+				cfg, err := train.LoadConfig(*config, sets)
+				if err != nil {
+					return err
+				}
+				return torch.Run(func() error {
+					_, err := train.Run(cfg, train.Options{Out: os.Stdout, TTY: term.IsTerminal(int(os.Stdout.Fd()))})
+					return err
+				})
+			}
 		},
 	},
 	"experiment": {
 		summary: "run a sweep file: one training run per grid point",
 		usage:   "[-j 1] [-backend local|slurm] SWEEP.toml",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.Int("j", 1, "points run in parallel (one process each)")
-			fs.String("backend", "local", "local or slurm")
-			return notYet("#5 (local) and #9 (slurm)")
+			jobs := fs.Int("j", 1, "points run in parallel (one process each)")
+			backend := fs.String("backend", "local", "local or slurm (slurm: issue #9, not yet)")
+			status := fs.Bool("status", false, "print each point's state and best metric instead of running")
+			return func(args []string) error {
+				if len(args) != 1 {
+					return errors.New("give one sweep file, e.g. experiments/sweep_shapes.toml")
+				}
+				sw, err := train.LoadSweep(args[0])
+				if err != nil {
+					return err
+				}
+				if *status {
+					root, err := sw.OutRoot()
+					if err != nil {
+						return err
+					}
+					sw.PrintTable(root, os.Stdout)
+					return nil
+				}
+				if *backend != "local" {
+					return fmt.Errorf("%w: -backend %s (tracked in issue #9)", errNotImplemented, *backend)
+				}
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				return sw.RunLocal(exe, *jobs, os.Stdout)
+			}
 		},
 	},
 	"caption": {

@@ -56,7 +56,7 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 // ZeroGrad zeroes the parameters' gradients.
 func (a *Adam) ZeroGrad() {
 	for _, p := range a.Params {
-		p.ZeroGrad()
+		torch.ZeroGrad(p)
 	}
 }
 
@@ -70,7 +70,7 @@ func (a *Adam) ClipGradNorm(max float64) float64 {
 			g := p.MustGrad(false)
 			if g.MustDefined() {
 				n := g.MustNorm(false)
-				v := n.Float64Values()[0]
+				v := torch.Item(n)
 				n.MustDrop()
 				sq += v * v
 			}

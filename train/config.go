@@ -48,6 +48,7 @@ type Config struct {
 	TrainCNN       bool    `toml:"train_cnn"`       // fine-tune the backbone (else frozen, BatchNorm in eval mode)
 	Weights        string  `toml:"weights"`         // "" (random init), "torchvision", or a .pth / gotch file for the backbone
 	TransformInput bool    `toml:"transform_input"` // torchvision's transform_input (for Google's weights with ImageNet normalisation)
+	CalibrateBN    int     `toml:"calibrate_bn"`    // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
 
 	// Optimisation.
 	Epochs          int     `toml:"epochs"`           //
@@ -59,6 +60,7 @@ type Config struct {
 	WarmupSteps     int     `toml:"warmup_steps"`     // linear warm-up from 0
 	GradClip        float64 `toml:"grad_clip"`        // clip the global gradient norm (0 = off)
 	WeightDecay     float64 `toml:"weight_decay"`     // L2 added to the gradient, as torch.optim.Adam
+	CaptionSampling string  `toml:"caption_sampling"` // "all": every caption every epoch (the baseline); "one": one random caption per image per epoch
 	FeatureCache    bool    `toml:"feature_cache"`    // run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
 	CheckpointEvery int     `toml:"checkpoint_every"` // also checkpoint every n steps inside an epoch (0 = epoch ends only)
 
@@ -87,7 +89,7 @@ func DefaultConfig() Config {
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
 		Decoder: "lstm", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
-		FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
 	}
 }
@@ -260,6 +262,7 @@ func (c Config) Validate() error {
 		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
 		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
+		oneOf("caption_sampling", c.CaptionSampling, "all", "one"),
 	}
 	for _, e := range checks {
 		if e != nil {
@@ -301,6 +304,8 @@ func (c Config) Validate() error {
 		return bad("max_len", "%d: must be positive", c.MaxLen)
 	case c.Beam < 1:
 		return bad("beam", "%d: must be at least 1", c.Beam)
+	case c.CalibrateBN < 0:
+		return bad("calibrate_bn", "%d: must not be negative", c.CalibrateBN)
 	case c.EvalImages < 0 || c.SampleImages < 0 || c.Patience < 0 || c.Threads < 0 || c.Workers < 0 || c.CheckpointEvery < 0:
 		return bad("eval_images", "counts (eval_images, sample_images, patience, threads, workers, checkpoint_every) must not be negative")
 	case c.LogEvery <= 0:

@@ -46,3 +46,18 @@ func FromInt64s(data []int64, shape []int64, device gotch.Device) *ts.Tensor {
 // work with the garbage collector off, so that a tensor that is not dropped
 // explicitly shows up.
 func LiveTensors() int { return len(ts.ExistingTensors) }
+
+// Item returns the value of a one-element tensor (like PyTorch's .item()).
+// gotch's Float64Values leaks the float64 copy it makes; this does not.
+func Item(x *ts.Tensor) float64 { return float64(Float32s(x)[0]) }
+
+// ZeroGrad zeroes a tensor's gradient in place. gotch's ts.ZeroGrad leaks the
+// gradient handle it looks at; this drops it.
+func ZeroGrad(p *ts.Tensor) {
+	g := p.MustGrad(false)
+	if g.MustDefined() {
+		g.MustDetach_()
+		g.MustZero_()
+	}
+	g.MustDrop()
+}

@@ -204,4 +204,3 @@ func decodeValue(b []byte) (Value, error) {
 	}
 	return v, nil
 }
-

@@ -1,0 +1,138 @@
+package train
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
+)
+
+// FeatureCache holds the frozen backbone's pooled 2048-d feature of every
+// image, computed once and stored in a file keyed by the backbone's weights,
+// the image transform and the image list.
+type FeatureCache struct {
+	Key   string
+	Path  string
+	index map[string]int // image path -> row
+	feats []float32
+}
+
+// Row returns the feature of an image (nil if absent).
+func (c *FeatureCache) Row(path string) []float32 {
+	i, ok := c.index[path]
+	if !ok {
+		return nil
+	}
+	return c.feats[i*2048 : (i+1)*2048]
+}
+
+// backboneHash hashes every backbone tensor (names and values).
+func backboneHash(m *model.Captioner) string {
+	h := sha256.New()
+	vars := m.VS.Variables()
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		if len(n) > len(model.BackbonePrefix) && n[:len(model.BackbonePrefix)] == model.BackbonePrefix && n[len(model.BackbonePrefix):len(model.BackbonePrefix)+3] != "fc." {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	buf := make([]byte, 4)
+	for _, n := range names {
+		io.WriteString(h, n)
+		v := vars[n]
+		for _, f := range torch.Float32s(&v) {
+			binary.LittleEndian.PutUint32(buf, math.Float32bits(f))
+			h.Write(buf)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// BuildFeatureCache loads the cache for these images from dir, or computes it
+// (with a progress reporter) and writes it atomically. A partial or stale file
+// is never used: the key covers weights, transform and image list, and the
+// file is complete only once renamed into place.
+func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform, dir string, workers, batch int, progress func(done, total int)) (*FeatureCache, error) {
+	paths := make([]string, len(ex))
+	for i, e := range ex {
+		paths[i] = e.Path
+	}
+	sort.Strings(paths)
+	uniq := paths[:0]
+	for i, p := range paths {
+		if i == 0 || p != paths[i-1] {
+			uniq = append(uniq, p)
+		}
+	}
+	paths = uniq
+	h := sha256.New()
+	fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", backboneHash(m), tf, m.Cfg.TransformInput)
+	for _, p := range paths {
+		abs, _ := filepath.Abs(p)
+		st, err := os.Stat(p)
+		if err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	key := hex.EncodeToString(h.Sum(nil))[:16]
+	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}}
+	for i, p := range paths {
+		c.index[p] = i
+	}
+	if b, err := os.ReadFile(c.Path); err == nil && len(b) == 4*2048*len(paths) {
+		c.feats = make([]float32, 2048*len(paths))
+		for i := range c.feats {
+			c.feats[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		return c, nil
+	}
+	exs := make([]data.Example, len(paths))
+	for i, p := range paths {
+		exs[i] = data.Example{ImageID: p, Path: p}
+	}
+	l, err := data.NewLoader(exs, data.ImageItems(exs), nil, tf, data.LoaderConfig{BatchSize: batch, Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	c.feats = make([]float32, 2048*len(paths))
+	done := 0
+	for b := range l.Epoch(context.Background(), 0, 0) {
+		x := torch.FromFloat32s(b.Images, []int64{int64(b.Size()), 3, int64(b.Side), int64(b.Side)}, m.Device())
+		var f *ts.Tensor
+		torch.NoGrad(func() { f = m.Backbone.Pooled(x, false) })
+		vals := torch.Float32s(f)
+		f.MustDrop()
+		x.MustDrop()
+		for r, it := range b.Items {
+			copy(c.feats[it.Example*2048:(it.Example+1)*2048], vals[r*2048:(r+1)*2048])
+		}
+		done += b.Size()
+		if progress != nil {
+			progress(done, len(paths))
+		}
+	}
+	if s := l.SkipSummary(); s != "" {
+		return nil, fmt.Errorf("feature cache: %s", s)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 4*len(c.feats))
+	for i, f := range c.feats {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	}
+	return c, data.WriteFileAtomic(c.Path, out)
+}

@@ -1,0 +1,353 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/infer/metrics"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
+)
+
+// loop is the training loop, top to bottom: epochs of steps, then evaluation,
+// checkpoint, best model and early stopping.
+func (r *runner) loop() (*Result, error) {
+	cfg := r.cfg
+	nItems := len(r.items(r.train, 0, true))
+	r.stepsPer = (nItems + cfg.BatchSize - 1) / cfg.BatchSize
+	var samples []Sample
+	if r.st.Finished {
+		r.say("run %s already finished (epoch %d, step %d)", r.dir, r.st.Epoch, r.st.Step)
+		return &Result{RunDir: r.dir, State: r.st}, nil
+	}
+	for epoch := r.st.Epoch; epoch < cfg.Epochs; epoch++ {
+		start := 0
+		if epoch == r.st.Epoch {
+			start = r.st.Batch
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, nb, err := r.epochBatches(ctx, r.train, epoch, start, true, r.tfTrain)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		t0 := time.Now()
+		seen, lossSum, lossN := 0, 0.0, 0
+		bar := r.bar(nb, fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
+		for b := range ch {
+			lv, lr := r.step(b)
+			if r.opt.OnStep != nil {
+				r.opt.OnStep(r.st.Step)
+			}
+			seen += b.n
+			lossSum += lv
+			lossN++
+			r.st.Epoch, r.st.Batch = epoch, b.index+1
+			bar(b.index + 1)
+			if !r.opt.TTY && (r.st.Step%int64(cfg.LogEvery) == 0 || b.index+1 == nb) {
+				r.say("epoch %d/%d  batch %d/%d  step %d  loss %.4f  lr %.2e  %.1f img/s", epoch+1, cfg.Epochs, b.index+1, nb, r.st.Step, lv, lr, float64(seen)/time.Since(t0).Seconds())
+			}
+			if cfg.CheckpointEvery > 0 && r.st.Step%int64(cfg.CheckpointEvery) == 0 && b.index+1 < nb {
+				if err := r.checkpoint(); err != nil {
+					cancel()
+					return nil, err
+				}
+			}
+			if r.opt.StopAt > 0 && r.st.Step >= r.opt.StopAt {
+				cancel()
+				for range ch {
+				}
+				r.tb.Flush()
+				return nil, errStopped
+			}
+		}
+		cancel()
+		ips := float64(seen) / time.Since(t0).Seconds()
+		em, smp, err := r.evaluate(epoch, lossSum/math.Max(1, float64(lossN)), ips)
+		if err != nil {
+			return nil, err
+		}
+		em.Seconds = time.Since(t0).Seconds()
+		samples = smp
+		r.st.History = append(r.st.History, em)
+		r.st.Epoch, r.st.Batch = epoch+1, 0
+		improved := r.updateBest(em)
+		if err := r.checkpoint(); err != nil {
+			return nil, err
+		}
+		if improved {
+			if err := r.saveBest(); err != nil {
+				return nil, err
+			}
+		}
+		r.say("epoch %d/%d: train loss %.4f, val loss %.4f, BLEU-4 %.4f, CIDEr-D %.4f, %.1f img/s, %.1fs%s", epoch+1, cfg.Epochs, em.TrainLoss, em.ValLoss, em.Bleu4, em.CIDEr, em.ImagesPS, em.Seconds, map[bool]string{true: " (best)", false: ""}[improved])
+		r.tb.Flush()
+		if cfg.Patience > 0 && r.st.SinceBest >= cfg.Patience {
+			r.say("early stop: %s has not improved for %d epochs (best %.4f at epoch %d)", cfg.BestMetric, cfg.Patience, r.bestValue(), r.st.BestEpoch)
+			break
+		}
+	}
+	r.st.Finished = true
+	r.st.WallSeconds += time.Since(r.started).Seconds()
+	if err := r.writeState(); err != nil {
+		return nil, err
+	}
+	r.say("samples (generated | references):")
+	for _, s := range samples {
+		r.say("  %s: %q | %q", filepath.Base(s.Image), s.Generated, s.Refs[0])
+	}
+	r.say("done: %s (TensorBoard: tensorboard --logdir %s)", r.dir, cfg.OutDir)
+	return &Result{RunDir: r.dir, State: r.st, Samples: samples}, nil
+}
+
+// step is one optimiser step; it returns the loss and the learning rate.
+func (r *runner) step(b batch) (float64, float64) {
+	in, tok := r.tensors(b)
+	lr := r.lrAt(r.st.Step)
+	r.adam.ZeroGrad()
+	logits := r.forward(in, tok, true)
+	loss := model.Loss(logits, tok)
+	lv := torch.Item(loss)
+	loss.MustBackward()
+	if r.cfg.GradClip > 0 {
+		r.adam.ClipGradNorm(r.cfg.GradClip)
+	}
+	r.adam.Step(lr)
+	loss.MustDrop()
+	logits.MustDrop()
+	in.MustDrop()
+	tok.MustDrop()
+	r.st.Step++
+	r.tb.Scalar("Training loss", r.st.Step, lv)
+	if r.st.Step%int64(r.cfg.LogEvery) == 0 {
+		r.tb.Scalar("learning rate", r.st.Step, lr)
+	}
+	return lv, lr
+}
+
+func (r *runner) bestValue() float64 {
+	if r.cfg.BestMetric == "val_loss" {
+		return -r.st.Best
+	}
+	return r.st.Best
+}
+
+func (r *runner) updateBest(em EpochMetrics) bool {
+	v := em.CIDEr
+	switch r.cfg.BestMetric {
+	case "Bleu_4":
+		v = em.Bleu4
+	case "val_loss":
+		v = -em.ValLoss
+	}
+	if v > r.st.Best {
+		r.st.Best, r.st.BestEpoch, r.st.SinceBest = v, em.Epoch, 0
+		return true
+	}
+	r.st.SinceBest++
+	return false
+}
+
+// evaluate computes the validation loss, decodes val images for BLEU-4 and
+// CIDEr-D, and logs scalars, a samples table and captioned images.
+func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sample, error) {
+	em := EpochMetrics{Epoch: epoch + 1, Step: r.st.Step, TrainLoss: trainLoss, ImagesPS: ips}
+	// Validation loss, weighted by target tokens.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, _, err := r.epochBatches(ctx, r.val, 0, 0, false, r.tfEval)
+	if err != nil {
+		return em, nil, err
+	}
+	var sum, n float64
+	for b := range ch {
+		in, tok := r.tensors(b)
+		torch.NoGrad(func() {
+			logits := r.forward(in, tok, false)
+			loss := model.Loss(logits, tok)
+			targets := 0
+			for i, t := range b.tokens {
+				if i%b.T != 0 && t != data.PAD {
+					targets++
+				}
+			}
+			sum += torch.Item(loss) * float64(targets)
+			n += float64(targets)
+			loss.MustDrop()
+			logits.MustDrop()
+		})
+		in.MustDrop()
+		tok.MustDrop()
+	}
+	em.ValLoss = sum / math.Max(1, n)
+
+	// Metrics on (the first eval_images) val images.
+	ex := r.val
+	if r.cfg.EvalImages > 0 && len(ex) > r.cfg.EvalImages {
+		ex = ex[:r.cfg.EvalImages]
+	}
+	hyps, err := r.decode(ex)
+	if err != nil {
+		return em, nil, err
+	}
+	ids := make([]string, len(ex))
+	refs := map[string][]string{}
+	hm := map[string]string{}
+	for i, e := range ex {
+		ids[i] = e.ImageID
+		refs[e.ImageID] = e.Captions
+		hm[e.ImageID] = hyps[i]
+	}
+	sc, err := metrics.Score(ids, refs, hm)
+	if err != nil {
+		return em, nil, err
+	}
+	em.Bleu4, em.CIDEr = sc.Bleu4, sc.CIDEr
+	step := r.st.Step
+	r.tb.Scalar("Validation loss", step, em.ValLoss)
+	r.tb.Scalar("BLEU-4", step, em.Bleu4)
+	r.tb.Scalar("CIDEr-D", step, em.CIDEr)
+	r.tb.Scalar("images per second", step, ips)
+	r.tb.Scalar("Training loss (epoch mean)", step, trainLoss)
+
+	// Samples.
+	var samples []Sample
+	var md strings.Builder
+	md.WriteString("| image | generated | reference |\n|---|---|---|\n")
+	for i := 0; i < min(r.cfg.SampleImages, len(ex)); i++ {
+		s := Sample{Image: ex[i].Path, Generated: hyps[i], Refs: ex[i].Captions}
+		samples = append(samples, s)
+		fmt.Fprintf(&md, "| %s | %s | %s |\n", filepath.Base(s.Image), mdEscape(s.Generated), mdEscape(s.Refs[0]))
+		if png, w, h, err := CaptionedPNG(s.Image, s.Generated); err == nil {
+			r.tb.Image(fmt.Sprintf("samples/image%d", i), step, png, w, h)
+		}
+	}
+	r.tb.Text("samples", step, md.String())
+	return em, samples, nil
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// decode captions images (greedy or beam) and returns the words joined.
+func (r *runner) decode(ex []data.Example) ([]string, error) {
+	out := make([]string, 0, len(ex))
+	const bs = 32
+	for lo := 0; lo < len(ex); lo += bs {
+		part := ex[lo:min(lo+bs, len(ex))]
+		var st model.Stepper
+		if r.cache != nil {
+			f := make([]float32, 0, len(part)*2048)
+			for _, e := range part {
+				f = append(f, r.cache.Row(e.Path)...)
+			}
+			x := torch.FromFloat32s(f, []int64{int64(len(part)), 2048}, r.device)
+			st = r.m.StepperFromPooled(x)
+			x.MustDrop()
+		} else {
+			side := r.tfEval.OutSide()
+			buf := make([]float32, len(part)*3*side*side)
+			for i, e := range part {
+				img, err := data.DecodeImage(e.Path)
+				if err != nil {
+					return nil, err
+				}
+				if err := r.tfEval.Apply(img, nil, buf[i*3*side*side:(i+1)*3*side*side]); err != nil {
+					return nil, err
+				}
+			}
+			x := torch.FromFloat32s(buf, []int64{int64(len(part)), 3, int64(side), int64(side)}, r.device)
+			st = r.m.NewStepper(x)
+			x.MustDrop()
+		}
+		hs := model.Beam(st, len(part), r.cfg.Beam, r.cfg.MaxLen, 1)
+		model.CloseStepper(st)
+		for _, h := range hs {
+			out = append(out, strings.Join(r.vocab.Decode(h.Tokens), " "))
+		}
+	}
+	return out, nil
+}
+
+// checkpoint writes weights and optimiser moments into a fresh folder, then
+// commits by renaming state.json over the old one; older folders are removed.
+// A kill at any point leaves the previous checkpoint whole.
+func (r *runner) checkpoint() error {
+	name := fmt.Sprintf("ckpt-%09d", r.st.Step)
+	dir := filepath.Join(r.dir, name)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := r.m.VS.Save(filepath.Join(tmp, "model.gt")); err != nil {
+		return fmt.Errorf("checkpoint weights: %w", err)
+	}
+	if err := ts.SaveMultiNew(r.adam.State(), filepath.Join(tmp, "optim.gt")); err != nil {
+		return fmt.Errorf("checkpoint optimiser: %w", err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	old := r.st.Weights
+	r.st.Weights = filepath.Join(name, "model.gt")
+	r.st.Moments = filepath.Join(name, "optim.gt")
+	r.st.AdamSteps = r.adam.Steps
+	r.st.VocabFile = "vocab.json"
+	r.st.WallSeconds += time.Since(r.started).Seconds()
+	r.started = time.Now()
+	if err := r.writeState(); err != nil {
+		return err
+	}
+	if old != "" && filepath.Dir(old) != name {
+		os.RemoveAll(filepath.Join(r.dir, filepath.Dir(old)))
+	}
+	return r.tb.Flush()
+}
+
+func (r *runner) writeState() error {
+	b, err := json.MarshalIndent(r.st, "", " ")
+	if err != nil {
+		return err
+	}
+	return data.WriteFileAtomic(filepath.Join(r.dir, "state.json"), b)
+}
+
+// saveBest keeps a copy of the best weights as best.gt with best.json.
+func (r *runner) saveBest() error {
+	tmp := filepath.Join(r.dir, "best.gt.tmp")
+	if err := r.m.VS.Save(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(r.dir, "best.gt")); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(map[string]any{"epoch": r.st.BestEpoch, "metric": r.cfg.BestMetric, "value": r.bestValue(), "step": r.st.Step, "config": r.cfg}, "", " ")
+	return data.WriteFileAtomic(filepath.Join(r.dir, "best.json"), b)
+}
+
+// loadCheckpoint restores weights and optimiser moments named in state.json.
+func (r *runner) loadCheckpoint() error {
+	if err := r.m.LoadFile(filepath.Join(r.dir, r.st.Weights)); err != nil {
+		return err
+	}
+	named, err := ts.LoadMulti(filepath.Join(r.dir, r.st.Moments))
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(r.dir, r.st.Moments), err)
+	}
+	m := map[string]*ts.Tensor{}
+	for _, n := range named {
+		m[n.Name] = n.Tensor
+	}
+	defer model.DropAll(m)
+	return r.adam.LoadState(m, r.st.AdamSteps)
+}

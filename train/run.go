@@ -1,0 +1,444 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
+	"github.com/captiongo/captiongo/train/tensorboard"
+)
+
+// State is the JSON side file of a checkpoint.
+type State struct {
+	Config      Config             `json:"config"`
+	Epoch       int                `json:"epoch"` // the epoch to run next (or being run)
+	Batch       int                `json:"batch"` // the next batch of that epoch
+	Step        int64              `json:"step"`  // optimiser steps done
+	AdamSteps   int                `json:"adam_steps"`
+	Best        float64            `json:"best"`
+	BestEpoch   int                `json:"best_epoch"`
+	SinceBest   int                `json:"epochs_since_best"`
+	History     []EpochMetrics     `json:"history"`
+	Optimiser   map[string]float64 `json:"optimiser"`
+	VocabFile   string             `json:"vocab"`
+	Weights     string             `json:"weights"`
+	Moments     string             `json:"moments"`
+	Finished    bool               `json:"finished"`
+	WallSeconds float64            `json:"wall_seconds"`
+}
+
+// EpochMetrics is one epoch's evaluation.
+type EpochMetrics struct {
+	Epoch     int     `json:"epoch"`
+	Step      int64   `json:"step"`
+	TrainLoss float64 `json:"train_loss"`
+	ValLoss   float64 `json:"val_loss"`
+	Bleu4     float64 `json:"Bleu_4"`
+	CIDEr     float64 `json:"CIDEr"`
+	ImagesPS  float64 `json:"images_per_s"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// Result is what Run reports.
+type Result struct {
+	RunDir  string
+	State   State
+	Samples []Sample // the last epoch's sample captions
+}
+
+// Sample is a generated caption next to its references.
+type Sample struct {
+	Image     string
+	Generated string
+	Refs      []string
+}
+
+// Options are the things about a run that are not hyperparameters.
+type Options struct {
+	Out      io.Writer        // progress and summaries
+	TTY      bool             // draw progress bars (plain periodic lines otherwise)
+	StopAt   int64            // stop (as if killed) after this many steps; 0 = never (tests)
+	EventDir string           // override of the TensorBoard folder (default: the run folder)
+	OnStep   func(step int64) // called after every optimiser step (tests, monitoring)
+}
+
+var errStopped = errors.New("stopped at the requested step")
+
+type runner struct {
+	cfg      Config
+	opt      Options
+	dir      string
+	m        *model.Captioner
+	adam     *model.Adam
+	vocab    *data.Vocab
+	ds       *data.Dataset
+	train    []data.Example
+	val      []data.Example
+	cache    *FeatureCache
+	tfTrain  data.Transform
+	tfEval   data.Transform
+	tb       *tensorboard.Writer
+	st       State
+	device   gotch.Device
+	stepsPer int
+	started  time.Time
+}
+
+// Run trains one experiment into cfg.OutDir/cfg.Name. It must be called on a
+// locked OS thread (torch.Run).
+func Run(cfg Config, opt Options) (*Result, error) {
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	r := &runner{cfg: cfg, opt: opt, dir: filepath.Join(cfg.OutDir, cfg.Name), started: time.Now()}
+	if err := r.setup(); err != nil {
+		if r.tb != nil {
+			r.tb.HParamsEnd(false)
+			r.tb.Close()
+		}
+		return nil, err
+	}
+	res, err := r.loop()
+	if r.tb != nil {
+		if err == nil {
+			r.tb.HParamsEnd(true)
+		}
+		r.tb.Close()
+	}
+	return res, err
+}
+
+func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.opt.Out, format+"\n", args...) }
+
+func (r *runner) setup() error {
+	cfg := r.cfg
+	statePath := filepath.Join(r.dir, "state.json")
+	resuming := false
+	if b, err := os.ReadFile(statePath); err == nil {
+		if !cfg.Resume {
+			return fmt.Errorf("run folder %s already holds a checkpoint: set resume = true (-set resume=true) to continue it, or choose another name", r.dir)
+		}
+		if err := json.Unmarshal(b, &r.st); err != nil {
+			return fmt.Errorf("%s: %v", statePath, err)
+		}
+		if d := archDiff(r.st.Config, cfg); len(d) > 0 {
+			return fmt.Errorf("refusing to resume %s onto a different architecture: %s", r.dir, strings.Join(d, ", "))
+		}
+		resuming = true
+	}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	r.say("captiongo train: run %s", r.dir)
+	r.say("--- resolved config ---\n%s-----------------------", cfg.TOML())
+	if err := data.WriteFileAtomic(filepath.Join(r.dir, "config.toml"), []byte(cfg.TOML())); err != nil {
+		return err
+	}
+	if cfg.Threads > 0 {
+		torch.SetThreads(cfg.Threads)
+	}
+	dev, err := torch.Device(cfg.Device)
+	if err != nil {
+		return err
+	}
+	r.device = dev
+	torch.ManualSeed(cfg.Seed)
+
+	// Data.
+	src := cfg.Data
+	if src == "synth" {
+		src = filepath.Join(cfg.OutDir, ".data", fmt.Sprintf("shapes-n%d-s%d", cfg.SynthN, cfg.SynthSeed))
+		if err := data.WriteSynth(src, cfg.SynthN, cfg.SynthSeed); err != nil {
+			return err
+		}
+	}
+	r.ds, err = data.Load(src, data.Options{Format: cfg.Format, Seed: cfg.SplitSeed, Ratios: [3]float64{cfg.TrainRatio, cfg.ValRatio, cfg.TestRatio}})
+	if err != nil {
+		return err
+	}
+	for _, n := range r.ds.Notes {
+		r.say("note: %s", n)
+	}
+	r.train, r.val = r.ds.SplitExamples(data.Train), r.ds.SplitExamples(data.Val)
+	if len(r.val) == 0 {
+		r.val = r.ds.SplitExamples(data.Test)
+		r.say("note: no val split; the test split is used for validation")
+	}
+	r.say("data: %s (%s): %d train / %d val images", src, r.ds.Format, len(r.train), len(r.val))
+
+	// Vocabulary (train split only), saved beside every checkpoint.
+	vocabPath := filepath.Join(r.dir, "vocab.json")
+	if resuming {
+		if r.vocab, err = data.LoadVocab(vocabPath); err != nil {
+			return err
+		}
+	} else {
+		var caps []string
+		for _, e := range r.train {
+			caps = append(caps, e.Captions...)
+		}
+		r.vocab = data.BuildVocab(caps, cfg.FreqThreshold)
+		if err := r.vocab.Save(vocabPath); err != nil {
+			return err
+		}
+	}
+	r.say("vocabulary: %d tokens (freq_threshold %d, train split)", r.vocab.Len(), cfg.FreqThreshold)
+
+	// Model.
+	r.m, err = model.NewCaptioner(model.Config{VocabSize: r.vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
+		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput}, dev)
+	if err != nil {
+		return err
+	}
+	if w, err := model.ResolveWeights(cfg.Weights, r.opt.Out); err != nil {
+		return err
+	} else if w != "" {
+		notes, err := r.m.LoadBackbone(w)
+		if err != nil {
+			return err
+		}
+		for _, n := range notes {
+			r.say("note: %s", n)
+		}
+	}
+	r.adam = model.NewAdam(r.m.VS, cfg.WeightDecay)
+	norm := data.HalfMeanStd
+	if cfg.Normalize == "imagenet" {
+		norm = data.ImageNetMeanStd
+	}
+	r.tfTrain = data.Transform{Size: cfg.ImageSize, Crop: cfg.Crop, Random: cfg.RandomCrop, Mean: norm[0], Std: norm[1]}
+	r.tfEval = r.tfTrain
+	r.tfEval.Random = false
+	if cfg.CalibrateBN > 0 && !resuming {
+		if cfg.Weights != "" {
+			r.say("note: calibrate_bn is ignored: the backbone has pretrained weights (%s)", cfg.Weights)
+		} else if err := r.calibrateBN(); err != nil {
+			return err
+		}
+	}
+	if resuming {
+		if err := r.loadCheckpoint(); err != nil {
+			return err
+		}
+		r.say("resuming at epoch %d, batch %d (step %d)", r.st.Epoch+1, r.st.Batch, r.st.Step)
+	} else {
+		r.st = State{Config: cfg, Best: -math.MaxFloat64, Optimiser: map[string]float64{"lr": cfg.LR, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": cfg.WeightDecay}}
+		if cfg.BestMetric == "val_loss" {
+			r.st.Best = -math.MaxFloat64 // stored negated
+		}
+	}
+	r.st.Config = cfg
+
+	// Feature cache.
+	if cfg.FeatureCache {
+		switch {
+		case cfg.TrainCNN:
+			r.say("note: feature_cache is off because train_cnn = true (the backbone changes)")
+		case cfg.RandomCrop && cfg.Crop > 0:
+			r.say("note: feature_cache is off because random_crop = true (every epoch sees other crops)")
+		default:
+			all := append(append([]data.Example{}, r.train...), r.val...)
+			t0 := time.Now()
+			bar := r.bar(len(all), "features")
+			r.cache, err = BuildFeatureCache(r.m, all, r.tfEval, filepath.Join(cfg.OutDir, ".cache"), cfg.Workers, 32, func(d, n int) { bar(d) })
+			if err != nil {
+				return err
+			}
+			r.say("feature cache: %s (%d images, %.1fs)", r.cache.Path, len(all), time.Since(t0).Seconds())
+		}
+	}
+
+	// TensorBoard.
+	evDir := r.dir
+	if r.opt.EventDir != "" {
+		evDir = r.opt.EventDir
+	}
+	purge := int64(-1)
+	if resuming {
+		purge = r.st.Step
+	}
+	if r.tb, err = tensorboard.NewWriter(evDir, purge); err != nil {
+		return err
+	}
+	hp := map[string]any{"lr": cfg.LR, "batch_size": cfg.BatchSize, "embed_size": cfg.EmbedSize, "hidden_size": cfg.HiddenSize,
+		"num_layers": cfg.NumLayers, "dropout": cfg.Dropout, "train_cnn": cfg.TrainCNN, "decoder": cfg.Decoder, "epochs": cfg.Epochs,
+		"lr_schedule": cfg.LRSchedule, "grad_clip": cfg.GradClip, "weights": cfg.Weights, "image_size": cfg.ImageSize, "crop": cfg.Crop}
+	if err := r.tb.HParamsStart(hp, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+// bar returns a progress callback: a progress bar on a terminal, nothing otherwise.
+func (r *runner) bar(total int, desc string) func(int) {
+	if !r.opt.TTY {
+		return func(int) {}
+	}
+	b := progressbar.NewOptions(total, progressbar.OptionSetWriter(r.opt.Out), progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	return func(d int) { b.Set(d) }
+}
+
+// lrAt is the learning rate at an optimiser step.
+func (r *runner) lrAt(step int64) float64 {
+	cfg := r.cfg
+	lr := cfg.LR
+	epoch := float64(step) / float64(max(1, r.stepsPer))
+	switch cfg.LRSchedule {
+	case "cosine":
+		total := float64(cfg.Epochs)
+		lr = cfg.LR * 0.5 * (1 + math.Cos(math.Pi*math.Min(epoch, total)/total))
+	case "step":
+		lr = cfg.LR * math.Pow(cfg.LRGamma, math.Floor(epoch/float64(cfg.LRStepEpochs)))
+	}
+	if cfg.WarmupSteps > 0 && step < int64(cfg.WarmupSteps) {
+		lr *= float64(step+1) / float64(cfg.WarmupSteps)
+	}
+	return lr
+}
+
+// batch is an epoch's batch in plain Go slices (made off the torch thread).
+type batch struct {
+	index  int
+	n      int
+	feats  []float32 // B x 2048 from the feature cache, or nil
+	images []float32 // B x 3 x side x side, or nil
+	side   int
+	tokens []int64 // B x T
+	T      int
+}
+
+// tensors turns a batch into the model's input and the token tensor.
+func (r *runner) tensors(b batch) (in, tok *ts.Tensor) {
+	if b.feats != nil {
+		in = torch.FromFloat32s(b.feats, []int64{int64(b.n), 2048}, r.device)
+	} else {
+		in = torch.FromFloat32s(b.images, []int64{int64(b.n), 3, int64(b.side), int64(b.side)}, r.device)
+	}
+	return in, torch.FromInt64s(b.tokens, []int64{int64(b.n), int64(b.T)}, r.device)
+}
+
+// forward gives the logits for pooled features (cache) or images.
+func (r *runner) forward(in, tok *ts.Tensor, train bool) *ts.Tensor {
+	if r.cache != nil {
+		feat := r.m.Head(in, train)
+		defer feat.MustDrop()
+		return r.m.DecodeTeacher(feat, tok, train)
+	}
+	return r.m.Forward(in, tok, train)
+}
+
+func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, start int, shuffle bool, tf data.Transform) (<-chan batch, int, error) {
+	items := r.items(ex, epoch, shuffle)
+	bs := r.cfg.BatchSize
+	nb := (len(items) + bs - 1) / bs
+	out := make(chan batch)
+	if r.cache != nil {
+		if shuffle {
+			rng := rand.New(rand.NewPCG(uint64(r.cfg.Seed), uint64(epoch)))
+			rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+		}
+		enc := make([][]int, len(items))
+		go func() {
+			defer close(out)
+			for b := start; b < nb; b++ {
+				lo, hi := b*bs, min((b+1)*bs, len(items))
+				feats := make([]float32, 0, (hi-lo)*2048)
+				T := 0
+				for i := lo; i < hi; i++ {
+					it := items[i]
+					feats = append(feats, r.cache.Row(ex[it.Example].Path)...)
+					if enc[i] == nil {
+						enc[i] = r.vocab.Encode(ex[it.Example].Captions[it.Caption])
+					}
+					T = max(T, len(enc[i]))
+				}
+				toks := make([]int64, (hi-lo)*T)
+				for i := lo; i < hi; i++ {
+					for c, id := range enc[i] {
+						toks[(i-lo)*T+c] = int64(id)
+					}
+				}
+				select {
+				case out <- batch{index: b, n: hi - lo, feats: feats, tokens: toks, T: T}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		return out, nb, nil
+	}
+	l, err := data.NewLoader(ex, items, r.vocab, tf, data.LoaderConfig{BatchSize: bs, Workers: r.cfg.Workers, Shuffle: shuffle, Seed: uint64(r.cfg.Seed)})
+	if err != nil {
+		return nil, 0, err
+	}
+	go func() {
+		defer close(out)
+		for b := range l.Epoch(ctx, epoch, start) {
+			select {
+			case out <- batch{index: b.Index, n: b.Size(), images: b.Images, side: b.Side, tokens: b.Tokens, T: b.T}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if s := l.SkipSummary(); s != "" {
+			r.say("note: %s", s)
+		}
+	}()
+	return out, l.NumBatches(), nil
+}
+
+// calibrateBN runs training images through the randomly initialised backbone
+// with BatchNorm in training mode (no gradient), so that its running
+// statistics describe this data: every layer's output is then normalised at
+// evaluation, and the frozen random features are well scaled.
+func (r *runner) calibrateBN() error {
+	l, err := data.NewLoader(r.train, data.ImageItems(r.train), nil, r.tfEval, data.LoaderConfig{BatchSize: 32, Workers: r.cfg.Workers, Shuffle: true, Seed: uint64(r.cfg.Seed)})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t0 := time.Now()
+	n := 0
+	for b := range l.Epoch(ctx, 0, 0) {
+		x := torch.FromFloat32s(b.Images, []int64{int64(b.Size()), 3, int64(b.Side), int64(b.Side)}, r.device)
+		torch.NoGrad(func() { r.m.Backbone.Map(x, true).MustDrop() })
+		x.MustDrop()
+		if n++; n == r.cfg.CalibrateBN {
+			break
+		}
+	}
+	r.say("calibrated the random backbone's BatchNorm statistics on %d batches (%.1fs)", n, time.Since(t0).Seconds())
+	return nil
+}
+
+// items lists an epoch's samples: every (image, caption) pair, or, with
+// caption_sampling = "one" in training, one caption per image drawn from the
+// seed and the epoch.
+func (r *runner) items(ex []data.Example, epoch int, train bool) []data.Item {
+	if !train || r.cfg.CaptionSampling == "all" {
+		return data.CaptionItems(ex)
+	}
+	rng := rand.New(rand.NewPCG(uint64(r.cfg.Seed)^0x5eed, uint64(epoch)))
+	out := make([]data.Item, len(ex))
+	for i, e := range ex {
+		out[i] = data.Item{Example: i, Caption: rng.IntN(len(e.Captions))}
+	}
+	return out
+}
