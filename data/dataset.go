@@ -179,7 +179,9 @@ func (d *Dataset) NumCaptions() int {
 	return n
 }
 
-func (d *Dataset) note(format string, args ...any) { d.Notes = append(d.Notes, fmt.Sprintf(format, args...)) }
+func (d *Dataset) note(format string, args ...any) {
+	d.Notes = append(d.Notes, fmt.Sprintf(format, args...))
+}
 
 // dropMissingImages removes examples whose image file does not exist and notes how many.
 func (d *Dataset) dropMissingImages() error {

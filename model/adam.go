@@ -17,12 +17,12 @@ import (
 // its moments are tensors captiongo can save in a checkpoint, so a resumed run
 // continues exactly; a golden test checks it against PyTorch's Adam.
 type Adam struct {
-	Names            []string
-	Params           []*ts.Tensor
-	M, V             []*ts.Tensor
-	Steps            int
+	Names             []string
+	Params            []*ts.Tensor
+	M, V              []*ts.Tensor
+	Steps             int
 	Beta1, Beta2, Eps float64
-	WeightDecay      float64
+	WeightDecay       float64
 }
 
 // NewAdam collects the VarStore's trainable variables (sorted by name).

@@ -24,8 +24,8 @@ const tokA, tokB = 3, 4
 
 func newMarkov() *markov {
 	return &markov{table: map[int64][]float64{
-		data.SOS: {0, 0, 0, 0.6, 0.4},  // greedy takes A
-		tokA:     {0, 0, 0.4, 0.3, 0.3}, // A then <EOS>: 0.6 * 0.4 = 0.24
+		data.SOS: {0, 0, 0, 0.6, 0.4},     // greedy takes A
+		tokA:     {0, 0, 0.4, 0.3, 0.3},   // A then <EOS>: 0.6 * 0.4 = 0.24
 		tokB:     {0, 0, 0.9, 0.05, 0.05}, // B then <EOS>: 0.4 * 0.9 = 0.36, the best sequence
 		data.EOS: {0, 0, 1, 0, 0},
 	}}

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestFetchFromLocalServer downloads from a local HTTP server that drops the

@@ -16,9 +16,9 @@ const bnEps = 0.001
 
 // basicConv is torchvision's BasicConv2d: conv (no bias) + BatchNorm(eps 0.001) + ReLU.
 type basicConv struct {
-	w                          *ts.Tensor
-	bnW, bnB, mean, vari, nbt  *ts.Tensor
-	stride, pad                []int64
+	w                         *ts.Tensor
+	bnW, bnB, mean, vari, nbt *ts.Tensor
+	stride, pad               []int64
 }
 
 func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
@@ -42,7 +42,9 @@ func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable b
 	return c
 }
 
-func conv1(p *nn.Path, in, out int64, tr bool) *basicConv { return newBasicConv(p, in, out, 1, 1, 1, 1, 0, 0, tr) }
+func conv1(p *nn.Path, in, out int64, tr bool) *basicConv {
+	return newBasicConv(p, in, out, 1, 1, 1, 1, 0, 0, tr)
+}
 
 // forward: train means BatchNorm uses batch statistics and updates its running ones.
 func (c *basicConv) forward(x *ts.Tensor, train bool) *ts.Tensor {
@@ -195,13 +197,13 @@ func (m *inceptionE) forward(x *ts.Tensor, t bool) *ts.Tensor {
 // parameters and buffers sit under the path it is built on, with torchvision's
 // names (Conv2d_1a_3x3.conv.weight, Mixed_7c.branch_pool.bn.running_var, ...).
 type Inception struct {
-	TransformInput bool
+	TransformInput          bool
 	c1a, c2a, c2b, c3b, c4a *basicConv
-	m5b, m5c, m5d            *inceptionA
-	m6a                      *inceptionB
-	m6b, m6c, m6d, m6e       *inceptionC
-	m7a                      *inceptionD
-	m7b, m7c                 *inceptionE
+	m5b, m5c, m5d           *inceptionA
+	m6a                     *inceptionB
+	m6b, m6c, m6d, m6e      *inceptionC
+	m7a                     *inceptionD
+	m7b, m7c                *inceptionE
 }
 
 // NewInception builds the backbone on p; trainable=false freezes it (its
