@@ -57,8 +57,8 @@ $(BIN): FORCE
 .PHONY: FORCE
 FORCE:
 
-demo: build ## train experiments/shapes.toml (the built-in synthetic data) end to end
-	$(BIN) train -config $(EXP) $(ARGS)
+demo: build ## train experiments/shapes.toml (the built-in synthetic data) end to end; run again to resume or see it finished
+	$(BIN) train -config $(EXP) -set resume=true $(ARGS)
 
 train: build ## train EXP=experiments/x.toml
 	$(BIN) train -config $(EXP) $(ARGS)

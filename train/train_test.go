@@ -324,6 +324,8 @@ func TestMemoryFlat(t *testing.T) {
 		switch s {
 		case 45:
 			runtime.GC()
+			time.Sleep(50 * time.Millisecond)
+			runtime.GC()
 			debug.SetGCPercent(-1)
 			live[0] = torch.LiveTensors()
 		case 170:
@@ -342,7 +344,7 @@ func TestMemoryFlat(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("live tensors at steps 45 and 170: %d, %d; resident memory at steps 170 and 300: %d MB, %d MB", live[0], live[1], rss[0]/1024, rss[1]/1024)
-	if live[1] != live[0] {
+	if live[1] > live[0] {
 		t.Errorf("live tensors grew from %d to %d over 125 steps (8 epochs with evaluation)", live[0], live[1])
 	}
 	if rss[1]-rss[0] > 32*1024 {
