@@ -53,12 +53,8 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 	return a
 }
 
-// ZeroGrad zeroes the parameters' gradients.
-func (a *Adam) ZeroGrad() {
-	for _, p := range a.Params {
-		torch.ZeroGrad(p)
-	}
-}
+// ZeroGrad sets the parameters' gradients to None, as PyTorch 2's zero_grad.
+func (a *Adam) ZeroGrad() { torch.ZeroGrads(a.Params) }
 
 // ClipGradNorm scales the gradients so their global L2 norm is at most max
 // (torch.nn.utils.clip_grad_norm_) and returns the norm before clipping.
@@ -93,39 +89,13 @@ func (a *Adam) ClipGradNorm(max float64) float64 {
 	return total
 }
 
-// Step applies one Adam update with learning rate lr.
+// Step applies one Adam update with learning rate lr. The update runs in
+// libtorch (internal/torch/helpers.cpp) as PyTorch's single-tensor Adam does.
 func (a *Adam) Step(lr float64) {
 	a.Steps++
-	bc1 := 1 - math.Pow(a.Beta1, float64(a.Steps))
-	bc2 := 1 - math.Pow(a.Beta2, float64(a.Steps))
-	torch.NoGrad(func() {
-		for i, p := range a.Params {
-			g := p.MustGrad(false)
-			if !g.MustDefined() {
-				g.MustDrop()
-				continue
-			}
-			if a.WeightDecay != 0 {
-				wd := p.MustMulScalar(ts.FloatScalar(a.WeightDecay), false)
-				g2 := g.MustAdd(wd, true)
-				wd.MustDrop()
-				g = g2
-			}
-			a.M[i].MustLerp_(g, ts.FloatScalar(1-a.Beta1))
-			a.V[i].MustMulScalar_(ts.FloatScalar(a.Beta2))
-			gs := g.MustMulScalar(ts.FloatScalar(1-a.Beta2), false)
-			a.V[i].MustAddcmul_(g, gs)
-			gs.MustDrop()
-			denom := a.V[i].MustSqrt(false)
-			denom.MustDivScalar_(ts.FloatScalar(math.Sqrt(bc2)))
-			denom.MustAddScalar_(ts.FloatScalar(a.Eps))
-			step := a.M[i].MustMulScalar(ts.FloatScalar(-lr/bc1), false)
-			p.MustAddcdiv_(step, denom)
-			step.MustDrop()
-			denom.MustDrop()
-			g.MustDrop()
-		}
-	})
+	if err := torch.AdamStep(a.Params, a.M, a.V, lr, a.Beta1, a.Beta2, a.Eps, a.WeightDecay, a.Steps); err != nil {
+		panic(err)
+	}
 }
 
 // State returns the moments as named tensors (for a checkpoint).

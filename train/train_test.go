@@ -364,3 +364,30 @@ func rssKB() int64 {
 	}
 	return 0
 }
+
+// TestMemoryFlatFineTuning trains with the whole backbone trainable (no
+// feature cache): resident memory must stay flat. (gotch's in-place ops leak
+// the handle they replace; the old Adam built on them grew by about the size
+// of the backbone every step.)
+func TestMemoryFlatFineTuning(t *testing.T) {
+	cfg := tiny(t, t.TempDir())
+	cfg.TrainCNN, cfg.FeatureCache, cfg.Epochs, cfg.BatchSize = true, false, 2, 8
+	var rss [2]int64
+	_, err := runIt(t, cfg, Options{OnStep: func(s int64) {
+		switch s {
+		case 10:
+			runtime.GC()
+			rss[0] = rssKB()
+		case 50:
+			runtime.GC()
+			rss[1] = rssKB()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fine-tuning: resident memory at steps 10 and 50: %d MB, %d MB", rss[0]/1024, rss[1]/1024)
+	if rss[1]-rss[0] > 100*1024 {
+		t.Errorf("resident memory grew by %d MB over 40 fine-tuning steps", (rss[1]-rss[0])/1024)
+	}
+}

@@ -33,3 +33,48 @@ extern "C" int captiongo_grad_enabled() { return c10::GradMode::is_enabled() ? 1
 #include <cstdint>
 // captiongo_manual_seed seeds libtorch's default generators (torch.manual_seed).
 extern "C" void captiongo_manual_seed(int64_t seed) { at::manual_seed(seed); }
+
+#include <ATen/ATen.h>
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+// captiongo_adam_step is torch.optim.Adam's single-tensor update (PyTorch 2.1,
+// L2 weight decay added to the gradient) over n parameters, in place and
+// without gradient. gotch's in-place ops swap the tensor handle they are
+// called on for a new one; doing the update here keeps every handle as it is.
+// Returns 0, or 1 with *err set (malloc'd) on failure.
+extern "C" int captiongo_adam_step(void **params, void **exp_avg, void **exp_avg_sq, int n, double lr,
+                                   double beta1, double beta2, double eps, double weight_decay,
+                                   int64_t step, char **err) {
+  try {
+    c10::AutoGradMode no_grad(false);
+    const double bc1 = 1 - std::pow(beta1, (double)step);
+    const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
+    for (int i = 0; i < n; i++) {
+      at::Tensor &p = *static_cast<at::Tensor *>(params[i]);
+      at::Tensor g = p.grad();
+      if (!g.defined()) continue;
+      if (weight_decay != 0) g = g.add(p, weight_decay);
+      at::Tensor &m = *static_cast<at::Tensor *>(exp_avg[i]);
+      at::Tensor &v = *static_cast<at::Tensor *>(exp_avg_sq[i]);
+      m.lerp_(g, 1 - beta1);
+      v.mul_(beta2).addcmul_(g, g, 1 - beta2);
+      at::Tensor denom = (v.sqrt() / bc2_sqrt).add_(eps);
+      p.addcdiv_(m, denom, -lr / bc1);
+    }
+  } catch (const std::exception &e) {
+    *err = strdup(e.what());
+    return 1;
+  }
+  return 0;
+}
+
+// captiongo_zero_grad sets the parameters' gradients to None, as PyTorch 2's
+// zero_grad(set_to_none=True): the next backward allocates them afresh.
+extern "C" void captiongo_zero_grad(void **params, int n) {
+  for (int i = 0; i < n; i++) {
+    at::Tensor &p = *static_cast<at::Tensor *>(params[i]);
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  }
+}
