@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/captiongo/captiongo/bench"
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/infer"
 	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
@@ -106,21 +108,66 @@ var commands = map[string]command{
 		summary: "caption image files or a folder with a trained checkpoint",
 		usage:   "-checkpoint RUN_OR_FILE [-beam 1] [-json] IMAGE...",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("checkpoint", "", "run directory or checkpoint file")
-			fs.Int("beam", 1, "beam size (1 = greedy)")
-			fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
-			return notYet("#6")
+			ckpt := fs.String("checkpoint", "", "run directory or checkpoint file (required)")
+			beam := fs.Int("beam", 1, "beam size (1 = greedy)")
+			asJSON := fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
+			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
+			device := fs.String("device", "auto", "auto, cpu or cuda")
+			return func(args []string) error {
+				if *ckpt == "" {
+					return errors.New("-checkpoint is required")
+				}
+				files, err := infer.ImageFiles(args)
+				if err != nil {
+					return err
+				}
+				return torch.Run(func() error {
+					m, err := infer.Load(*ckpt, *device)
+					if err != nil {
+						return err
+					}
+					caps := m.CaptionFiles(files, *beam, *maxLen, 32)
+					if bad := infer.WriteCaptions(os.Stdout, os.Stderr, caps, *asJSON); bad > 0 {
+						return fmt.Errorf("%d of %d image(s) could not be read", bad, len(files))
+					}
+					return nil
+				})
+			}
 		},
 	},
 	"eval": {
 		summary: "decode a split and report BLEU-1..4, CIDEr-D (and METEOR with Java)",
 		usage:   "-checkpoint C -data DIR [-split test] [-beam 1]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			fs.String("checkpoint", "", "run directory or checkpoint file")
-			fs.String("data", "", "data set folder")
-			fs.String("split", "test", "split to decode")
-			fs.Int("beam", 1, "beam size (1 = greedy)")
-			return notYet("#6")
+			ckpt := fs.String("checkpoint", "", "run directory or checkpoint file (required)")
+			dataDir := fs.String("data", "", "data set folder (default: the run's own data)")
+			split := fs.String("split", "test", "split to decode")
+			beam := fs.Int("beam", 1, "beam size (1 = greedy)")
+			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
+			out := fs.String("out", "", "COCO results file to write (default: <run>/results_<split>.json)")
+			device := fs.String("device", "auto", "auto, cpu or cuda")
+			return func([]string) error {
+				if *ckpt == "" {
+					return errors.New("-checkpoint is required")
+				}
+				return torch.Run(func() error {
+					m, err := infer.Load(*ckpt, *device)
+					if err != nil {
+						return err
+					}
+					res := *out
+					if res == "" {
+						res = filepath.Join(m.Dir, "results_"+*split+".json")
+					}
+					r, err := m.Evaluate(*dataDir, *split, *beam, *maxLen, res)
+					if err != nil {
+						return err
+					}
+					b, _ := json.Marshal(r)
+					fmt.Println(string(b))
+					return nil
+				})
+			}
 		},
 	},
 	"score": {

@@ -1,0 +1,234 @@
+// Package infer captions images and evaluates trained runs: it loads a
+// checkpoint (weights, vocabulary and config), decodes greedily or with a
+// beam, and scores a split with BLEU-1..4 and CIDEr-D (infer/metrics).
+package infer
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/infer/metrics"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
+	"github.com/captiongo/captiongo/train"
+)
+
+// Model is a trained captioner ready to decode.
+type Model struct {
+	M       *model.Captioner
+	Vocab   *data.Vocab
+	Cfg     train.Config
+	TF      data.Transform
+	Weights string
+	Dir     string // the run folder
+}
+
+// Load opens a run folder (its best.gt if present, else its last checkpoint)
+// or a weight file inside one. Must run on a locked thread (torch.Run).
+func Load(runOrFile, device string) (*Model, error) {
+	dir, weights := runOrFile, ""
+	if st, err := os.Stat(runOrFile); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: does not exist", runOrFile)
+	} else if !st.IsDir() {
+		dir, weights = filepath.Dir(runOrFile), runOrFile
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: no state.json (give a run folder made by captiongo train)", dir)
+	}
+	var st train.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, "state.json"), err)
+	}
+	if weights == "" {
+		weights = filepath.Join(dir, "best.gt")
+		if _, err := os.Stat(weights); err != nil {
+			weights = filepath.Join(dir, st.Weights)
+		}
+	}
+	vocab, err := data.LoadVocab(filepath.Join(dir, "vocab.json"))
+	if err != nil {
+		return nil, err
+	}
+	dev, err := torch.Device(device)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.Config
+	m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
+		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput}, dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.LoadFile(weights); err != nil {
+		return nil, err
+	}
+	norm := data.HalfMeanStd
+	if cfg.Normalize == "imagenet" {
+		norm = data.ImageNetMeanStd
+	}
+	tf := data.Transform{Size: cfg.ImageSize, Crop: cfg.Crop, Mean: norm[0], Std: norm[1]}
+	return &Model{M: m, Vocab: vocab, Cfg: cfg, TF: tf, Weights: weights, Dir: dir}, nil
+}
+
+// Caption is one decoded image.
+type Caption struct {
+	File    string  `json:"file"`
+	Caption string  `json:"caption"`
+	LogProb float64 `json:"log_prob"`
+	Err     string  `json:"error,omitempty"`
+}
+
+// CaptionFiles decodes image files in batches; an unreadable image gets its
+// error in Err and does not stop the others.
+func (m *Model) CaptionFiles(files []string, beam, maxLen, batch int) []Caption {
+	out := make([]Caption, len(files))
+	side := m.TF.OutSide()
+	for lo := 0; lo < len(files); lo += batch {
+		var ok []int
+		buf := make([]float32, 0, batch*3*side*side)
+		one := make([]float32, 3*side*side)
+		for i := lo; i < min(lo+batch, len(files)); i++ {
+			out[i].File = files[i]
+			img, err := data.DecodeImage(files[i])
+			if err == nil {
+				err = m.TF.Apply(img, nil, one)
+			}
+			if err != nil {
+				out[i].Err = err.Error()
+				continue
+			}
+			ok = append(ok, i)
+			buf = append(buf, one...)
+		}
+		if len(ok) == 0 {
+			continue
+		}
+		x := torch.FromFloat32s(buf, []int64{int64(len(ok)), 3, int64(side), int64(side)}, m.M.Device())
+		hs := m.M.Caption(x, beam, maxLen)
+		x.MustDrop()
+		for j, i := range ok {
+			out[i].Caption = strings.Join(m.Vocab.Decode(hs[j].Tokens), " ")
+			out[i].LogProb = hs[j].LogProb
+		}
+	}
+	return out
+}
+
+// ImageFiles expands folders into their JPEG/PNG files (sorted).
+func ImageFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			out = append(out, a) // reported as unreadable by CaptionFiles
+			continue
+		}
+		if !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		entries, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			ext := strings.ToLower(filepath.Ext(e.Name()))
+			if ext == ".jpg" || ext == ".jpeg" || ext == ".png" {
+				out = append(out, filepath.Join(a, e.Name()))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no images given")
+	}
+	return out, nil
+}
+
+// WriteCaptions prints captions as "file<TAB>caption" lines or JSON lines and
+// returns how many images failed.
+func WriteCaptions(w, errw io.Writer, caps []Caption, asJSON bool) int {
+	bad := 0
+	for _, c := range caps {
+		if c.Err != "" {
+			bad++
+			fmt.Fprintf(errw, "captiongo caption: %s\n", c.Err)
+			if !asJSON {
+				continue
+			}
+		}
+		if asJSON {
+			b, _ := json.Marshal(c)
+			fmt.Fprintln(w, string(b))
+		} else {
+			fmt.Fprintf(w, "%s\t%s\n", c.File, c.Caption)
+		}
+	}
+	return bad
+}
+
+// EvalResult is what eval reports.
+type EvalResult struct {
+	Split   string         `json:"split"`
+	Images  int            `json:"images"`
+	Beam    int            `json:"beam"`
+	Scores  metrics.Scores `json:"scores"`
+	Results string         `json:"results_file"`
+}
+
+// Evaluate decodes a split of a data set and scores it; the per-image
+// captions are written as a COCO results file ([{"image_id", "caption"}]).
+func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath string) (*EvalResult, error) {
+	if dataPath == "" {
+		dataPath = m.Cfg.Data
+		if dataPath == "synth" {
+			dataPath = filepath.Join(m.Cfg.OutDir, ".data", fmt.Sprintf("shapes-n%d-s%d", m.Cfg.SynthN, m.Cfg.SynthSeed))
+		}
+	}
+	ds, err := data.Load(dataPath, data.Options{Format: m.Cfg.Format, Seed: m.Cfg.SplitSeed, Ratios: [3]float64{m.Cfg.TrainRatio, m.Cfg.ValRatio, m.Cfg.TestRatio}})
+	if err != nil {
+		return nil, err
+	}
+	ex := ds.SplitExamples(split)
+	if len(ex) == 0 {
+		return nil, fmt.Errorf("data set %s has no %q images", dataPath, split)
+	}
+	files := make([]string, len(ex))
+	for i, e := range ex {
+		files[i] = e.Path
+	}
+	caps := m.CaptionFiles(files, beam, maxLen, 32)
+	ids := make([]string, 0, len(ex))
+	refs := map[string][]string{}
+	hyps := map[string]string{}
+	type row struct {
+		ImageID string `json:"image_id"`
+		Caption string `json:"caption"`
+	}
+	var rows []row
+	for i, e := range ex {
+		if caps[i].Err != "" {
+			return nil, fmt.Errorf("%s", caps[i].Err)
+		}
+		ids = append(ids, e.ImageID)
+		refs[e.ImageID] = e.Captions
+		hyps[e.ImageID] = caps[i].Caption
+		rows = append(rows, row{e.ImageID, caps[i].Caption})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ImageID < rows[j].ImageID })
+	sc, err := metrics.Score(ids, refs, hyps)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(rows, "", " ")
+	if err := data.WriteFileAtomic(resultsPath, b); err != nil {
+		return nil, err
+	}
+	return &EvalResult{Split: split, Images: len(ex), Beam: beam, Scores: sc, Results: resultsPath}, nil
+}
