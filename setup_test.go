@@ -69,8 +69,13 @@ func TestCommandsHaveHelp(t *testing.T) {
 	if code := run([]string{"frobnicate"}, &out, &errb); code != 2 {
 		t.Errorf("unknown command exited %d, want 2", code)
 	}
-	if code := run([]string{"caption", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "not implemented yet") {
-		t.Errorf("caption exited %d (%q), want 3 and 'not implemented yet' until issue #6 lands", code, errb.String())
+	errb.Reset()
+	if code := run([]string{"explain", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "not implemented yet") {
+		t.Errorf("explain exited %d (%q), want 3 and 'not implemented yet' until issue #7 lands", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"caption", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "checkpoint x: does not exist") {
+		t.Errorf("caption with a missing checkpoint exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
 	if code := run([]string{"train", "-config", "", "-set", "epochs=0"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "epochs: 0: must be positive") {
