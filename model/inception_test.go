@@ -79,6 +79,14 @@ func TestInceptionMatchesTorchvision(t *testing.T) {
 				}
 				f.MustDrop()
 			}
+			if name == "x299" {
+				var mp *ts.Tensor
+				torch.NoGrad(func() { mp = enc.Map(x, false) })
+				if got := mp.MustSize(); len(got) != 4 || got[0] != 2 || got[1] != 2048 || got[2] != 8 || got[3] != 8 {
+					t.Errorf("Mixed_7c map at 299x299 has shape %v, want [2 2048 8 8]", got)
+				}
+				mp.MustDrop()
+			}
 			x.MustDrop()
 		}
 	})
