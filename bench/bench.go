@@ -37,7 +37,7 @@ type Options struct {
 }
 
 // Cases lists the benchmark cases this build has.
-var Cases = []string{"loader"}
+var Cases = []string{"loader", "decode"}
 
 // Run runs the selected cases and writes one JSON line per case to w.
 func Run(opt Options, w io.Writer) error {
@@ -50,17 +50,23 @@ func Run(opt Options, w io.Writer) error {
 			continue
 		}
 		ran = true
-		var r Result
+		var rs []Result
 		var err error
 		switch c {
 		case "loader":
+			var r Result
 			r, err = loader(opt)
+			rs = []Result{r}
+		case "decode":
+			rs, err = decode(opt)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c, err)
 		}
-		b, _ := json.Marshal(r)
-		fmt.Fprintln(w, string(b))
+		for _, r := range rs {
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(w, string(b))
+		}
 	}
 	if !ran {
 		return fmt.Errorf("unknown case %q (have: all %v)", opt.Case, Cases)

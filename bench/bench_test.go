@@ -32,3 +32,22 @@ func TestLoaderCaseRuns(t *testing.T) {
 		t.Error("unknown case accepted")
 	}
 }
+
+// TestDecodeCaseRuns runs the decoding case: both sides decode the same
+// weights (the case fails if their first tokens differ) and both are timed.
+func TestDecodeCaseRuns(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(Options{Case: "decode", Python: testutil.Python(t)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		var r Result
+		if err := json.Unmarshal(l, &r); err != nil || r.Captiongo <= 0 || r.PyTorch <= 0 {
+			t.Errorf("line %s: %v", l, err)
+		}
+	}
+}

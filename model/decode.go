@@ -37,9 +37,20 @@ func argmax(row []float32) int {
 	return best
 }
 
+// ArgmaxStepper is a Stepper that can also return only each row's most
+// likely next token and its log-probability (computed where the model runs,
+// so that a greedy step copies R values instead of R x V).
+type ArgmaxStepper interface {
+	Stepper
+	StepArgmax(tokens []int64) (ids []int64, logp []float32)
+}
+
 // Greedy decodes rows sequences by taking the most likely token at each step,
 // up to maxLen tokens, stopping a row at <EOS>.
 func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
+	if as, ok := s.(ArgmaxStepper); ok {
+		return greedyArgmax(as, rows, maxLen)
+	}
 	out := make([]Hypothesis, rows)
 	done := make([]bool, rows)
 	tok := make([]int64, rows)
@@ -57,6 +68,35 @@ func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
 			row := lp[r*V : (r+1)*V]
 			w := argmax(row)
 			out[r].LogProb += float64(row[w])
+			tok[r] = int64(w)
+			if w == data.EOS {
+				done[r] = true
+				left--
+				continue
+			}
+			out[r].Tokens = append(out[r].Tokens, w)
+		}
+	}
+	return out
+}
+
+func greedyArgmax(s ArgmaxStepper, rows, maxLen int) []Hypothesis {
+	out := make([]Hypothesis, rows)
+	done := make([]bool, rows)
+	tok := make([]int64, rows)
+	for i := range tok {
+		tok[i] = data.SOS
+	}
+	left := rows
+	for t := 0; t < maxLen && left > 0; t++ {
+		ids, lp := s.StepArgmax(tok)
+		for r := 0; r < rows; r++ {
+			if done[r] {
+				tok[r] = data.EOS
+				continue
+			}
+			w := int(ids[r])
+			out[r].LogProb += float64(lp[r])
 			tok[r] = int64(w)
 			if w == data.EOS {
 				done[r] = true
@@ -250,6 +290,31 @@ func (s *lstmStepper) Step(tokens []int64) ([]float32, int) {
 		l.MustDrop()
 	})
 	return lp, V
+}
+
+// logits runs one LSTM step and the output layer: R x V logits.
+func (s *lstmStepper) logits(tokens []int64) *ts.Tensor {
+	tk := torch.FromInt64s(tokens, []int64{1, int64(len(tokens))}, s.m.device)
+	emb := ts.MustEmbedding(s.m.embed, tk, -1, false, false)
+	tk.MustDrop()
+	out, h, c := s.m.lstmStep(emb, []*ts.Tensor{s.h, s.c}, false)
+	emb.MustDrop()
+	s.h.MustDrop()
+	s.c.MustDrop()
+	s.h, s.c = h, c
+	sq := out.MustSqueezeDim(0, true)
+	logits := ts.MustLinear(sq, s.m.linW, s.m.linB)
+	sq.MustDrop()
+	return logits
+}
+
+// StepArgmax is Step followed by the arg max, in one libtorch call.
+func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
+	ids, lp, err := torch.GreedyStep(s.m.embed, s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens)
+	if err != nil {
+		panic(err)
+	}
+	return ids, lp
 }
 
 func (s *lstmStepper) Reorder(rows []int64) {

@@ -6,6 +6,10 @@ package torch
 //                         double beta1, double beta2, double eps, double weight_decay,
 //                         int64_t step, char **err);
 // void captiongo_zero_grad(void **params, int n);
+// int captiongo_lstm_greedy_step(void *embed, void **lstm_params, int n_params, int num_layers,
+//                                void *lin_w, void *lin_b, void *h, void *c,
+//                                const int64_t *tokens, int n, int64_t *ids_out,
+//                                float *logp_out, char **err);
 import "C"
 
 import (
@@ -53,4 +57,31 @@ func ZeroGrads(params []*ts.Tensor) {
 	pp, free := handles(params)
 	defer free()
 	C.captiongo_zero_grad((*unsafe.Pointer)(pp), C.int(len(params)))
+}
+
+// GreedyStep runs one greedy step of an LSTM captioning decoder in one libtorch
+// call (see helpers.cpp): h and c are updated in place; it returns the chosen
+// ids and their log-probabilities.
+func GreedyStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64) ([]int64, []float32, error) {
+	n := len(tokens)
+	ids := make([]int64, n)
+	lp := make([]float32, n)
+	pp, free := handles(lstm)
+	defer free()
+	tk := C.malloc(C.size_t(8 * n))
+	defer C.free(tk)
+	copy(unsafe.Slice((*int64)(tk), n), tokens)
+	idsC := C.malloc(C.size_t(8 * n))
+	defer C.free(idsC)
+	lpC := C.malloc(C.size_t(4 * n))
+	defer C.free(lpC)
+	var cerr *C.char
+	if C.captiongo_lstm_greedy_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
+		h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr) != 0 {
+		defer C.free(unsafe.Pointer(cerr))
+		return nil, nil, errors.New("greedy step: " + C.GoString(cerr))
+	}
+	copy(ids, unsafe.Slice((*int64)(idsC), n))
+	copy(lp, unsafe.Slice((*float32)(lpC), n))
+	return ids, lp, nil
 }

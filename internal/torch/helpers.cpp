@@ -78,3 +78,39 @@ extern "C" void captiongo_zero_grad(void **params, int n) {
     if (p.grad().defined()) p.mutable_grad() = at::Tensor();
   }
 }
+
+// captiongo_lstm_greedy_step is one greedy decoding step of the captioner's
+// decoder in a single call: embedding of the fed tokens, one LSTM step (the
+// state handles h and c are updated in place), output layer, log_softmax and
+// arg max; only the n chosen ids and their log-probabilities are copied out.
+// gotch would create and register about a dozen tensor handles for the same.
+extern "C" int captiongo_lstm_greedy_step(void *embed, void **lstm_params, int n_params, int num_layers,
+                                          void *lin_w, void *lin_b, void *h, void *c,
+                                          const int64_t *tokens, int n, int64_t *ids_out,
+                                          float *logp_out, char **err) {
+  try {
+    c10::AutoGradMode no_grad(false);
+    const at::Tensor &E = *static_cast<at::Tensor *>(embed);
+    at::Tensor &H = *static_cast<at::Tensor *>(h);
+    at::Tensor &C = *static_cast<at::Tensor *>(c);
+    std::vector<at::Tensor> params;
+    for (int i = 0; i < n_params; i++) params.push_back(*static_cast<at::Tensor *>(lstm_params[i]));
+    at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {1, n}, at::kLong).to(E.device());
+    at::Tensor x = at::embedding(E, tk);
+    auto r = at::lstm(x, {H, C}, params, true, num_layers, 0.0, false, false, false);
+    H = std::get<1>(r);
+    C = std::get<2>(r);
+    at::Tensor logits = at::linear(std::get<0>(r).squeeze(0), *static_cast<at::Tensor *>(lin_w),
+                                   *static_cast<at::Tensor *>(lin_b));
+    // log_softmax at the arg max = max - logsumexp (no V-wide output).
+    auto mx = logits.max(-1);
+    at::Tensor v = (std::get<0>(mx) - at::logsumexp(logits, {-1})).to(at::kCPU).contiguous();
+    at::Tensor i = std::get<1>(mx).to(at::kCPU).contiguous();
+    std::memcpy(ids_out, i.data_ptr<int64_t>(), sizeof(int64_t) * n);
+    std::memcpy(logp_out, v.data_ptr<float>(), sizeof(float) * n);
+  } catch (const std::exception &e) {
+    *err = strdup(e.what());
+    return 1;
+  }
+  return 0;
+}

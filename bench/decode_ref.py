@@ -1,0 +1,60 @@
+"""PyTorch reference for `captiongo bench -case decode`: the baseline's
+CNNtoRNN (torchvision Inception-v3 + fc head, Embedding/LSTM/Linear decoder)
+from a fixed seed, saved for captiongo to load, then the baseline's greedy loop
+(caption_image, batched: argmax per step, fed back through the embedding) for
+a fixed number of tokens from the same pooled features.
+Usage: decode_ref.py OUTDIR VOCAB STEPS REPEATS; prints JSON timings in ms."""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+
+
+def main():
+    out, V, steps, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    torch.manual_seed(0)
+    torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else torch.get_num_threads())
+    E = H = 256
+    m = nn.Module()
+    m.encoderCNN = nn.Module()
+    inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    inc.fc = nn.Linear(2048, E)
+    m.encoderCNN.inception = inc
+    m.decoderRNN = nn.Module()
+    dec = m.decoderRNN
+    dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
+    torch.save(m.state_dict(), out + "/model.pth")
+    m.eval()
+    res = {}
+    for B in (1, 64):
+        pooled = torch.from_numpy(np.random.default_rng(B).standard_normal((B, 2048)).astype(np.float32))
+        np.save(out + "/pooled%d.npy" % B, pooled.numpy())
+
+        def greedy():
+            with torch.no_grad():
+                x = torch.relu(inc.fc(pooled)).unsqueeze(0)
+                h, states = dec.lstm(x, None)
+                x = dec.embed(torch.full((1, B), 1, dtype=torch.long))
+                toks = []
+                for _ in range(steps):
+                    h, states = dec.lstm(x, states)
+                    tok = dec.linear(h.squeeze(0)).argmax(1)
+                    toks.append(tok.tolist())
+                    x = dec.embed(tok).unsqueeze(0)
+                return toks
+
+        greedy()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            toks = greedy()
+        res["b%d" % B] = (time.perf_counter() - t0) * 1000 / reps
+        res["tokens%d" % B] = toks
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
