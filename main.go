@@ -159,7 +159,8 @@ var commands = map[string]command{
 					if res == "" {
 						res = filepath.Join(m.Dir, "results_"+*split+".json")
 					}
-					r, err := m.Evaluate(*dataDir, *split, *beam, *maxLen, res)
+					jar := meteorJar()
+					r, err := m.Evaluate(*dataDir, *split, *beam, *maxLen, res, jar)
 					if err != nil {
 						return err
 					}
@@ -180,7 +181,7 @@ var commands = map[string]command{
 				if *refs == "" || *hyps == "" {
 					return errors.New("-refs and -hyps are required")
 				}
-				s, err := metrics.ScoreFiles(*refs, *hyps)
+				s, err := metrics.ScoreFilesMETEOR(*refs, *hyps, meteorJar())
 				if err != nil {
 					return err
 				}
@@ -323,6 +324,16 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
+}
+
+// meteorJar finds pycocoevalcap's METEOR 1.5 jar and Java, or says on
+// stderr why METEOR is left out.
+func meteorJar() string {
+	jar := metrics.FindMeteorJar()
+	if jar == "" {
+		fmt.Fprintln(os.Stderr, "note: METEOR left out: it needs Java and pycocoevalcap's meteor-1.5.jar (make setup puts one in .venv; or set CAPTIONGO_METEOR_JAR)")
+	}
+	return jar
 }
 
 // doctor prints what `captiongo doctor` reports.

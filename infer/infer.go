@@ -184,7 +184,8 @@ type EvalResult struct {
 
 // Evaluate decodes a split of a data set and scores it; the per-image
 // captions are written as a COCO results file ([{"image_id", "caption"}]).
-func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath string) (*EvalResult, error) {
+// METEOR is added when meteorJar is not "" (see metrics.FindMeteorJar).
+func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, meteorJar string) (*EvalResult, error) {
 	if dataPath == "" {
 		dataPath = m.Cfg.Data
 		if dataPath == "synth" {
@@ -222,7 +223,7 @@ func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath s
 		rows = append(rows, row{e.ImageID, caps[i].Caption})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ImageID < rows[j].ImageID })
-	sc, err := metrics.Score(ids, refs, hyps)
+	sc, err := metrics.ScoreAll(ids, refs, hyps, meteorJar)
 	if err != nil {
 		return nil, err
 	}

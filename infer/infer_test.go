@@ -58,7 +58,7 @@ func TestCaptionAndEval(t *testing.T) {
 			}
 		}
 		res := filepath.Join(out, "results.json")
-		r, err := m.Evaluate("", data.Test, 2, 10, res)
+		r, err := m.Evaluate("", data.Test, 2, 10, res, "")
 		if err != nil {
 			return err
 		}

@@ -101,6 +101,11 @@ func ReadHyps(path string) (map[string]string, error) {
 // annotated image needs exactly one hypothesis and every hypothesis an
 // annotated image; the first mismatch is named.
 func ScoreFiles(refsPath, hypsPath string) (Scores, error) {
+	return ScoreFilesMETEOR(refsPath, hypsPath, "")
+}
+
+// ScoreFilesMETEOR is ScoreFiles plus METEOR with the given jar ("" = none).
+func ScoreFilesMETEOR(refsPath, hypsPath, jar string) (Scores, error) {
 	ids, refs, err := ReadRefs(refsPath)
 	if err != nil {
 		return Scores{}, err
@@ -119,7 +124,7 @@ func ScoreFiles(refsPath, hypsPath string) (Scores, error) {
 			return Scores{}, fmt.Errorf("%s: no caption for image %s of %s", hypsPath, id, refsPath)
 		}
 	}
-	return Score(ids, refs, hyps)
+	return ScoreAll(ids, refs, hyps, jar)
 }
 
 func sortedKeys(m map[string]string) []string {
