@@ -41,7 +41,7 @@ func TestDecodeCaseRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
-	if len(lines) != 2 {
+	if len(lines) != 3 {
 		t.Fatalf("%d lines: %s", len(lines), out.String())
 	}
 	for _, l := range lines {

@@ -91,6 +91,27 @@ func decode(opt Options) ([]Result, error) {
 					Note: fmt.Sprintf("%d tokens from pooled features, vocab %d, embed/hidden 256", steps, V)})
 			}
 		}
+		// Beam search, k = 3, batch 16.
+		d, shape, err := torch.ReadNpy(filepath.Join(dir, "pooled16.npy"))
+		if err != nil {
+			return err
+		}
+		x := torch.FromFloat32s(d, shape, gotch.CPU)
+		beam := func() {
+			st := m.StepperFromPooled(x)
+			model.Beam(st, 16, 3, steps, 1)
+			model.CloseStepper(st)
+		}
+		beam()
+		t0 := time.Now()
+		for i := 0; i < reps/2; i++ {
+			beam()
+		}
+		goMS := float64(time.Since(t0).Microseconds()) / 1000 / float64(reps/2)
+		pyMS := ref["beam3_b16"].(float64)
+		x.MustDrop()
+		results = append(results, Result{Case: "beam3_decode_b16", Unit: "ms per batch", Captiongo: round(goMS), PyTorch: round(pyMS), Speedup: round(pyMS / goMS),
+			Note: fmt.Sprintf("beam 3, batch 16, up to %d tokens (PyTorch: fixed %d steps, no <EOS> stop; captiongo stops an image at k finished hypotheses)", steps, steps)})
 		return nil
 	})
 	return results, err

@@ -53,6 +53,36 @@ def main():
             toks = greedy()
         res["b%d" % B] = (time.perf_counter() - t0) * 1000 / reps
         res["tokens%d" % B] = toks
+    # Beam search, k = 3, batch 16, fixed number of steps (standard batched beam).
+    B, k = 16, 3
+    pooled = torch.from_numpy(np.random.default_rng(16).standard_normal((B, 2048)).astype(np.float32))
+    np.save(out + "/pooled16.npy", pooled.numpy())
+
+    def beam():
+        with torch.no_grad():
+            x = torch.relu(inc.fc(pooled)).unsqueeze(0)
+            _, (h, c) = dec.lstm(x, None)
+            rep = torch.arange(B).repeat_interleave(k)
+            h, c = h[:, rep], c[:, rep]
+            scores = torch.zeros(B, k)
+            scores[:, 1:] = float("-inf")
+            tokens = torch.full((B * k,), 1, dtype=torch.long)
+            base = (torch.arange(B) * k).unsqueeze(1)
+            for _ in range(steps):
+                o, (h, c) = dec.lstm(dec.embed(tokens).unsqueeze(0), (h, c))
+                lp = torch.log_softmax(dec.linear(o.squeeze(0)), -1).view(B, k, -1)
+                cand = (scores.unsqueeze(-1) + lp).view(B, -1)
+                top, idx = cand.topk(k, dim=1)
+                sel = (base + idx // V).view(-1)
+                h, c = h[:, sel], c[:, sel]
+                scores, tokens = top, (idx % V).view(-1)
+            return scores
+
+    beam()
+    t0 = time.perf_counter()
+    for _ in range(reps // 2):
+        beam()
+    res["beam3_b16"] = (time.perf_counter() - t0) * 1000 / (reps // 2)
     print(json.dumps(res))
 
 

@@ -109,6 +109,14 @@ func greedyArgmax(s ArgmaxStepper, rows, maxLen int) []Hypothesis {
 	return out
 }
 
+// TopKStepper is a Stepper that returns only each row's k best next tokens
+// with their log-probabilities (rows x k, best first), computed where the
+// model runs.
+type TopKStepper interface {
+	Stepper
+	StepTopK(tokens []int64, k int) (ids []int64, logp []float32)
+}
+
 type beamHyp struct {
 	tokens []int
 	logp   float64
@@ -150,7 +158,22 @@ func Beam(s Stepper, batch, k, maxLen int, alpha float64) []Hypothesis {
 				}
 			}
 		}
-		lp, V := s.Step(tok)
+		// Each live row's k best extensions: from the stepper when it can give
+		// them directly, else from the full distribution.
+		var cid []int64
+		var clp []float32
+		if tks, ok := s.(TopKStepper); ok {
+			cid, clp = tks.StepTopK(tok, k)
+		} else {
+			lp, V := s.Step(tok)
+			cid, clp = make([]int64, batch*k*k), make([]float32, batch*k*k)
+			for r := 0; r < batch*k; r++ {
+				row := lp[r*V : (r+1)*V]
+				for j, w := range topK(row, k) {
+					cid[r*k+j], clp[r*k+j] = int64(w), row[w]
+				}
+			}
+		}
 		next := make([]int64, batch*k)
 		for b := 0; b < batch; b++ {
 			for j := range next[b*k : (b+1)*k] {
@@ -166,9 +189,9 @@ func Beam(s Stepper, batch, k, maxLen int, alpha float64) []Hypothesis {
 			}
 			var cands []cand
 			for j, h := range live[b] {
-				row := lp[(b*k+j)*V : (b*k+j+1)*V]
-				for _, w := range topK(row, k) {
-					cands = append(cands, cand{h.logp + float64(row[w]), j, w})
+				r := b*k + j
+				for x := 0; x < k; x++ {
+					cands = append(cands, cand{h.logp + float64(clp[r*k+x]), j, int(cid[r*k+x])})
 				}
 			}
 			sort.SliceStable(cands, func(x, y int) bool { return cands[x].logp > cands[y].logp })
@@ -311,6 +334,15 @@ func (s *lstmStepper) logits(tokens []int64) *ts.Tensor {
 // StepArgmax is Step followed by the arg max, in one libtorch call.
 func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
 	ids, lp, err := torch.GreedyStep(s.m.embed, s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens)
+	if err != nil {
+		panic(err)
+	}
+	return ids, lp
+}
+
+// StepTopK is Step followed by the top k of every row, in one libtorch call.
+func (s *lstmStepper) StepTopK(tokens []int64, k int) ([]int64, []float32) {
+	ids, lp, err := torch.TopKStep(s.m.embed, s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens, k)
 	if err != nil {
 		panic(err)
 	}

@@ -5,8 +5,8 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"

@@ -10,6 +10,10 @@ package torch
 //                                void *lin_w, void *lin_b, void *h, void *c,
 //                                const int64_t *tokens, int n, int64_t *ids_out,
 //                                float *logp_out, char **err);
+// int captiongo_lstm_topk_step(void *embed, void **lstm_params, int n_params, int num_layers,
+//                              void *lin_w, void *lin_b, void *h, void *c,
+//                              const int64_t *tokens, int n, int k, int64_t *ids_out,
+//                              float *logp_out, char **err);
 import "C"
 
 import (
@@ -83,5 +87,28 @@ func GreedyStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, 
 	}
 	copy(ids, unsafe.Slice((*int64)(idsC), n))
 	copy(lp, unsafe.Slice((*float32)(lpC), n))
+	return ids, lp, nil
+}
+
+// TopKStep is GreedyStep returning each row's k best tokens (n x k, best first).
+func TopKStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64, k int) ([]int64, []float32, error) {
+	n := len(tokens)
+	pp, free := handles(lstm)
+	defer free()
+	tk := C.malloc(C.size_t(8 * n))
+	defer C.free(tk)
+	copy(unsafe.Slice((*int64)(tk), n), tokens)
+	idsC := C.malloc(C.size_t(8 * n * k))
+	defer C.free(idsC)
+	lpC := C.malloc(C.size_t(4 * n * k))
+	defer C.free(lpC)
+	var cerr *C.char
+	if C.captiongo_lstm_topk_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
+		h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), C.int(k), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr) != 0 {
+		defer C.free(unsafe.Pointer(cerr))
+		return nil, nil, errors.New("top-k step: " + C.GoString(cerr))
+	}
+	ids := append([]int64(nil), unsafe.Slice((*int64)(idsC), n*k)...)
+	lp := append([]float32(nil), unsafe.Slice((*float32)(lpC), n*k)...)
 	return ids, lp, nil
 }

@@ -114,3 +114,34 @@ extern "C" int captiongo_lstm_greedy_step(void *embed, void **lstm_params, int n
   }
   return 0;
 }
+
+// captiongo_lstm_topk_step is captiongo_lstm_greedy_step for beam search: it
+// returns each row's k best next tokens and their log-probabilities (n x k).
+extern "C" int captiongo_lstm_topk_step(void *embed, void **lstm_params, int n_params, int num_layers,
+                                        void *lin_w, void *lin_b, void *h, void *c,
+                                        const int64_t *tokens, int n, int k, int64_t *ids_out,
+                                        float *logp_out, char **err) {
+  try {
+    c10::AutoGradMode no_grad(false);
+    const at::Tensor &E = *static_cast<at::Tensor *>(embed);
+    at::Tensor &H = *static_cast<at::Tensor *>(h);
+    at::Tensor &C = *static_cast<at::Tensor *>(c);
+    std::vector<at::Tensor> params;
+    for (int i = 0; i < n_params; i++) params.push_back(*static_cast<at::Tensor *>(lstm_params[i]));
+    at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {1, n}, at::kLong).to(E.device());
+    auto r = at::lstm(at::embedding(E, tk), {H, C}, params, true, num_layers, 0.0, false, false, false);
+    H = std::get<1>(r);
+    C = std::get<2>(r);
+    at::Tensor logits = at::linear(std::get<0>(r).squeeze(0), *static_cast<at::Tensor *>(lin_w),
+                                   *static_cast<at::Tensor *>(lin_b));
+    auto tp = at::log_softmax(logits, -1).topk(k, -1, true, true);
+    at::Tensor v = std::get<0>(tp).to(at::kCPU).contiguous();
+    at::Tensor i = std::get<1>(tp).to(at::kCPU).contiguous();
+    std::memcpy(ids_out, i.data_ptr<int64_t>(), sizeof(int64_t) * n * k);
+    std::memcpy(logp_out, v.data_ptr<float>(), sizeof(float) * n * k);
+  } catch (const std::exception &e) {
+    *err = strdup(e.what());
+    return 1;
+  }
+  return 0;
+}
