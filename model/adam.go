@@ -79,7 +79,7 @@ func (a *Adam) ClipGradNorm(max float64) float64 {
 				for _, p := range a.Params {
 					g := p.MustGrad(false)
 					if g.MustDefined() {
-						g.MustMulScalar_(ts.FloatScalar(coef))
+						torch.InPlace(g, func() { g.MustMulScalar_(ts.FloatScalar(coef)) })
 					}
 					g.MustDrop()
 				}

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"github.com/sugarme/gotch"
+	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -51,13 +52,15 @@ func LiveTensors() int { return len(ts.ExistingTensors) }
 // gotch's Float64Values leaks the float64 copy it makes; this does not.
 func Item(x *ts.Tensor) float64 { return float64(Float32s(x)[0]) }
 
-// ZeroGrad zeroes a tensor's gradient in place. gotch's ts.ZeroGrad leaks the
-// gradient handle it looks at; this drops it.
-func ZeroGrad(p *ts.Tensor) {
-	g := p.MustGrad(false)
-	if g.MustDefined() {
-		g.MustDetach_()
-		g.MustZero_()
+// InPlace runs one of gotch's in-place ops (MustMulScalar_, MustAddScalar_,
+// ...) on t and frees the tensor handle the op replaced. gotch's generated
+// in-place ops store the handle libtorch returns in t and drop the old one on
+// the floor; that handle still holds a reference to the tensor, so its memory
+// is never freed once t moves on (a gradient, for example).
+func InPlace(t *ts.Tensor, op func()) {
+	old := t.Ctensor()
+	op()
+	if cur := t.Ctensor(); cur != old {
+		lib.AtFree(lib.Ctensor(old))
 	}
-	g.MustDrop()
 }
