@@ -212,33 +212,13 @@ func (m *Captioner) LoadFile(path string) error {
 }
 
 // LoadBackbone loads torchvision Inception-v3 weights into the backbone; the
-// file's ImageNet classifier (fc.*) and AuxLogits.* are ignored, with notes.
+// file's ImageNet classifier (fc.*) and AuxLogits.* are ignored, with notes, and
+// the captioner's own head (encoderCNN.inception.fc) keeps its values.
 func (m *Captioner) LoadBackbone(path string) ([]string, error) {
 	tensors, err := LoadTensors(path)
 	if err != nil {
 		return nil, err
 	}
 	defer DropAll(tensors)
-	// The head (encoderCNN.inception.fc) is ours, not torchvision's 1000-class fc.
-	head := map[string]*ts.Tensor{}
-	vars := m.VS.Variables()
-	for _, n := range []string{"fc.weight", "fc.bias"} {
-		v := vars[BackbonePrefix+n]
-		head[n] = &v
-	}
-	for n, v := range head {
-		if _, ok := tensors[n]; ok {
-			delete(tensors, n)
-			defer func(n string) { _ = n }(n)
-		}
-		tensors[n] = v
-	}
-	notes, err := LoadInto(m.VS, tensors, LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits."}})
-	for n := range head {
-		delete(tensors, n) // not ours to drop
-	}
-	if err != nil {
-		return nil, err
-	}
-	return append(notes, fmt.Sprintf("weights %s: its ImageNet classifier fc.* is not used (the captioner has its own head)", path)), nil
+	return LoadInto(m.VS, tensors, LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits.", "fc."}, Keep: []string{"fc."}})
 }

@@ -106,6 +106,42 @@ func TestLoadIgnoresAuxLogitsWithANote(t *testing.T) {
 	})
 }
 
+// TestCaptionerLoadBackbone loads torchvision's file into a captioner: the
+// backbone gives torchvision's features and the captioner's own head is kept.
+func TestCaptionerLoadBackbone(t *testing.T) {
+	dir := t.TempDir()
+	makeTorchvisionInception(t, dir)
+	run(t, func() {
+		m, err := NewCaptioner(Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1}, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := m.VS.Variables()
+		fc := vars[BackbonePrefix+"fc.weight"]
+		before := torch.Float32s(&fc)
+		notes, err := m.LoadBackbone(filepath.Join(dir, "with_aux.pth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(notes) != 2 || !strings.Contains(notes[0], "AuxLogits.*") || !strings.Contains(notes[1], "fc.*") {
+			t.Errorf("notes %q", notes)
+		}
+		if got := torch.Float32s(&fc); !equalF(before, got) || len(got) != 8*2048 {
+			t.Error("loading the backbone changed the captioner's own fc head")
+		}
+		if _, err := m.LoadBackbone(filepath.Join(dir, "inception.pth")); err != nil {
+			t.Fatal(err)
+		}
+		x := npyTensor(t, filepath.Join(dir, "x75.npy"))
+		f := m.Features(x, false)
+		if d := maxDiff(t, f, filepath.Join(dir, "x75_feat_ti0.npy")); d > 1e-4 {
+			t.Errorf("captioner backbone features differ from torchvision's by %.3g", d)
+		}
+		f.MustDrop()
+		x.MustDrop()
+	})
+}
+
 // TestExtractFeaturesFile runs the features command's library call on the .npy
 // input and compares the written .npy with torchvision's.
 func TestExtractFeaturesFile(t *testing.T) {

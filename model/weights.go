@@ -45,7 +45,18 @@ type LoadSpec struct {
 	Prefix string // the VarStore names are Prefix + file name
 	// Ignore names file entries that are not loaded (with one note each).
 	Ignore []string // name prefixes, e.g. "AuxLogits."
-	// Only restricts the VarStore variables that must be found to those under Prefix.
+	// Keep names variables under Prefix (by prefix, after Prefix) that the file
+	// does not set: they keep their values (the captioner's own fc head).
+	Keep []string
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // LoadInto copies the tensors into the VarStore variables named Prefix+name,
@@ -71,7 +82,7 @@ func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (no
 	}
 	var missing []string
 	for name := range vars {
-		if strings.HasPrefix(name, spec.Prefix) {
+		if strings.HasPrefix(name, spec.Prefix) && !hasAnyPrefix(strings.TrimPrefix(name, spec.Prefix), spec.Keep) {
 			if _, ok := tensors[strings.TrimPrefix(name, spec.Prefix)]; !ok {
 				missing = append(missing, strings.TrimPrefix(name, spec.Prefix))
 			}
@@ -91,7 +102,7 @@ func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (no
 	}
 	names := make([]string, 0, len(vars))
 	for name := range vars {
-		if strings.HasPrefix(name, spec.Prefix) {
+		if strings.HasPrefix(name, spec.Prefix) && !hasAnyPrefix(strings.TrimPrefix(name, spec.Prefix), spec.Keep) {
 			names = append(names, name)
 		}
 	}
