@@ -48,9 +48,7 @@ type ArgmaxStepper interface {
 // Greedy decodes rows sequences by taking the most likely token at each step,
 // up to maxLen tokens, stopping a row at <EOS>.
 func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
-	if as, ok := s.(ArgmaxStepper); ok {
-		return greedyArgmax(as, rows, maxLen)
-	}
+	step := argmaxStep(s)
 	out := make([]Hypothesis, rows)
 	done := make([]bool, rows)
 	tok := make([]int64, rows)
@@ -59,37 +57,7 @@ func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
 	}
 	left := rows
 	for t := 0; t < maxLen && left > 0; t++ {
-		lp, V := s.Step(tok)
-		for r := 0; r < rows; r++ {
-			if done[r] {
-				tok[r] = data.EOS
-				continue
-			}
-			row := lp[r*V : (r+1)*V]
-			w := argmax(row)
-			out[r].LogProb += float64(row[w])
-			tok[r] = int64(w)
-			if w == data.EOS {
-				done[r] = true
-				left--
-				continue
-			}
-			out[r].Tokens = append(out[r].Tokens, w)
-		}
-	}
-	return out
-}
-
-func greedyArgmax(s ArgmaxStepper, rows, maxLen int) []Hypothesis {
-	out := make([]Hypothesis, rows)
-	done := make([]bool, rows)
-	tok := make([]int64, rows)
-	for i := range tok {
-		tok[i] = data.SOS
-	}
-	left := rows
-	for t := 0; t < maxLen && left > 0; t++ {
-		ids, lp := s.StepArgmax(tok)
+		ids, lp := step(tok)
 		for r := 0; r < rows; r++ {
 			if done[r] {
 				tok[r] = data.EOS
@@ -107,6 +75,24 @@ func greedyArgmax(s ArgmaxStepper, rows, maxLen int) []Hypothesis {
 		}
 	}
 	return out
+}
+
+// argmaxStep returns the stepper's own StepArgmax, or one that takes the arg
+// max of Step's full distributions.
+func argmaxStep(s Stepper) func([]int64) ([]int64, []float32) {
+	if as, ok := s.(ArgmaxStepper); ok {
+		return as.StepArgmax
+	}
+	return func(tok []int64) ([]int64, []float32) {
+		lp, V := s.Step(tok)
+		ids, best := make([]int64, len(tok)), make([]float32, len(tok))
+		for r := range tok {
+			row := lp[r*V : (r+1)*V]
+			w := argmax(row)
+			ids[r], best[r] = int64(w), row[w]
+		}
+		return ids, best
+	}
 }
 
 // TopKStepper is a Stepper that returns only each row's k best next tokens
@@ -296,23 +282,12 @@ func (m *Captioner) stepperFromPooled(pooled *ts.Tensor) *lstmStepper {
 
 func (s *lstmStepper) Step(tokens []int64) ([]float32, int) {
 	var lp []float32
-	V := s.m.Cfg.VocabSize
 	torch.NoGrad(func() {
-		tk := torch.FromInt64s(tokens, []int64{1, int64(len(tokens))}, s.m.device)
-		emb := ts.MustEmbedding(s.m.embed, tk, -1, false, false)
-		tk.MustDrop()
-		out, h, c := s.m.lstmStep(emb, []*ts.Tensor{s.h, s.c}, false)
-		emb.MustDrop()
-		s.h.MustDrop()
-		s.c.MustDrop()
-		s.h, s.c = h, c
-		logits := ts.MustLinear(out, s.m.linW, s.m.linB)
-		out.MustDrop()
-		l := logits.MustLogSoftmax(-1, gotch.Float, true)
+		l := s.logits(tokens).MustLogSoftmax(-1, gotch.Float, true)
 		lp = torch.Float32s(l)
 		l.MustDrop()
 	})
-	return lp, V
+	return lp, s.m.Cfg.VocabSize
 }
 
 // logits runs one LSTM step and the output layer: R x V logits.

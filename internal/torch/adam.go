@@ -67,48 +67,40 @@ func ZeroGrads(params []*ts.Tensor) {
 // call (see helpers.cpp): h and c are updated in place; it returns the chosen
 // ids and their log-probabilities.
 func GreedyStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64) ([]int64, []float32, error) {
-	n := len(tokens)
-	ids := make([]int64, n)
-	lp := make([]float32, n)
-	pp, free := handles(lstm)
-	defer free()
-	tk := C.malloc(C.size_t(8 * n))
-	defer C.free(tk)
-	copy(unsafe.Slice((*int64)(tk), n), tokens)
-	idsC := C.malloc(C.size_t(8 * n))
-	defer C.free(idsC)
-	lpC := C.malloc(C.size_t(4 * n))
-	defer C.free(lpC)
-	var cerr *C.char
-	if C.captiongo_lstm_greedy_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
-		h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr) != 0 {
-		defer C.free(unsafe.Pointer(cerr))
-		return nil, nil, errors.New("greedy step: " + C.GoString(cerr))
-	}
-	copy(ids, unsafe.Slice((*int64)(idsC), n))
-	copy(lp, unsafe.Slice((*float32)(lpC), n))
-	return ids, lp, nil
+	return decodeStep(embed, lstm, numLayers, linW, linB, h, c, tokens, 0)
 }
 
 // TopKStep is GreedyStep returning each row's k best tokens (n x k, best first).
 func TopKStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64, k int) ([]int64, []float32, error) {
-	n := len(tokens)
+	return decodeStep(embed, lstm, numLayers, linW, linB, h, c, tokens, k)
+}
+
+// decodeStep calls the greedy step (k = 0) or the top-k step of helpers.cpp.
+func decodeStep(embed *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64, k int) ([]int64, []float32, error) {
+	n, per := len(tokens), max(k, 1)
 	pp, free := handles(lstm)
 	defer free()
 	tk := C.malloc(C.size_t(8 * n))
 	defer C.free(tk)
 	copy(unsafe.Slice((*int64)(tk), n), tokens)
-	idsC := C.malloc(C.size_t(8 * n * k))
+	idsC := C.malloc(C.size_t(8 * n * per))
 	defer C.free(idsC)
-	lpC := C.malloc(C.size_t(4 * n * k))
+	lpC := C.malloc(C.size_t(4 * n * per))
 	defer C.free(lpC)
 	var cerr *C.char
-	if C.captiongo_lstm_topk_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
-		h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), C.int(k), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr) != 0 {
-		defer C.free(unsafe.Pointer(cerr))
-		return nil, nil, errors.New("top-k step: " + C.GoString(cerr))
+	var rc C.int
+	if k == 0 {
+		rc = C.captiongo_lstm_greedy_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
+			h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr)
+	} else {
+		rc = C.captiongo_lstm_topk_step(embed.Ctensor(), (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
+			h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), C.int(k), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr)
 	}
-	ids := append([]int64(nil), unsafe.Slice((*int64)(idsC), n*k)...)
-	lp := append([]float32(nil), unsafe.Slice((*float32)(lpC), n*k)...)
+	if rc != 0 {
+		defer C.free(unsafe.Pointer(cerr))
+		return nil, nil, errors.New("decoding step: " + C.GoString(cerr))
+	}
+	ids := append([]int64(nil), unsafe.Slice((*int64)(idsC), n*per)...)
+	lp := append([]float32(nil), unsafe.Slice((*float32)(lpC), n*per)...)
 	return ids, lp, nil
 }

@@ -79,10 +79,28 @@ extern "C" void captiongo_zero_grad(void **params, int n) {
   }
 }
 
+// lstm_step_logits runs one decoding step of the captioner's decoder:
+// embedding of the fed tokens, one LSTM step (the state handles h and c are
+// updated in place) and the output layer; it returns n x V logits.
+static at::Tensor lstm_step_logits(void *embed, void **lstm_params, int n_params, int num_layers,
+                                   void *lin_w, void *lin_b, void *h, void *c, const int64_t *tokens,
+                                   int n) {
+  const at::Tensor &E = *static_cast<at::Tensor *>(embed);
+  at::Tensor &H = *static_cast<at::Tensor *>(h);
+  at::Tensor &C = *static_cast<at::Tensor *>(c);
+  std::vector<at::Tensor> params;
+  for (int i = 0; i < n_params; i++) params.push_back(*static_cast<at::Tensor *>(lstm_params[i]));
+  at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {1, n}, at::kLong).to(E.device());
+  auto r = at::lstm(at::embedding(E, tk), {H, C}, params, true, num_layers, 0.0, false, false, false);
+  H = std::get<1>(r);
+  C = std::get<2>(r);
+  return at::linear(std::get<0>(r).squeeze(0), *static_cast<at::Tensor *>(lin_w),
+                    *static_cast<at::Tensor *>(lin_b));
+}
+
 // captiongo_lstm_greedy_step is one greedy decoding step of the captioner's
-// decoder in a single call: embedding of the fed tokens, one LSTM step (the
-// state handles h and c are updated in place), output layer, log_softmax and
-// arg max; only the n chosen ids and their log-probabilities are copied out.
+// decoder in a single call (lstm_step_logits, then the arg max); only the n
+// chosen ids and their log-probabilities are copied out.
 // gotch would create and register about a dozen tensor handles for the same.
 extern "C" int captiongo_lstm_greedy_step(void *embed, void **lstm_params, int n_params, int num_layers,
                                           void *lin_w, void *lin_b, void *h, void *c,
@@ -90,18 +108,7 @@ extern "C" int captiongo_lstm_greedy_step(void *embed, void **lstm_params, int n
                                           float *logp_out, char **err) {
   try {
     c10::AutoGradMode no_grad(false);
-    const at::Tensor &E = *static_cast<at::Tensor *>(embed);
-    at::Tensor &H = *static_cast<at::Tensor *>(h);
-    at::Tensor &C = *static_cast<at::Tensor *>(c);
-    std::vector<at::Tensor> params;
-    for (int i = 0; i < n_params; i++) params.push_back(*static_cast<at::Tensor *>(lstm_params[i]));
-    at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {1, n}, at::kLong).to(E.device());
-    at::Tensor x = at::embedding(E, tk);
-    auto r = at::lstm(x, {H, C}, params, true, num_layers, 0.0, false, false, false);
-    H = std::get<1>(r);
-    C = std::get<2>(r);
-    at::Tensor logits = at::linear(std::get<0>(r).squeeze(0), *static_cast<at::Tensor *>(lin_w),
-                                   *static_cast<at::Tensor *>(lin_b));
+    at::Tensor logits = lstm_step_logits(embed, lstm_params, n_params, num_layers, lin_w, lin_b, h, c, tokens, n);
     // log_softmax at the arg max = max - logsumexp (no V-wide output).
     auto mx = logits.max(-1);
     at::Tensor v = (std::get<0>(mx) - at::logsumexp(logits, {-1})).to(at::kCPU).contiguous();
@@ -123,17 +130,7 @@ extern "C" int captiongo_lstm_topk_step(void *embed, void **lstm_params, int n_p
                                         float *logp_out, char **err) {
   try {
     c10::AutoGradMode no_grad(false);
-    const at::Tensor &E = *static_cast<at::Tensor *>(embed);
-    at::Tensor &H = *static_cast<at::Tensor *>(h);
-    at::Tensor &C = *static_cast<at::Tensor *>(c);
-    std::vector<at::Tensor> params;
-    for (int i = 0; i < n_params; i++) params.push_back(*static_cast<at::Tensor *>(lstm_params[i]));
-    at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {1, n}, at::kLong).to(E.device());
-    auto r = at::lstm(at::embedding(E, tk), {H, C}, params, true, num_layers, 0.0, false, false, false);
-    H = std::get<1>(r);
-    C = std::get<2>(r);
-    at::Tensor logits = at::linear(std::get<0>(r).squeeze(0), *static_cast<at::Tensor *>(lin_w),
-                                   *static_cast<at::Tensor *>(lin_b));
+    at::Tensor logits = lstm_step_logits(embed, lstm_params, n_params, num_layers, lin_w, lin_b, h, c, tokens, n);
     auto tp = at::log_softmax(logits, -1).topk(k, -1, true, true);
     at::Tensor v = std::get<0>(tp).to(at::kCPU).contiguous();
     at::Tensor i = std::get<1>(tp).to(at::kCPU).contiguous();
