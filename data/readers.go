@@ -270,7 +270,7 @@ func readKarpathy(path string, isDir bool, opt Options) (*Dataset, error) {
 		file, root = m[0], path
 	}
 	var kf karpathyFile
-	if err := readJSON(file, &kf); err != nil {
+	if err := ReadJSON(file, &kf); err != nil {
 		return nil, err
 	}
 	imageDir := opt.ImageDir
@@ -317,7 +317,9 @@ func readKarpathy(path string, isDir bool, opt Options) (*Dataset, error) {
 	return d, nil
 }
 
-func readJSON(file string, v any) error {
+// ReadJSON decodes a JSON file; errors name the file, and the line of a
+// syntax error or the field of a wrong type.
+func ReadJSON(file string, v any) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, notExist(err))
@@ -327,6 +329,10 @@ func readJSON(file string, v any) error {
 		if errors.As(err, &se) {
 			line := 1 + strings.Count(string(b[:se.Offset]), "\n")
 			return fmt.Errorf("%s:%d: bad JSON: %v", file, line, err)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("%s: %s has the wrong type (%v)", file, te.Field, te.Value)
 		}
 		return fmt.Errorf("%s: bad JSON: %v", file, err)
 	}
@@ -366,7 +372,7 @@ func readCOCO(path string, isDir bool, opt Options) (*Dataset, error) {
 	d := &Dataset{Format: "coco", Source: strings.Join(files, ", ")}
 	for _, file := range files {
 		var cf cocoFile
-		if err := readJSON(file, &cf); err != nil {
+		if err := ReadJSON(file, &cf); err != nil {
 			return nil, err
 		}
 		// captions_train2017.json -> split train, images in <root>/train2017.

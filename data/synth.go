@@ -271,7 +271,7 @@ func WriteSynth(dir string, n int, seed uint64) error {
 // LoadScenes reads the scenes.json that WriteSynth wrote.
 func LoadScenes(dir string) ([]SynthScene, error) {
 	var s []SynthScene
-	if err := readJSON(filepath.Join(dir, "scenes.json"), &s); err != nil {
+	if err := ReadJSON(filepath.Join(dir, "scenes.json"), &s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -127,7 +127,7 @@ func (v *Vocab) Save(path string) error {
 // LoadVocab reads a vocabulary saved by Save and checks its specials.
 func LoadVocab(path string) (*Vocab, error) {
 	var v Vocab
-	if err := readJSON(path, &v); err != nil {
+	if err := ReadJSON(path, &v); err != nil {
 		return nil, err
 	}
 	if len(v.Itos) < len(specials) {

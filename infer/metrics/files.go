@@ -2,11 +2,11 @@ package metrics
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
+	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/captiongo/captiongo/data"
 )
 
 // cocoID accepts COCO's integer image ids and the string ids other tools write.
@@ -39,7 +39,7 @@ func ReadRefs(path string) (ids []string, refs map[string][]string, err error) {
 			Caption *string `json:"caption"`
 		} `json:"annotations"`
 	}
-	if err := readJSON(path, &f); err != nil {
+	if err := data.ReadJSON(path, &f); err != nil {
 		return nil, nil, err
 	}
 	if f.Annotations == nil {
@@ -80,7 +80,7 @@ func ReadHyps(path string) (map[string]string, error) {
 		ImageID *cocoID `json:"image_id"`
 		Caption *string `json:"caption"`
 	}
-	if err := readJSON(path, &rows); err != nil {
+	if err := data.ReadJSON(path, &rows); err != nil {
 		return nil, err
 	}
 	hyps := map[string]string{}
@@ -127,50 +127,19 @@ func ScoreFilesMETEOR(refsPath, hypsPath, jar string) (Scores, error) {
 	return ScoreAll(ids, refs, hyps, jar)
 }
 
+// sortedKeys lists the ids: numeric ids in numeric order, others by spelling.
 func sortedKeys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
-	// numeric ids in numeric order, then the rest
-	sortIDs(out)
-	return out
-}
-
-func sortIDs(ids []string) {
-	less := func(a, b string) bool {
-		x, e1 := strconv.ParseInt(a, 10, 64)
-		y, e2 := strconv.ParseInt(b, 10, 64)
+	sort.SliceStable(out, func(i, j int) bool {
+		x, e1 := strconv.ParseInt(out[i], 10, 64)
+		y, e2 := strconv.ParseInt(out[j], 10, 64)
 		if e1 == nil && e2 == nil {
 			return x < y
 		}
-		return a < b
-	}
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && less(ids[j], ids[j-1]); j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
-		}
-	}
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return fmt.Errorf("%s: does not exist", path)
-		}
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return fmt.Errorf("%s:%d: bad JSON: %v", path, 1+strings.Count(string(b[:se.Offset]), "\n"), err)
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("%s: %s has the wrong type (%v)", path, te.Field, te.Value)
-		}
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	return nil
+		return out[i] < out[j]
+	})
+	return out
 }

@@ -57,23 +57,21 @@ func RunPython(t testing.TB, script string, args ...string) string {
 // there and its absence fails.
 func SharedData(t testing.TB, rel string) string {
 	t.Helper()
-	p := filepath.Join(Root(), "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		if inCI() {
-			t.Fatalf("%s is missing; CI always has ../shared/data", p)
-		}
-		t.Skipf("%s is absent (only the project's CI and dev machines have ../shared)", p)
-	}
-	return p
+	return shared(t, "data", rel)
 }
 
 // SharedFixture returns ../shared/fixtures/<rel>, with SharedData's rules.
 func SharedFixture(t testing.TB, rel string) string {
 	t.Helper()
-	p := filepath.Join(Root(), "..", "shared", "fixtures", rel)
+	return shared(t, "fixtures", rel)
+}
+
+func shared(t testing.TB, kind, rel string) string {
+	t.Helper()
+	p := filepath.Join(Root(), "..", "shared", kind, rel)
 	if _, err := os.Stat(p); err != nil {
 		if inCI() {
-			t.Fatalf("%s is missing; CI always has ../shared/fixtures", p)
+			t.Fatalf("%s is missing; CI always has ../shared/%s", p, kind)
 		}
 		t.Skipf("%s is absent (only the project's CI and dev machines have ../shared)", p)
 	}
