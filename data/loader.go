@@ -126,10 +126,33 @@ func (l *Loader) Example(it Item) Example { return l.ex[it.Example] }
 func (l *Loader) order(epoch int) []Item {
 	items := append([]Item(nil), l.items...)
 	if l.cfg.Shuffle {
-		r := rand.New(rand.NewPCG(l.cfg.Seed, uint64(epoch)))
-		r.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+		ShuffleItems(items, l.cfg.Seed, epoch)
 	}
 	return items
+}
+
+// ShuffleItems puts items in an epoch's order: a shuffle seeded by seed and
+// epoch, the same on every machine.
+func ShuffleItems(items []Item, seed uint64, epoch int) {
+	r := rand.New(rand.NewPCG(seed, uint64(epoch)))
+	r.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+}
+
+// PadTokens lays token id rows out as B x T int64, T the longest row, short
+// rows padded with <PAD> (0); it also returns each row's length.
+func PadTokens(rows [][]int) (tokens []int64, T int, lengths []int) {
+	for _, ids := range rows {
+		T = max(T, len(ids))
+	}
+	tokens = make([]int64, len(rows)*T)
+	lengths = make([]int, len(rows))
+	for r, ids := range rows {
+		for c, id := range ids {
+			tokens[r*T+c] = int64(id)
+		}
+		lengths[r] = len(ids)
+	}
+	return tokens, T, lengths
 }
 
 // Epoch starts the workers for one epoch and returns the batches in order from
@@ -224,21 +247,12 @@ func (l *Loader) build(epoch, idx int, items []Item) *Batch {
 		b.Items = append(b.Items, it)
 		b.Images = append(b.Images, buf...)
 	}
-	for _, it := range b.Items {
-		if n := len(l.enc[it]); n > b.T {
-			b.T = n
-		}
+	rows := make([][]int, len(b.Items))
+	for r, it := range b.Items {
+		rows[r] = l.enc[it]
 	}
-	if b.T > 0 {
-		b.Tokens = make([]int64, len(b.Items)*b.T) // zeros are <PAD>
-		b.Lengths = make([]int, len(b.Items))
-		for r, it := range b.Items {
-			ids := l.enc[it]
-			for c, id := range ids {
-				b.Tokens[r*b.T+c] = int64(id)
-			}
-			b.Lengths[r] = len(ids)
-		}
+	if b.Tokens, b.T, b.Lengths = PadTokens(rows); b.T == 0 {
+		b.Tokens, b.Lengths = nil, nil // image-only items
 	}
 	return b
 }

@@ -350,8 +350,7 @@ func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, sta
 	out := make(chan batch)
 	if r.cache != nil {
 		if shuffle {
-			rng := rand.New(rand.NewPCG(uint64(r.cfg.Seed), uint64(epoch)))
-			rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+			data.ShuffleItems(items, uint64(r.cfg.Seed), epoch)
 		}
 		enc := make([][]int, len(items))
 		go func() {
@@ -359,21 +358,14 @@ func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, sta
 			for b := start; b < nb; b++ {
 				lo, hi := b*bs, min((b+1)*bs, len(items))
 				feats := make([]float32, 0, (hi-lo)*2048)
-				T := 0
 				for i := lo; i < hi; i++ {
 					it := items[i]
 					feats = append(feats, r.cache.Row(ex[it.Example].Path)...)
 					if enc[i] == nil {
 						enc[i] = r.vocab.Encode(ex[it.Example].Captions[it.Caption])
 					}
-					T = max(T, len(enc[i]))
 				}
-				toks := make([]int64, (hi-lo)*T)
-				for i := lo; i < hi; i++ {
-					for c, id := range enc[i] {
-						toks[(i-lo)*T+c] = int64(id)
-					}
-				}
+				toks, T, _ := data.PadTokens(enc[lo:hi])
 				select {
 				case out <- batch{index: b, n: hi - lo, feats: feats, tokens: toks, T: T}:
 				case <-ctx.Done():
