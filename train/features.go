@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/sugarme/gotch/ts"
 
@@ -44,7 +45,8 @@ func backboneHash(m *model.Captioner) string {
 	vars := m.VS.Variables()
 	names := make([]string, 0, len(vars))
 	for n := range vars {
-		if len(n) > len(model.BackbonePrefix) && n[:len(model.BackbonePrefix)] == model.BackbonePrefix && n[len(model.BackbonePrefix):len(model.BackbonePrefix)+3] != "fc." {
+		// The backbone only: its fc head is trained and does not shape the features.
+		if strings.HasPrefix(n, model.BackbonePrefix) && !strings.HasPrefix(n, model.BackbonePrefix+"fc.") {
 			names = append(names, n)
 		}
 	}
