@@ -3,9 +3,9 @@ package torch
 import (
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
-	"runtime"
 	"sync"
 	"testing"
 
