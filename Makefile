@@ -63,8 +63,8 @@ demo: build ## train experiments/shapes.toml (the built-in synthetic data) end t
 train: build ## train EXP=experiments/x.toml
 	$(BIN) train -config $(EXP) $(ARGS)
 
-experiment: build ## sweep EXP=experiments/sweep_shapes.toml (ARGS="-j 2" runs points in parallel)
-	$(BIN) experiment $(ARGS) $(if $(filter experiments/shapes.toml,$(EXP)),experiments/sweep_shapes.toml,$(EXP))
+experiment: build ## sweep EXP=experiments/sweep_shapes.toml (ARGS="-j 2" runs points in parallel; BACKEND=slurm submits a job array)
+	$(BIN) experiment -backend $(or $(BACKEND),local) $(ARGS) $(if $(filter experiments/shapes.toml,$(EXP)),experiments/sweep_shapes.toml,$(EXP))
 
 doctor: build ## libtorch path, version, ABI, CUDA
 	$(BIN) doctor

@@ -25,7 +25,7 @@ type Sweep struct {
 	Sample int              `toml:"sample"`  // run a seeded random sample of this many points (0 = all)
 	Seed   uint64           `toml:"seed"`    // for the sample
 	Set    map[string]any   `toml:"set"`     // overrides applied to every point
-	Slurm  map[string]any   `toml:"slurm"`   // options for -backend slurm
+	Slurm  SlurmOptions     `toml:"slurm"`   // options for -backend slurm
 	file   string
 }
 
@@ -48,7 +48,12 @@ func LoadSweep(path string) (*Sweep, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
-		return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: "unknown key (a sweep file has base, name, out_dir, grid, sample, seed, set, slurm)"}
+		msg := "unknown key (a sweep file has base, name, out_dir, grid, sample, seed, set, slurm)"
+		if strings.HasPrefix(k, "slurm.") {
+			msg = "unknown key ([slurm] has partition, account, time, gpus_per_task, cpus_per_task, mem, array_concurrency, extra, setup, executable)"
+			return nil, &ConfigError{File: path, Line: keyLine(b, strings.TrimPrefix(k, "slurm.")), Field: k, Msg: msg}
+		}
+		return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: msg}
 	}
 	s.file = path
 	if s.Base == "" {
@@ -75,6 +80,9 @@ func LoadSweep(path string) (*Sweep, error) {
 		if !knownKey(k) {
 			return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: "set." + k, Msg: "not a config key"}
 		}
+	}
+	if err := s.Slurm.Validate(); err != nil {
+		return nil, &ConfigError{File: path, Field: "slurm", Msg: err.Error()}
 	}
 	if s.Sample < 0 {
 		return nil, &ConfigError{File: path, Field: "sample", Msg: "must not be negative"}
@@ -257,14 +265,18 @@ func (s *Sweep) PrintTable(root string, out io.Writer) {
 	fmt.Fprintf(out, "%-40s %-8s %s\n", "point", "state", "best")
 	for _, p := range s.Points() {
 		st, state := PointStatus(root, p)
-		best := "-"
-		if state != nil && state.BestEpoch > 0 {
-			v := state.Best
-			if state.Config.BestMetric == "val_loss" {
-				v = -v
-			}
-			best = fmt.Sprintf("%s %.4f (epoch %d)", state.Config.BestMetric, v, state.BestEpoch)
-		}
-		fmt.Fprintf(out, "%-40s %-8s %s\n", p.Name, st, best)
+		fmt.Fprintf(out, "%-40s %-8s %s\n", p.Name, st, bestString(state))
 	}
+}
+
+// bestString is a run's best metric, "-" before its first epoch.
+func bestString(state *State) string {
+	if state == nil || state.BestEpoch == 0 {
+		return "-"
+	}
+	v := state.Best
+	if state.Config.BestMetric == "val_loss" {
+		v = -v
+	}
+	return fmt.Sprintf("%s %.4f (epoch %d)", state.Config.BestMetric, v, state.BestEpoch)
 }
