@@ -73,12 +73,13 @@ type Config struct {
 	Patience     int    `toml:"patience"`      // stop after n epochs without a better best_metric (0 = never)
 
 	// System.
-	Device   string `toml:"device"`    // auto, cpu or cuda
-	Threads  int    `toml:"threads"`   // libtorch intra-op threads (0 = libtorch's default)
-	Workers  int    `toml:"workers"`   // image decode goroutines (0 = CPUs)
-	Seed     int64  `toml:"seed"`      // model init, shuffling, dropout
-	Resume   bool   `toml:"resume"`    // continue out_dir/name from its last checkpoint
-	LogEvery int    `toml:"log_every"` // plain progress lines every n steps when stdout is not a terminal
+	Device     string `toml:"device"`     // auto, cpu or cuda
+	Threads    int    `toml:"threads"`    // libtorch intra-op threads (0 = libtorch's default)
+	Workers    int    `toml:"workers"`    // image decode goroutines (0 = CPUs)
+	Seed       int64  `toml:"seed"`       // model init, shuffling, dropout
+	Resume     bool   `toml:"resume"`     // continue out_dir/name from its last checkpoint
+	LogEvery   int    `toml:"log_every"`  // plain progress lines every n steps when stdout is not a terminal
+	Histograms bool   `toml:"histograms"` // TensorBoard histograms of every trained weight and its last gradient, each epoch
 }
 
 // DefaultConfig is the baseline's configuration on the built-in synthetic data.

@@ -232,7 +232,31 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 		}
 	}
 	r.tb.Text("samples", step, md.String())
+	if r.cfg.Histograms {
+		r.logHistograms(step)
+	}
 	return em, samples, nil
+}
+
+// logHistograms logs every trained tensor ("weights/<name>") and the
+// gradient of the epoch's last step ("gradients/<name>").
+func (r *runner) logHistograms(step int64) {
+	f64 := func(xs []float32) []float64 {
+		out := make([]float64, len(xs))
+		for i, x := range xs {
+			out[i] = float64(x)
+		}
+		return out
+	}
+	for i, p := range r.adam.Params {
+		name := r.adam.Names[i]
+		r.tb.Histogram("weights/"+name, step, f64(torch.Float32s(p)))
+		g := p.MustGrad(false)
+		if g.MustDefined() {
+			r.tb.Histogram("gradients/"+name, step, f64(torch.Float32s(g)))
+		}
+		g.MustDrop()
+	}
 }
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }

@@ -3,6 +3,9 @@ package train
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +62,7 @@ func runIt(t *testing.T, cfg Config, opt Options) (*Result, error) {
 func TestTrainRunInTensorBoard(t *testing.T) {
 	out := t.TempDir()
 	cfg := tiny(t, out)
+	cfg.Histograms = true
 	var log strings.Builder
 	res, err := runIt(t, cfg, Options{Out: &log})
 	if err != nil {
@@ -80,7 +84,7 @@ func TestTrainRunInTensorBoard(t *testing.T) {
 import sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
-ea = EventAccumulator(sys.argv[1], size_guidance={"tensors": 0, "scalars": 0, "images": 0})
+ea = EventAccumulator(sys.argv[1], size_guidance={"tensors": 0, "scalars": 0, "images": 0, "histograms": 0})
 ea.Reload()
 tags = ea.Tags()
 print("scalars", sorted(tags["scalars"]))
@@ -94,6 +98,11 @@ ssi = metadata.parse_session_start_info_plugin_data(ea.SummaryMetadata("_hparams
 print("hparams", sorted(ssi.hparams.keys()))
 sei = metadata.parse_session_end_info_plugin_data(ea.SummaryMetadata("_hparams_/session_end_info").plugin_data.content)
 print("end", sei.status)
+h = ea.Histograms("weights/decoderRNN.linear.weight")
+print("hist weights", [e.step for e in h], h[-1].histogram_value.num)
+g = ea.Histograms("gradients/decoderRNN.linear.weight")
+print("hist grads", [e.step for e in g], g[-1].histogram_value.max > g[-1].histogram_value.min)
+print("hist count", len(tags["histograms"]))
 `, res.RunDir)
 	per := steps / 2
 	for _, want := range []string{
@@ -105,11 +114,15 @@ print("end", sei.status)
 		"text | image | generated | reference |",
 		"'batch_size', 'crop', 'decoder'", "'lr'",
 		"end 1",
+		"hist weights [" + strconv.FormatInt(per, 10) + ", " + strconv.FormatInt(steps, 10) + "]",
+		"hist grads [" + strconv.FormatInt(per, 10) + ", " + strconv.FormatInt(steps, 10) + "] True",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("TensorBoard's view lacks %q:\n%s", want, got)
 		}
 	}
+	// The real UI's server: its scalar and hparams endpoints list the run.
+	checkTensorBoardServer(t, out, "tiny")
 	// Running it again without resume refuses to overwrite the run.
 	if _, err := runIt(t, cfg, Options{}); err == nil || !strings.Contains(err.Error(), "already holds a checkpoint") {
 		t.Errorf("second run without resume: %v", err)
@@ -389,5 +402,70 @@ func TestMemoryFlatFineTuning(t *testing.T) {
 	t.Logf("fine-tuning: resident memory at steps 10 and 50: %d MB, %d MB", rss[0]/1024, rss[1]/1024)
 	if rss[1]-rss[0] > 100*1024 {
 		t.Errorf("resident memory grew by %d MB over 40 fine-tuning steps", (rss[1]-rss[0])/1024)
+	}
+}
+
+// checkTensorBoardServer starts `tensorboard --logdir logdir` from .venv on a
+// free port and fetches the scalars plugin's tags and the HParams plugin's
+// experiment and session groups, as the browser UI does.
+func checkTensorBoardServer(t *testing.T, logdir, run string) {
+	t.Helper()
+	tb := filepath.Join(filepath.Dir(testutil.Python(t)), "tensorboard")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(tb, "--logdir", logdir, "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--reload_interval", "1")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	get := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-XSRF-Protected", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var tags string
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		code, body := get("GET", "/data/plugin/scalars/tags", "")
+		if code == 200 && strings.Contains(body, "Training loss") {
+			tags = body
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tensorboard did not serve the run's scalars in 90 s (last: %d %s)\n%s", code, body, logs.String())
+		}
+	}
+	var scalars map[string]map[string]any
+	if err := json.Unmarshal([]byte(tags), &scalars); err != nil {
+		t.Fatalf("scalars/tags: %v\n%s", err, tags)
+	}
+	for _, tag := range []string{"Training loss", "Validation loss", "BLEU-4", "CIDEr-D", "learning rate"} {
+		if _, ok := scalars[run][tag]; !ok {
+			t.Errorf("scalars/tags lacks %s/%s: %s", run, tag, tags)
+		}
+	}
+	code, exp := get("POST", "/data/plugin/hparams/experiment", `{"experimentName": ""}`)
+	if code != 200 || !strings.Contains(exp, `"lr"`) || !strings.Contains(exp, `"hidden_size"`) {
+		t.Errorf("hparams/experiment: %d %s\n%s", code, exp, logs.String())
+	}
+	code, groups := get("POST", "/data/plugin/hparams/session_groups",
+		`{"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", "STATUS_UNKNOWN"], "colParams": [], "startIndex": 0, "sliceSize": 10}`)
+	if code != 200 || !strings.Contains(groups, `"name": "`+run+`"`) && !strings.Contains(groups, `"name":"`+run+`"`) || !strings.Contains(groups, "STATUS_SUCCESS") {
+		t.Errorf("hparams/session_groups: %d %s", code, groups)
 	}
 }
