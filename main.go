@@ -302,7 +302,7 @@ var commands = map[string]command{
 		summary: "benchmarks beside the PyTorch reference (JSON lines)",
 		usage:   "[-case all]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			c := fs.String("case", "all", "benchmark case to run (all, loader)")
+			c := fs.String("case", "all", "benchmark case to run: all, loader, decode, train or epoch")
 			dataDir := fs.String("data", "../shared/data/flickr8k-mini", "Kaggle-layout folder of real JPEGs for the loader case")
 			py := fs.String("python", os.Getenv("CAPTIONGO_PYTHON"), "Python with torch 2.1.0 for the reference side (make bench passes .venv/bin/python)")
 			n := fs.Int("images", 1000, "images per loader run")

@@ -34,10 +34,12 @@ type Options struct {
 	Python  string // interpreter with torch 2.1.0 + torchvision (the .venv)
 	Images  int    // images per loader run
 	Workers int
+	Quick   bool // fewer repetitions (tests): the numbers are then rough
+	SynthN  int  // synthetic pictures for the epoch case (0 = 200)
 }
 
 // Cases lists the benchmark cases this build has.
-var Cases = []string{"loader", "decode"}
+var Cases = []string{"loader", "decode", "train", "epoch"}
 
 // Run runs the selected cases and writes one JSON line per case to w.
 func Run(opt Options, w io.Writer) error {
@@ -59,6 +61,10 @@ func Run(opt Options, w io.Writer) error {
 			rs = []Result{r}
 		case "decode":
 			rs, err = decode(opt)
+		case "train":
+			rs, err = trainSteps(opt)
+		case "epoch":
+			rs, err = epoch(opt)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c, err)

@@ -51,3 +51,37 @@ func TestDecodeCaseRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainCaseRuns runs the training-step case with one repetition: the
+// eval-mode losses of both sides must agree (same model) and every line
+// has both timings.
+func TestTrainCaseRuns(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(Options{Case: "train", Python: testutil.Python(t), Quick: true}, &out); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, out.Bytes(), []string{"train_step_frozen_b32_299", "encoder_features_b32_299", "decoder_step_b32", "decoder_step_b256"})
+}
+
+// TestEpochCaseRuns runs the epoch case on a small synthetic set.
+func TestEpochCaseRuns(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(Options{Case: "epoch", Python: testutil.Python(t), SynthN: 20, Workers: 2}, &out); err != nil {
+		t.Fatal(err)
+	}
+	checkLines(t, out.Bytes(), []string{"epoch_synth_no_cache", "epoch_synth_cache"})
+}
+
+func checkLines(t *testing.T, out []byte, cases []string) {
+	t.Helper()
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if len(lines) != len(cases) {
+		t.Fatalf("%d lines, want %d: %s", len(lines), len(cases), out)
+	}
+	for i, l := range lines {
+		var r Result
+		if err := json.Unmarshal(l, &r); err != nil || r.Case != cases[i] || r.Captiongo <= 0 || r.PyTorch <= 0 || r.Speedup <= 0 {
+			t.Errorf("line %s: %v (want case %s with both sides measured)", l, err, cases[i])
+		}
+	}
+}

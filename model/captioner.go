@@ -20,7 +20,12 @@ type Config struct {
 	Dropout        float64 // baseline 0.5 (encoder head and word embeddings)
 	TrainCNN       bool    // fine-tune the backbone (baseline: false)
 	TransformInput bool    // torchvision's transform_input (on for Google's weights)
+	Decoder        string  // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
+	AttentionDim   int     // attention: size of the attention layer
 }
+
+// Attention reports whether the decoder is Show, Attend and Tell's.
+func (c Config) Attention() bool { return c.Decoder == "attention" }
 
 // Validate checks the sizes.
 func (c Config) Validate() error {
@@ -31,6 +36,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("embed_size %d, hidden_size %d and num_layers %d must be positive", c.EmbedSize, c.HiddenSize, c.NumLayers)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("dropout %v must be in [0, 1)", c.Dropout)
+	case c.Decoder != "" && c.Decoder != "lstm" && c.Decoder != "attention":
+		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
+	case c.Attention() && c.AttentionDim <= 0:
+		return fmt.Errorf("attention_dim %d must be positive", c.AttentionDim)
+	case c.Attention() && c.NumLayers != 1:
+		return fmt.Errorf("num_layers %d: the attention decoder has one LSTM cell", c.NumLayers)
 	}
 	return nil
 }
@@ -49,6 +60,7 @@ type Captioner struct {
 	lstm     []*ts.Tensor // per layer: w_ih, w_hh, b_ih, b_hh
 	linW     *ts.Tensor
 	linB     *ts.Tensor
+	att      *attnDecoder // the attention decoder (then fc, embed, lstm and linear are unused)
 	device   gotch.Device
 }
 
@@ -65,6 +77,10 @@ func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
 	inc := root.Sub("encoderCNN").Sub("inception")
 	m := &Captioner{Cfg: cfg, VS: vs, device: device}
 	m.Backbone = NewInception(inc, cfg.TransformInput, cfg.TrainCNN)
+	if cfg.Attention() {
+		m.att = newAttnDecoder(root.Sub("decoderRNN"), cfg)
+		return m, nil
+	}
 	E, H, V := int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
 	fc := inc.Sub("fc")
 	m.fcW = fc.MustNewVar("weight", []int64{E, 2048}, uniform(2048))
@@ -96,16 +112,44 @@ func uniform(fan float64) nn.Init { b := 1 / sqrt(fan); return nn.NewUniformInit
 // Device is where the captioner's tensors live.
 func (m *Captioner) Device() gotch.Device { return m.device }
 
-// Features runs the backbone: pooled 2048-d features. With TrainCNN false the
-// backbone runs without gradient and with BatchNorm in eval mode whatever
-// train says (the baseline let its running statistics drift).
+// Features runs the backbone: pooled 2048-d features (N x 2048), or for the
+// attention decoder the Mixed_7c map as rows (N x P x 2048, P = h*w). With
+// TrainCNN false the backbone runs without gradient and with BatchNorm in
+// eval mode whatever train says (the baseline let its running statistics
+// drift).
 func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
+	run := func(train bool) *ts.Tensor {
+		if m.att != nil {
+			return MapRows(m.Backbone.Map(images, train), true)
+		}
+		return m.Backbone.Pooled(images, train)
+	}
 	if !m.Cfg.TrainCNN {
 		var f *ts.Tensor
-		torch.NoGrad(func() { f = m.Backbone.Pooled(images, false) })
+		torch.NoGrad(func() { f = run(false) })
 		return f
 	}
-	return m.Backbone.Pooled(images, train)
+	return run(train)
+}
+
+// DecodeFeatures runs the decoder with teacher forcing on what Features
+// returns: logits (T-1) x B x V, and for the attention decoder the attention
+// weights (T-1) x B x P (nil otherwise).
+func (m *Captioner) DecodeFeatures(feat, tokens *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
+	if m.att != nil {
+		return m.att.teacher(feat, tokens, train)
+	}
+	h := m.Head(feat, train)
+	defer h.MustDrop()
+	return m.DecodeTeacher(h, tokens, train), nil
+}
+
+// ForwardAlphas is Forward that also returns the attention weights
+// ((T-1) x B x P; nil for the LSTM decoder).
+func (m *Captioner) ForwardAlphas(images, tokens *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
+	f := m.Features(images, train)
+	defer f.MustDrop()
+	return m.DecodeFeatures(f, tokens, train)
 }
 
 // Head is the baseline's encoder head: Dropout(ReLU(fc(features))).
@@ -124,6 +168,11 @@ func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
 // first word; here the image step predicts nothing and decoding starts by
 // feeding <SOS>.
 func (m *Captioner) Forward(images, tokens *ts.Tensor, train bool) *ts.Tensor {
+	if m.att != nil {
+		l, a := m.ForwardAlphas(images, tokens, train)
+		a.MustDrop()
+		return l
+	}
 	pooled := m.Features(images, train)
 	feat := m.Head(pooled, train)
 	pooled.MustDrop()

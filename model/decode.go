@@ -255,21 +255,64 @@ type lstmStepper struct {
 // NewStepper runs the image step for a batch of images (eval mode, no
 // gradient) and returns a Stepper positioned before <SOS>. Call Close after.
 func (m *Captioner) NewStepper(images *ts.Tensor) Stepper {
-	var st *lstmStepper
+	var st Stepper
 	torch.NoGrad(func() {
-		pooled := m.Features(images, false)
-		st = m.stepperFromPooled(pooled)
-		pooled.MustDrop()
+		f := m.Features(images, false)
+		st = m.stepperFrom(f)
+		f.MustDrop()
 	})
 	return st
 }
 
+func (m *Captioner) stepperFrom(f *ts.Tensor) Stepper {
+	if m.att != nil {
+		return &attnStepper{m: m, s: m.att.start(f)}
+	}
+	return m.stepperFromPooled(f)
+}
+
 // StepperFromPooled starts decoding from pooled 2048-d features (cached features).
+// For the attention decoder the features are the map rows (N x P x 2048).
 func (m *Captioner) StepperFromPooled(pooled *ts.Tensor) Stepper {
-	var st *lstmStepper
-	torch.NoGrad(func() { st = m.stepperFromPooled(pooled) })
+	var st Stepper
+	torch.NoGrad(func() { st = m.stepperFrom(pooled) })
 	return st
 }
+
+// attnStepper decodes with the attention decoder, without gradient.
+type attnStepper struct {
+	m *Captioner
+	s *attnState
+}
+
+func (a *attnStepper) Step(tokens []int64) ([]float32, int) {
+	var lp []float32
+	torch.NoGrad(func() {
+		tk := torch.FromInt64s(tokens, []int64{int64(len(tokens))}, a.m.device)
+		emb := ts.MustEmbedding(a.m.att.embed, tk, -1, false, false)
+		tk.MustDrop()
+		logits, alpha := a.m.att.step(a.s, emb, false)
+		emb.MustDrop()
+		alpha.MustDrop()
+		l := logits.MustLogSoftmax(-1, gotch.Float, true)
+		lp = torch.Float32s(l)
+		l.MustDrop()
+	})
+	return lp, a.m.Cfg.VocabSize
+}
+
+func (a *attnStepper) Reorder(rows []int64) {
+	torch.NoGrad(func() {
+		idx := torch.FromInt64s(rows, []int64{int64(len(rows))}, a.m.device)
+		for _, t := range []**ts.Tensor{&a.s.enc, &a.s.att1, &a.s.h, &a.s.c} {
+			*t = (*t).MustIndexSelect(0, idx, true)
+		}
+		idx.MustDrop()
+	})
+}
+
+// Close frees the decoder state.
+func (a *attnStepper) Close() { a.s.drop() }
 
 func (m *Captioner) stepperFromPooled(pooled *ts.Tensor) *lstmStepper {
 	feat := m.Head(pooled, false)

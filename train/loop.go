@@ -71,11 +71,13 @@ func (r *runner) loop() (*Result, error) {
 			}
 		}
 		cancel()
-		ips := float64(seen) / time.Since(t0).Seconds()
+		trainSecs := time.Since(t0).Seconds()
+		ips := float64(seen) / trainSecs
 		em, smp, err := r.evaluate(epoch, lossSum/math.Max(1, float64(lossN)), ips)
 		if err != nil {
 			return nil, err
 		}
+		em.TrainSecs = trainSecs
 		em.Seconds = time.Since(t0).Seconds()
 		samples = smp
 		r.st.History = append(r.st.History, em)

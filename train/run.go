@@ -51,7 +51,8 @@ type EpochMetrics struct {
 	Bleu4     float64 `json:"Bleu_4"`
 	CIDEr     float64 `json:"CIDEr"`
 	ImagesPS  float64 `json:"images_per_s"`
-	Seconds   float64 `json:"seconds"`
+	TrainSecs float64 `json:"train_seconds"` // the epoch's optimiser steps (data included, evaluation not)
+	Seconds   float64 `json:"seconds"`       // the whole epoch, evaluation and checkpoint included
 }
 
 // Result is what Run reports.

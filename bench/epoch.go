@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/train"
+)
+
+// epoch: one training epoch of the baseline's setting (299 px, frozen
+// backbone, batch 32, every caption of every train image) on the synthetic
+// set, PyTorch's baseline pipeline (bench/epoch_ref.py) against captiongo
+// without and with the feature cache. The cached epoch is the run's second
+// (the first builds the cache; its time is in the note).
+func epoch(opt Options) ([]Result, error) {
+	n := opt.SynthN
+	if n <= 0 {
+		n = 200
+	}
+	dir, err := os.MkdirTemp("", "captiongo-bench-epoch-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "shapes")
+	if err := data.WriteSynth(src, n, 1); err != nil {
+		return nil, err
+	}
+	base := train.DefaultConfig()
+	base.Data, base.OutDir = src, filepath.Join(dir, "runs")
+	base.ImageSize, base.Crop, base.RandomCrop = 299, 0, false
+	base.FreqThreshold = 1
+	base.BatchSize, base.LR = 32, 3e-4
+	base.EvalImages, base.SampleImages, base.MaxLen = 1, 0, 4
+	base.Workers = opt.Workers
+	if err := base.Validate(); err != nil {
+		return nil, err
+	}
+
+	// The rows PyTorch trains on: the same split and vocabulary.
+	ds, err := data.Load(src, data.Options{Format: base.Format, Seed: base.SplitSeed, Ratios: [3]float64{base.TrainRatio, base.ValRatio, base.TestRatio}})
+	if err != nil {
+		return nil, err
+	}
+	trainEx := ds.SplitExamples(data.Train)
+	var caps []string
+	for _, e := range trainEx {
+		caps = append(caps, e.Captions...)
+	}
+	vocab := data.BuildVocab(caps, base.FreqThreshold)
+	var rows [][2]any
+	for _, e := range trainEx {
+		for _, c := range e.Captions {
+			rows = append(rows, [2]any{e.Path, vocab.Encode(c)})
+		}
+	}
+	spec, _ := json.Marshal(map[string]any{"vocab": vocab.Len(), "rows": rows})
+	specPath := filepath.Join(dir, "rows.json")
+	if err := os.WriteFile(specPath, spec, 0o644); err != nil {
+		return nil, err
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	_, self, _, _ := runtime.Caller(0)
+	cmd := exec.Command(opt.Python, filepath.Join(filepath.Dir(self), "epoch_ref.py"), specPath, fmt.Sprint(workers), fmt.Sprint(torchThreads()))
+	cmd.Dir = filepath.Dir(self)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("PyTorch reference: %v", err)
+	}
+	var ref struct {
+		Seconds float64 `json:"seconds"`
+		Rows    int     `json:"rows"`
+	}
+	if err := json.Unmarshal(out, &ref); err != nil {
+		return nil, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
+	}
+	if ref.Rows != len(rows) {
+		return nil, fmt.Errorf("PyTorch trained on %d rows, captiongo has %d", ref.Rows, len(rows))
+	}
+
+	runOnce := func(name string, cache bool, epochs int) (*train.Result, error) {
+		cfg := base
+		cfg.Name, cfg.FeatureCache, cfg.Epochs = name, cache, epochs
+		var res *train.Result
+		err := torch.Run(func() error {
+			var err error
+			res, err = train.Run(cfg, train.Options{Out: io.Discard})
+			return err
+		})
+		return res, err
+	}
+	plain, err := runOnce("nocache", false, 1)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	cached, err := runOnce("cache", true, 2)
+	if err != nil {
+		return nil, err
+	}
+	setup := time.Since(t0).Seconds() - cached.State.History[0].Seconds - cached.State.History[1].Seconds
+	goPlain := plain.State.History[0].TrainSecs
+	goCached := cached.State.History[1].TrainSecs
+	note := fmt.Sprintf("%d synthetic images x 5 captions = %d rows, 299 px, batch 32, frozen backbone, %d workers", len(trainEx), len(rows), workers)
+	return []Result{
+		{Case: "epoch_synth_no_cache", Unit: "s per epoch", Captiongo: round(goPlain), PyTorch: round(ref.Seconds), Speedup: round(ref.Seconds / goPlain),
+			Note: note + "; both run the backbone on every row, as the baseline does"},
+		{Case: "epoch_synth_cache", Unit: "s per epoch", Captiongo: round(goCached), PyTorch: round(ref.Seconds), Speedup: round(ref.Seconds / goCached),
+			Note: note + fmt.Sprintf("; captiongo's second epoch with feature_cache (the run's set-up, which builds the cache for its %d train+val images once, took %.1f s) against the baseline's pipeline", len(trainEx)+len(ds.SplitExamples(data.Val)), setup)},
+	}, nil
+}
