@@ -40,7 +40,9 @@ type Config struct {
 	Normalize     string  `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
 
 	// Model.
-	Decoder        string  `toml:"decoder"`         // "lstm"
+	Decoder        string  `toml:"decoder"`         // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
+	AttentionDim   int     `toml:"attention_dim"`   // attention: size of the attention layer
+	AlphaC         float64 `toml:"alpha_c"`         // attention: weight of the doubly stochastic regularisation
 	EmbedSize      int     `toml:"embed_size"`      //
 	HiddenSize     int     `toml:"hidden_size"`     //
 	NumLayers      int     `toml:"num_layers"`      //
@@ -88,7 +90,7 @@ func DefaultConfig() Config {
 		OutDir: "runs", Data: "synth", Format: "auto", SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
-		Decoder: "lstm", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
+		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
@@ -259,7 +261,7 @@ func (c Config) Validate() error {
 	checks := []error{
 		oneOf("format", c.Format, "auto", "kaggle", "flickr8k", "karpathy", "coco"),
 		oneOf("normalize", c.Normalize, "half", "imagenet"),
-		oneOf("decoder", c.Decoder, "lstm"),
+		oneOf("decoder", c.Decoder, "lstm", "attention"),
 		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
 		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
@@ -287,6 +289,12 @@ func (c Config) Validate() error {
 		return bad("hidden_size", "%d: must be positive", c.HiddenSize)
 	case c.NumLayers <= 0:
 		return bad("num_layers", "%d: must be positive", c.NumLayers)
+	case c.Decoder == "attention" && c.NumLayers != 1:
+		return bad("num_layers", "%d: the attention decoder has one LSTM cell (set num_layers = 1)", c.NumLayers)
+	case c.Decoder == "attention" && c.AttentionDim <= 0:
+		return bad("attention_dim", "%d: must be positive", c.AttentionDim)
+	case c.AlphaC < 0:
+		return bad("alpha_c", "%v: must not be negative", c.AlphaC)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return bad("dropout", "%v: must be in [0, 1)", c.Dropout)
 	case c.Epochs <= 0:

@@ -13,8 +13,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sugarme/gotch/ts"
-
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
@@ -28,6 +26,8 @@ type FeatureCache struct {
 	Path  string
 	index map[string]int // image path -> row
 	feats []float32
+	dim   int  // floats per image: 2048, or P x 2048 for the attention decoder's map
+	maps  bool // rows are Mixed_7c maps (attention) rather than pooled features
 }
 
 // Row returns the feature of an image (nil if absent).
@@ -36,7 +36,15 @@ func (c *FeatureCache) Row(path string) []float32 {
 	if !ok {
 		return nil
 	}
-	return c.feats[i*2048 : (i+1)*2048]
+	return c.feats[i*c.dim : (i+1)*c.dim]
+}
+
+// Shape is the tensor shape of n rows: n x 2048, or n x P x 2048 for maps.
+func (c *FeatureCache) Shape(n int) []int64 {
+	if c.maps {
+		return []int64{int64(n), int64(c.dim / model.EncoderDim), model.EncoderDim}
+	}
+	return []int64{int64(n), int64(c.dim)}
 }
 
 // backboneHash hashes every backbone tensor (names and values).
@@ -82,6 +90,10 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	paths = uniq
 	h := sha256.New()
 	fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", backboneHash(m), tf, m.Cfg.TransformInput)
+	maps := m.Cfg.Attention()
+	if maps {
+		fmt.Fprintf(h, "rows: Mixed_7c map\n") // pooled caches keep their v1 keys
+	}
 	for _, p := range paths {
 		abs, _ := filepath.Abs(p)
 		st, err := os.Stat(p)
@@ -90,12 +102,13 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil))[:16]
-	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}}
+	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}, dim: model.EncoderDim, maps: maps}
 	for i, p := range paths {
 		c.index[p] = i
 	}
-	if b, err := os.ReadFile(c.Path); err == nil && len(b) == 4*2048*len(paths) {
-		c.feats = make([]float32, 2048*len(paths))
+	if b, err := os.ReadFile(c.Path); err == nil && len(paths) > 0 && len(b)%(4*model.EncoderDim*len(paths)) == 0 && (maps || len(b) == 4*model.EncoderDim*len(paths)) {
+		c.dim = len(b) / 4 / len(paths)
+		c.feats = make([]float32, c.dim*len(paths))
 		for i := range c.feats {
 			c.feats[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
@@ -109,17 +122,21 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	if err != nil {
 		return nil, err
 	}
-	c.feats = make([]float32, 2048*len(paths))
+	c.feats = nil
 	done := 0
 	for b := range l.Epoch(context.Background(), 0, 0) {
 		x := torch.FromFloat32s(b.Images, []int64{int64(b.Size()), 3, int64(b.Side), int64(b.Side)}, m.Device())
-		var f *ts.Tensor
-		torch.NoGrad(func() { f = m.Backbone.Pooled(x, false) })
+		f := m.Features(x, false) // frozen: eval mode, no grad
 		vals := torch.Float32s(f)
 		f.MustDrop()
 		x.MustDrop()
+		if c.feats == nil {
+			c.dim = len(vals) / b.Size()
+			c.feats = make([]float32, c.dim*len(paths))
+		}
+		d := c.dim
 		for r, it := range b.Items {
-			copy(c.feats[it.Example*2048:(it.Example+1)*2048], vals[r*2048:(r+1)*2048])
+			copy(c.feats[it.Example*d:(it.Example+1)*d], vals[r*d:(r+1)*d])
 		}
 		done += b.Size()
 		if progress != nil {

@@ -116,8 +116,11 @@ func (r *runner) step(b batch) (float64, float64) {
 	in, tok := r.tensors(b)
 	lr := r.lrAt(r.st.Step)
 	r.adam.ZeroGrad()
-	logits := r.forward(in, tok, true)
-	loss := model.Loss(logits, tok)
+	logits, alphas := r.forward(in, tok, true)
+	loss := model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
+	if alphas != nil {
+		alphas.MustDrop()
+	}
 	lv := torch.Item(loss)
 	loss.MustBackward()
 	if r.cfg.GradClip > 0 {
@@ -174,8 +177,11 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	for b := range ch {
 		in, tok := r.tensors(b)
 		torch.NoGrad(func() {
-			logits := r.forward(in, tok, false)
-			loss := model.Loss(logits, tok)
+			logits, alphas := r.forward(in, tok, false)
+			if alphas != nil {
+				alphas.MustDrop()
+			}
+			loss := model.Loss(logits, tok) // cross-entropy only, comparable across decoders
 			targets := 0
 			for i, t := range b.tokens {
 				if i%b.T != 0 && t != data.PAD {
@@ -271,11 +277,11 @@ func (r *runner) decode(ex []data.Example) ([]string, error) {
 		part := ex[lo:min(lo+bs, len(ex))]
 		var st model.Stepper
 		if r.cache != nil {
-			f := make([]float32, 0, len(part)*2048)
+			f := make([]float32, 0, len(part)*r.cache.dim)
 			for _, e := range part {
 				f = append(f, r.cache.Row(e.Path)...)
 			}
-			x := torch.FromFloat32s(f, []int64{int64(len(part)), 2048}, r.device)
+			x := torch.FromFloat32s(f, r.cache.Shape(len(part)), r.device)
 			st = r.m.StepperFromPooled(x)
 			x.MustDrop()
 		} else {

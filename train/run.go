@@ -202,7 +202,8 @@ func (r *runner) setup() error {
 
 	// Model.
 	r.m, err = model.NewCaptioner(model.Config{VocabSize: r.vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
-		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput}, dev)
+		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
+		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim}, dev)
 	if err != nil {
 		return err
 	}
@@ -317,7 +318,7 @@ func (r *runner) lrAt(step int64) float64 {
 type batch struct {
 	index  int
 	n      int
-	feats  []float32 // B x 2048 from the feature cache, or nil
+	feats  []float32 // B x 2048 (or B x P x 2048) from the feature cache, or nil
 	images []float32 // B x 3 x side x side, or nil
 	side   int
 	tokens []int64 // B x T
@@ -327,21 +328,20 @@ type batch struct {
 // tensors turns a batch into the model's input and the token tensor.
 func (r *runner) tensors(b batch) (in, tok *ts.Tensor) {
 	if b.feats != nil {
-		in = torch.FromFloat32s(b.feats, []int64{int64(b.n), 2048}, r.device)
+		in = torch.FromFloat32s(b.feats, r.cache.Shape(b.n), r.device)
 	} else {
 		in = torch.FromFloat32s(b.images, []int64{int64(b.n), 3, int64(b.side), int64(b.side)}, r.device)
 	}
 	return in, torch.FromInt64s(b.tokens, []int64{int64(b.n), int64(b.T)}, r.device)
 }
 
-// forward gives the logits for pooled features (cache) or images.
-func (r *runner) forward(in, tok *ts.Tensor, train bool) *ts.Tensor {
+// forward gives the logits, and the attention decoder's weights (else nil),
+// for cached features or images.
+func (r *runner) forward(in, tok *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
 	if r.cache != nil {
-		feat := r.m.Head(in, train)
-		defer feat.MustDrop()
-		return r.m.DecodeTeacher(feat, tok, train)
+		return r.m.DecodeFeatures(in, tok, train)
 	}
-	return r.m.Forward(in, tok, train)
+	return r.m.ForwardAlphas(in, tok, train)
 }
 
 func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, start int, shuffle bool, tf data.Transform) (<-chan batch, int, error) {
@@ -358,7 +358,7 @@ func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, sta
 			defer close(out)
 			for b := start; b < nb; b++ {
 				lo, hi := b*bs, min((b+1)*bs, len(items))
-				feats := make([]float32, 0, (hi-lo)*2048)
+				feats := make([]float32, 0, (hi-lo)*r.cache.dim)
 				for i := lo; i < hi; i++ {
 					it := items[i]
 					feats = append(feats, r.cache.Row(ex[it.Example].Path)...)
