@@ -34,11 +34,11 @@ type attnDecoder struct {
 	featDim, attDim, hid, voc int64
 }
 
-// EncoderDim is the channel count of Mixed_7c, the map attention reads.
+// EncoderDim is the channel count of Mixed_7c, the map attention reads by default.
 const EncoderDim = 2048
 
 func newAttnDecoder(dec *nn.Path, cfg Config) *attnDecoder {
-	D, A, E, H, V := int64(EncoderDim), int64(cfg.AttentionDim), int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
+	D, A, E, H, V := cfg.FeatureDim(), int64(cfg.AttentionDim), int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
 	d := &attnDecoder{dropout: cfg.Dropout, featDim: D, attDim: A, hid: H, voc: V}
 	lin := func(p *nn.Path, out, in int64) (*ts.Tensor, *ts.Tensor) {
 		w := p.MustNewVar("weight", []int64{out, in}, uniform(float64(in)))

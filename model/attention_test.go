@@ -59,8 +59,11 @@ for p in inc.parameters():
 inc.eval()
 feats = {}
 inc.Mixed_7c.register_forward_hook(lambda mod, i, o: feats.__setitem__("map", o))
+inc.Mixed_5d.register_forward_hook(lambda mod, i, o: feats.__setitem__("m5d", o))
+inc.Mixed_6e.register_forward_hook(lambda mod, i, o: feats.__setitem__("m6e", o))
 with torch.no_grad():
     inc(x)
+np.save(d + "/Mixed_5d.npy", feats["m5d"].numpy()); np.save(d + "/Mixed_6e.npy", feats["m6e"].numpy())
 enc = feats["map"].flatten(2).transpose(1, 2)  # B x P x D
 def forward():
     mean = enc.mean(1)
@@ -113,6 +116,15 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		}
 		x := npyTensor(t, filepath.Join(dir, "x.npy"))
 		tok := npyTensor(t, filepath.Join(dir, "tok.npy")).MustTotype(gotch.Int64, true)
+		// The earlier layers a decoder can read instead (feature_layer).
+		for _, layer := range []string{"Mixed_5d", "Mixed_6e"} {
+			var f *ts.Tensor
+			torch.NoGrad(func() { f = m.Backbone.MapAt(x, layer, false) })
+			if d := maxDiff(t, f, filepath.Join(dir, layer+".npy")); d > 1e-5 {
+				t.Errorf("%s map: max |go - torchvision| = %.3g", layer, d)
+			}
+			f.MustDrop()
+		}
 		feat := m.Features(x, false)
 		if sz := feat.MustSize(); fmt.Sprint(sz) != "[3 9 2048]" {
 			t.Fatalf("map rows %v, want [3 9 2048]", sz)

@@ -22,7 +22,19 @@ type Config struct {
 	TransformInput bool    // torchvision's transform_input (on for Google's weights)
 	Decoder        string  // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
 	AttentionDim   int     // attention: size of the attention layer
+	FeatureLayer   string  // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
 }
+
+// Layer is the backbone layer the decoder reads.
+func (c Config) Layer() string {
+	if c.FeatureLayer == "" {
+		return "Mixed_7c"
+	}
+	return c.FeatureLayer
+}
+
+// FeatureDim is the channel count of that layer (2048 for Mixed_7c).
+func (c Config) FeatureDim() int64 { return FeatureLayers[c.Layer()] }
 
 // Attention reports whether the decoder is Show, Attend and Tell's.
 func (c Config) Attention() bool { return c.Decoder == "attention" }
@@ -40,6 +52,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
 	case c.Attention() && c.AttentionDim <= 0:
 		return fmt.Errorf("attention_dim %d must be positive", c.AttentionDim)
+	case FeatureLayers[c.Layer()] == 0:
+		return fmt.Errorf("feature_layer %q: use Mixed_7c, Mixed_6e or Mixed_5d", c.FeatureLayer)
 	case c.Attention() && c.NumLayers != 1:
 		return fmt.Errorf("num_layers %d: the attention decoder has one LSTM cell", c.NumLayers)
 	}
@@ -83,8 +97,9 @@ func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
 	}
 	E, H, V := int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
 	fc := inc.Sub("fc")
-	m.fcW = fc.MustNewVar("weight", []int64{E, 2048}, uniform(2048))
-	m.fcB = fc.MustNewVar("bias", []int64{E}, uniform(2048))
+	D := cfg.FeatureDim()
+	m.fcW = fc.MustNewVar("weight", []int64{E, D}, uniform(float64(D)))
+	m.fcB = fc.MustNewVar("bias", []int64{E}, uniform(float64(D)))
 	dec := root.Sub("decoderRNN")
 	m.embed = dec.Sub("embed").MustNewVar("weight", []int64{V, E}, nn.NewRandnInit(0, 1))
 	lstm := dec.Sub("lstm")
@@ -112,17 +127,19 @@ func uniform(fan float64) nn.Init { b := 1 / sqrt(fan); return nn.NewUniformInit
 // Device is where the captioner's tensors live.
 func (m *Captioner) Device() gotch.Device { return m.device }
 
-// Features runs the backbone: pooled 2048-d features (N x 2048), or for the
-// attention decoder the Mixed_7c map as rows (N x P x 2048, P = h*w). With
+// Features runs the backbone up to FeatureLayer: pooled features (N x D, D =
+// 2048 for Mixed_7c), or for the attention decoder the map as rows (N x P x D,
+// P = h*w). With
 // TrainCNN false the backbone runs without gradient and with BatchNorm in
 // eval mode whatever train says (the baseline let its running statistics
 // drift).
 func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
 	run := func(train bool) *ts.Tensor {
+		f := m.Backbone.MapAt(images, m.Cfg.Layer(), train)
 		if m.att != nil {
-			return MapRows(m.Backbone.Map(images, train), true)
+			return MapRows(f, true)
 		}
-		return m.Backbone.Pooled(images, train)
+		return PoolMap(f, true)
 	}
 	if !m.Cfg.TrainCNN {
 		var f *ts.Tensor

@@ -58,7 +58,7 @@ func TestAttentionDecoderTrains(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		c := &FeatureCache{dim: 9 * model.EncoderDim, maps: m.Cfg.Attention()}
+		c := &FeatureCache{dim: 9 * model.EncoderDim, maps: m.Cfg.Attention(), chans: m.Cfg.FeatureDim()}
 		if got := c.Shape(4); len(got) != 3 || got[1] != 9 || got[2] != 2048 {
 			t.Errorf("cache shape %v", got)
 		}

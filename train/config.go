@@ -43,6 +43,7 @@ type Config struct {
 	Decoder        string  `toml:"decoder"`         // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
 	AttentionDim   int     `toml:"attention_dim"`   // attention: size of the attention layer
 	AlphaC         float64 `toml:"alpha_c"`         // attention: weight of the doubly stochastic regularisation
+	FeatureLayer   string  `toml:"feature_layer"`   // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
 	EmbedSize      int     `toml:"embed_size"`      //
 	HiddenSize     int     `toml:"hidden_size"`     //
 	NumLayers      int     `toml:"num_layers"`      //
@@ -90,7 +91,7 @@ func DefaultConfig() Config {
 		OutDir: "runs", Data: "synth", Format: "auto", SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
-		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
+		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, FeatureLayer: "Mixed_7c", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
@@ -262,6 +263,7 @@ func (c Config) Validate() error {
 		oneOf("format", c.Format, "auto", "kaggle", "flickr8k", "karpathy", "coco"),
 		oneOf("normalize", c.Normalize, "half", "imagenet"),
 		oneOf("decoder", c.Decoder, "lstm", "attention"),
+		oneOf("feature_layer", c.FeatureLayer, "Mixed_7c", "Mixed_6e", "Mixed_5d"),
 		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
 		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
@@ -337,10 +339,18 @@ func (c Config) TOML() string {
 }
 
 // ArchKeys are the keys a checkpoint must share with a run that resumes it.
-var ArchKeys = []string{"decoder", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
+var ArchKeys = []string{"decoder", "attention_dim", "feature_layer", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
 
 // archDiff names the architecture keys on which two configs differ.
 func archDiff(a, b Config) []string {
+	for _, c := range []*Config{&a, &b} {
+		if c.FeatureLayer == "" { // runs from before feature_layer existed
+			c.FeatureLayer = "Mixed_7c"
+		}
+		if c.Decoder != "attention" { // attention_dim shapes nothing then
+			c.AttentionDim = 0
+		}
+	}
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	t := va.Type()
 	var out []string

@@ -26,8 +26,9 @@ type FeatureCache struct {
 	Path  string
 	index map[string]int // image path -> row
 	feats []float32
-	dim   int  // floats per image: 2048, or P x 2048 for the attention decoder's map
-	maps  bool // rows are Mixed_7c maps (attention) rather than pooled features
+	dim   int   // floats per image: D, or P x D for the attention decoder's map
+	maps  bool  // rows are maps (attention) rather than pooled features
+	chans int64 // D, the feature layer's channels (2048 for Mixed_7c)
 }
 
 // Row returns the feature of an image (nil if absent).
@@ -39,10 +40,10 @@ func (c *FeatureCache) Row(path string) []float32 {
 	return c.feats[i*c.dim : (i+1)*c.dim]
 }
 
-// Shape is the tensor shape of n rows: n x 2048, or n x P x 2048 for maps.
+// Shape is the tensor shape of n rows: n x D, or n x P x D for maps.
 func (c *FeatureCache) Shape(n int) []int64 {
 	if c.maps {
-		return []int64{int64(n), int64(c.dim / model.EncoderDim), model.EncoderDim}
+		return []int64{int64(n), int64(c.dim) / c.chans, c.chans}
 	}
 	return []int64{int64(n), int64(c.dim)}
 }
@@ -92,8 +93,11 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", backboneHash(m), tf, m.Cfg.TransformInput)
 	maps := m.Cfg.Attention()
 	if maps {
-		fmt.Fprintf(h, "rows: Mixed_7c map\n") // pooled caches keep their v1 keys
+		fmt.Fprintf(h, "rows: %s map\n", m.Cfg.Layer()) // pooled Mixed_7c caches keep their v1 keys
+	} else if m.Cfg.Layer() != "Mixed_7c" {
+		fmt.Fprintf(h, "rows: %s pooled\n", m.Cfg.Layer())
 	}
+	D := int(m.Cfg.FeatureDim())
 	for _, p := range paths {
 		abs, _ := filepath.Abs(p)
 		st, err := os.Stat(p)
@@ -102,11 +106,11 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil))[:16]
-	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}, dim: model.EncoderDim, maps: maps}
+	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}, dim: D, maps: maps, chans: int64(D)}
 	for i, p := range paths {
 		c.index[p] = i
 	}
-	if b, err := os.ReadFile(c.Path); err == nil && len(paths) > 0 && len(b)%(4*model.EncoderDim*len(paths)) == 0 && (maps || len(b) == 4*model.EncoderDim*len(paths)) {
+	if b, err := os.ReadFile(c.Path); err == nil && len(paths) > 0 && len(b)%(4*D*len(paths)) == 0 && (maps || len(b) == 4*D*len(paths)) {
 		c.dim = len(b) / 4 / len(paths)
 		c.feats = make([]float32, c.dim*len(paths))
 		for i := range c.feats {
