@@ -1,6 +1,7 @@
 package train
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
+	"github.com/captiongo/captiongo/train/tensorboard"
 )
 
 // TestAttentionDecoderTrains trains the attention decoder on the tiny
@@ -45,6 +47,27 @@ func TestAttentionDecoderTrains(t *testing.T) {
 	}
 	if h := b.State.History; h[1].TrainLoss >= h[0].TrainLoss {
 		t.Errorf("loss did not fall: %+v", h)
+	}
+	// The samples' attention maps are in TensorBoard and on disk each epoch.
+	files, _ := filepath.Glob(filepath.Join(b.RunDir, "events.out.tfevents.*"))
+	evs, err := tensorboard.ReadEvents(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps := map[int64]int{}
+	for _, e := range evs {
+		for _, v := range e.Values {
+			if strings.HasPrefix(v.Tag, "attention/image") && len(v.ImagePNG) > 0 && v.ImageW >= 128 {
+				maps[e.Step]++
+			}
+		}
+	}
+	if len(maps) != 2 {
+		t.Errorf("attention maps logged at steps %v, want both epochs", maps)
+	}
+	pngs, _ := filepath.Glob(filepath.Join(b.RunDir, "attention", "epoch002-*.png"))
+	if len(pngs) == 0 {
+		t.Errorf("no attention PNGs in %s/attention", b.RunDir)
 	}
 	// A wrong combination is refused with the field named.
 	bad := cfg

@@ -238,12 +238,64 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 		if png, w, h, err := CaptionedPNG(s.Image, s.Generated); err == nil {
 			r.tb.Image(fmt.Sprintf("samples/image%d", i), step, png, w, h)
 		}
+		if r.m.Cfg.Attention() && s.Generated != "" {
+			words, ws, err := r.attentionOf(ex[i], s.Generated)
+			if err != nil {
+				return em, nil, err
+			}
+			if png, w, h, err := AttentionPNG(s.Image, words, ws); err == nil {
+				r.tb.Image(fmt.Sprintf("attention/image%d", i), step, png, w, h)
+				name := fmt.Sprintf("epoch%03d-%s.png", epoch+1, strings.TrimSuffix(filepath.Base(s.Image), filepath.Ext(s.Image)))
+				if err := os.MkdirAll(filepath.Join(r.dir, "attention"), 0o755); err == nil {
+					data.WriteFileAtomic(filepath.Join(r.dir, "attention", name), png)
+				}
+			}
+		}
 	}
 	r.tb.Text("samples", step, md.String())
 	if r.cfg.Histograms {
 		r.logHistograms(step)
 	}
 	return em, samples, nil
+}
+
+// attentionOf returns the words of a caption (and a final <end>) with the
+// attention weights the model gives each when teacher-forced on it.
+func (r *runner) attentionOf(e data.Example, caption string) ([]string, [][]float32, error) {
+	var x *ts.Tensor
+	if r.cache != nil {
+		x = torch.FromFloat32s(r.cache.Row(e.Path), r.cache.Shape(1), r.device)
+	} else {
+		img, err := data.DecodeImage(e.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		side := r.tfEval.OutSide()
+		buf := make([]float32, 3*side*side)
+		if err := r.tfEval.Apply(img, nil, buf); err != nil {
+			return nil, nil, err
+		}
+		in := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, r.device)
+		x = r.m.Features(in, false)
+		in.MustDrop()
+	}
+	defer x.MustDrop()
+	ids := r.vocab.Encode(caption)
+	tok := make([]int64, len(ids))
+	for i, id := range ids {
+		tok[i] = int64(id)
+	}
+	tt := torch.FromInt64s(tok, []int64{1, int64(len(tok))}, r.device)
+	defer tt.MustDrop()
+	ws, err := r.m.AttentionWeights(x, tt)
+	if err != nil {
+		return nil, nil, err
+	}
+	words := make([]string, 0, len(ids)-1)
+	for _, id := range ids[1:] {
+		words = append(words, r.vocab.Itos[id])
+	}
+	return words, ws[0], nil
 }
 
 // logHistograms logs every trained tensor ("weights/<name>") and the
