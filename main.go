@@ -161,6 +161,7 @@ var commands = map[string]command{
 			asJSON := fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
 			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
 			device := fs.String("device", "auto", "auto, cpu or cuda")
+			attDir := fs.String("attention", "", "attention runs: write each image's per-word attention maps as DIR/<image>.attention.png")
 			return func(args []string) error {
 				if *ckpt == "" {
 					return errors.New("-checkpoint is required")
@@ -175,7 +176,26 @@ var commands = map[string]command{
 						return err
 					}
 					caps := m.CaptionFiles(files, *beam, *maxLen, 32)
-					if bad := infer.WriteCaptions(os.Stdout, os.Stderr, caps, *asJSON); bad > 0 {
+					bad := infer.WriteCaptions(os.Stdout, os.Stderr, caps, *asJSON)
+					if *attDir != "" {
+						if err := os.MkdirAll(*attDir, 0o755); err != nil {
+							return err
+						}
+						for _, c := range caps {
+							if c.Err != "" || c.Caption == "" {
+								continue
+							}
+							png, err := m.AttentionPNG(c.File, c.Caption)
+							if err != nil {
+								return err
+							}
+							base := strings.TrimSuffix(filepath.Base(c.File), filepath.Ext(c.File))
+							if err := data.WriteFileAtomic(filepath.Join(*attDir, base+".attention.png"), png); err != nil {
+								return err
+							}
+						}
+					}
+					if bad > 0 {
 						return fmt.Errorf("%d of %d image(s) could not be read", bad, len(files))
 					}
 					return nil

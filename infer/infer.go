@@ -234,3 +234,42 @@ func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, 
 	}
 	return &EvalResult{Split: split, Images: len(ex), Beam: beam, Scores: sc, Results: resultsPath}, nil
 }
+
+// AttentionPNG draws, for an attention run, every word of a caption of an
+// image with the attention weights the model gives it (teacher-forced on the
+// caption, eval mode), one panel per word (train.AttentionPNG).
+func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
+	if !m.M.Cfg.Attention() {
+		return nil, fmt.Errorf("%s: decoder %q has no attention maps (train with decoder = \"attention\")", m.Dir, m.Cfg.Decoder)
+	}
+	img, err := data.DecodeImage(file)
+	if err != nil {
+		return nil, err
+	}
+	side := m.TF.OutSide()
+	buf := make([]float32, 3*side*side)
+	if err := m.TF.Apply(img, nil, buf); err != nil {
+		return nil, err
+	}
+	x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, m.M.Device())
+	f := m.M.Features(x, false)
+	x.MustDrop()
+	defer f.MustDrop()
+	ids := m.Vocab.Encode(caption)
+	tok := make([]int64, len(ids))
+	words := make([]string, 0, len(ids))
+	for i, id := range ids {
+		tok[i] = int64(id)
+		if i > 0 {
+			words = append(words, m.Vocab.Itos[id])
+		}
+	}
+	tt := torch.FromInt64s(tok, []int64{1, int64(len(tok))}, m.M.Device())
+	defer tt.MustDrop()
+	ws, err := m.M.AttentionWeights(f, tt)
+	if err != nil {
+		return nil, err
+	}
+	png, _, _, err := train.AttentionPNG(file, words, ws[0])
+	return png, err
+}
