@@ -3,11 +3,11 @@ package train
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
+	"math"
 	"strings"
 
 	"golang.org/x/image/font"
@@ -141,4 +141,41 @@ func Upsample(w []float32, side int) []float64 {
 		}
 	}
 	return out
+}
+
+// HeatPNG draws a picture at side x side with a per-pixel heat map (any
+// non-negative scale; shown relative to its maximum) over it and a label under it.
+func HeatPNG(path string, side int, heat []float64, label string) ([]byte, error) {
+	img, err := data.DecodeImage(path)
+	if err != nil {
+		return nil, err
+	}
+	pic := img.Resize(side, side)
+	hi := 0.0
+	for _, v := range heat {
+		hi = math.Max(hi, v)
+	}
+	const band = 18
+	out := image.NewNRGBA(image.Rect(0, 0, side, side+band))
+	draw.Draw(out, out.Bounds(), &image.Uniform{color.White}, image.Point{}, draw.Src)
+	for y := 0; y < side; y++ {
+		for x := 0; x < side; x++ {
+			k := 3 * (y*side + x)
+			h := 0.0
+			if hi > 0 {
+				h = math.Sqrt(heat[y*side+x] / hi) // sqrt: single pixels dominate raw gradients
+			}
+			a := 0.25 + 0.75*h
+			r, g, b := float64(pic.Pix[k]), float64(pic.Pix[k+1]), float64(pic.Pix[k+2])
+			out.SetNRGBA(x, y, color.NRGBA{R: uint8(math.Min(255, r*a+90*h)), G: uint8(g * a), B: uint8(b * a), A: 255})
+		}
+	}
+	d := &font.Drawer{Dst: out, Src: image.NewUniform(color.Black), Face: basicfont.Face7x13}
+	d.Dot = fixed.P(4, side+13)
+	d.DrawString(label)
+	var b bytes.Buffer
+	if err := png.Encode(&b, out); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

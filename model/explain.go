@@ -1,0 +1,182 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// WordLogit is the function explanations attribute: for images x (N x 3 x H
+// x W) and one caption (token ids <SOS> ... <EOS>), the logit of the caption's
+// word t+1 at decoding step t, teacher-forced on the caption's prefix, the
+// model in eval mode (no dropout, BatchNorm running statistics). It keeps the
+// graph to x when grad mode is on. Returns N values.
+func (m *Captioner) WordLogit(x *ts.Tensor, caption []int64, t int) *ts.Tensor {
+	N := x.MustSize()[0]
+	rep := make([]int64, 0, int(N)*len(caption))
+	for i := int64(0); i < N; i++ {
+		rep = append(rep, caption...)
+	}
+	tok := torch.FromInt64s(rep, []int64{N, int64(len(caption))}, m.device)
+	defer tok.MustDrop()
+	f := m.Backbone.MapAt(x, m.Cfg.Layer(), false)
+	var logits *ts.Tensor
+	if m.att != nil {
+		rows := MapRows(f, true)
+		var alphas *ts.Tensor
+		logits, alphas = m.att.teacher(rows, tok, false)
+		alphas.MustDrop()
+		rows.MustDrop()
+	} else {
+		pooled := PoolMap(f, true)
+		h := m.Head(pooled, false)
+		pooled.MustDrop()
+		logits = m.DecodeTeacher(h, tok, false)
+		h.MustDrop()
+	}
+	step := logits.MustSelect(0, int64(t), true)
+	return step.MustSelect(1, caption[t+1], true)
+}
+
+// LegendreGauss returns the nodes in [0, 1] and weights (summing to 1) of
+// n-point Gauss-Legendre quadrature, in ascending order: Captum's default
+// "gausslegendre" integral approximation for Integrated Gradients.
+func LegendreGauss(n int) (alphas, weights []float64) {
+	alphas, weights = make([]float64, n), make([]float64, n)
+	for i := 0; i < n; i++ {
+		x := math.Cos(math.Pi * (float64(i) + 0.75) / (float64(n) + 0.5))
+		var dp float64
+		for it := 0; it < 100; it++ {
+			p0, p1 := 1.0, x
+			for k := 2; k <= n; k++ {
+				p0, p1 = p1, ((2*float64(k)-1)*x*p1-(float64(k)-1)*p0)/float64(k)
+			}
+			if n == 1 {
+				p0, p1 = 1, x
+			}
+			dp = float64(n) * (x*p1 - p0) / (x*x - 1)
+			dx := p1 / dp
+			x -= dx
+			if math.Abs(dx) < 1e-15 {
+				break
+			}
+		}
+		// Roots come out descending; store ascending.
+		j := n - 1 - i
+		alphas[j] = 0.5 * (x + 1)
+		weights[j] = 0.5 * 2 / ((1 - x*x) * dp * dp)
+	}
+	return alphas, weights
+}
+
+// Attribution is one word's explanation: a value per input pixel and
+// channel (3 x H x W, row-major), with the numbers of the completeness check
+// for Integrated Gradients.
+type Attribution struct {
+	Values        []float32
+	FX, FBaseline float64 // the word's logit on the image and on the baseline
+	Sum           float64 // sum of Values (IG: close to FX - FBaseline)
+}
+
+// IntegratedGradients attributes WordLogit(x, caption, t) to the pixels of
+// one image x (1 x 3 x H x W) against a baseline of the same shape:
+// (x - baseline) times the path integral of the gradient, by n-point
+// Gauss-Legendre quadrature, the n scaled images run as one batch.
+func (m *Captioner) IntegratedGradients(x, baseline *ts.Tensor, caption []int64, t, n int) (Attribution, error) {
+	if n < 1 {
+		return Attribution{}, fmt.Errorf("integrated gradients: %d steps", n)
+	}
+	alphas, weights := LegendreGauss(n)
+	shape := x.MustSize()
+	diff := x.MustSub(baseline, false)
+	var scaled []*ts.Tensor
+	for _, a := range alphas {
+		s := diff.MustMulScalar(ts.FloatScalar(a), false)
+		scaled = append(scaled, s.MustAdd(baseline, true))
+	}
+	batch := ts.MustCat(scaled, 0)
+	for _, s := range scaled {
+		s.MustDrop()
+	}
+	in := batch.MustSetRequiresGrad(true, true)
+	var attr Attribution
+	var err error
+	prev := torch.GradEnabled()
+	torch.SetGradEnabled(true)
+	defer torch.SetGradEnabled(prev)
+	out := m.WordLogit(in, caption, t) // n values
+	w := torch.FromFloat32s(f32s(weights), []int64{int64(n)}, m.device)
+	wsum := out.MustMul(w, false).MustSum(gotch.Float, true)
+	wsum.MustBackward()
+	wsum.MustDrop()
+	w.MustDrop()
+	out.MustDrop()
+	g := in.MustGrad(false)
+	if !g.MustDefined() {
+		err = fmt.Errorf("integrated gradients: no gradient reached the input")
+	} else {
+		// Weighted gradients are already summed through the backward pass of
+		// sum_k w_k f(x_k): d/dx_k = w_k f'(x_k). Sum over the n copies.
+		total := g.MustSumDimIntlist([]int64{0}, true, gotch.Float, false)
+		a := total.MustMul(diff, true)
+		attr.Values = torch.Float32s(a)
+		a.MustDrop()
+		for _, v := range attr.Values {
+			attr.Sum += float64(v)
+		}
+	}
+	g.MustDrop()
+	in.MustDrop()
+	diff.MustDrop()
+	if err != nil {
+		return attr, err
+	}
+	torch.NoGrad(func() {
+		fx := m.WordLogit(x, caption, t)
+		fb := m.WordLogit(baseline, caption, t)
+		attr.FX, attr.FBaseline = torch.Item(fx), torch.Item(fb)
+		fx.MustDrop()
+		fb.MustDrop()
+	})
+	_ = shape
+	return attr, nil
+}
+
+// Saliency is the absolute gradient of WordLogit at x (1 x 3 x H x W), as
+// Captum's Saliency with abs=True.
+func (m *Captioner) Saliency(x *ts.Tensor, caption []int64, t int) (Attribution, error) {
+	in := x.MustDetach(false).MustSetRequiresGrad(true, true)
+	defer in.MustDrop()
+	prev := torch.GradEnabled()
+	torch.SetGradEnabled(true)
+	defer torch.SetGradEnabled(prev)
+	out := m.WordLogit(in, caption, t)
+	attr := Attribution{FX: torch.Item(out)}
+	s := out.MustSum(gotch.Float, true)
+	s.MustBackward()
+	s.MustDrop()
+	g := in.MustGrad(false)
+	defer g.MustDrop()
+	if !g.MustDefined() {
+		return attr, fmt.Errorf("saliency: no gradient reached the input")
+	}
+	a := g.MustAbs(false)
+	attr.Values = torch.Float32s(a)
+	a.MustDrop()
+	for _, v := range attr.Values {
+		attr.Sum += float64(v)
+	}
+	return attr, nil
+}
+
+func f32s(x []float64) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+package model
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/captiongo/captiongo/internal/testutil"
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// pyExplain: the baseline captioner (frozen torchvision Inception-v3 at 75 px,
+// fc, 1-layer LSTM) from a seed, and Captum's IntegratedGradients (default
+// Gauss-Legendre, 16 steps, black baseline) and Saliency of one word's logit,
+// teacher-forced on a fixed caption, in eval mode.
+const pyExplain = `
+import sys, json, numpy as np, torch, torch.nn as nn, torchvision
+from captum.attr import IntegratedGradients, Saliency
+d = sys.argv[1]
+V, E, H = 30, 16, 24
+torch.manual_seed(0)
+m = nn.Module()
+m.encoderCNN = nn.Module()
+inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
+inc.fc = nn.Linear(2048, E)
+m.encoderCNN.inception = inc
+m.decoderRNN = dec = nn.Module()
+dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
+# BatchNorm statistics from a batch, so that the random network neither
+# vanishes nor explodes (else every attribution is ~0 and the test is empty).
+for mod in inc.modules():
+    if isinstance(mod, nn.BatchNorm2d):
+        mod.momentum = None
+inc.train()
+with torch.no_grad():
+    inc(torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, (8, 3, 75, 75)).astype(np.float32)))
+torch.save(m.state_dict(), d + "/cap.pth")
+m.eval()
+cap = torch.tensor([1, 7, 12, 5, 9, 2])
+t = 2  # the word cap[3] at step 2
+def f(x):
+    tok = cap.unsqueeze(0).expand(x.shape[0], -1)
+    feat = torch.relu(inc.fc(inc(x) if False else pooled(x)))
+    emb = dec.embed(tok[:, :-1].t())
+    out, _ = dec.lstm(torch.cat([feat.unsqueeze(0), emb], 0))
+    return dec.linear(out[1:])[t, :, cap[t + 1]]
+def pooled(x):
+    fc = inc.fc; inc.fc = nn.Identity()
+    try:
+        return inc(x)
+    finally:
+        inc.fc = fc
+x = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 3, 75, 75)).astype(np.float32))
+np.save(d + "/x.npy", x.numpy())
+ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16, return_convergence_delta=True)
+sal = Saliency(f).attribute(x)
+np.save(d + "/ig.npy", ig.detach().numpy()); np.save(d + "/sal.npy", sal.detach().numpy())
+json.dump({"delta": delta.item(), "fx": f(x).item(), "fb": f(torch.zeros_like(x)).item(), "sum": ig.sum().item()}, open(d + "/ref.json", "w"))
+`
+
+func TestExplanationsMatchCaptum(t *testing.T) {
+	dir := t.TempDir()
+	testutil.RunPython(t, pyExplain, dir)
+	var ref struct{ Delta, FX, FB, Sum float64 }
+	b, _ := os.ReadFile(filepath.Join(dir, "ref.json"))
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	run(t, func() {
+		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1}, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LoadFile(filepath.Join(dir, "cap.pth")); err != nil {
+			t.Fatal(err)
+		}
+		x := npyTensor(t, filepath.Join(dir, "x.npy"))
+		zero := x.MustZerosLike(false)
+		caption := []int64{1, 7, 12, 5, 9, 2}
+		ig, err := m.IntegratedGradients(x, zero, caption, 2, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sal, err := m.Saliency(x, caption, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(ig.FX-ig.FBaseline) < 1e-3 {
+			t.Fatalf("f(x) - f(0) = %.3g: the test model is too flat to test anything", ig.FX-ig.FBaseline)
+		}
+		for name, a := range map[string]Attribution{"ig": ig, "sal": sal} {
+			want, _, err := torch.ReadNpy(filepath.Join(dir, name+".npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst, scale := 0.0, 0.0
+			for i, v := range want {
+				worst = math.Max(worst, math.Abs(float64(a.Values[i]-v)))
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			t.Logf("%s: max |go - captum| = %.3g (largest attribution %.3g)", name, worst, scale)
+			if scale < 1e-6 {
+				t.Errorf("%s: every attribution is ~0", name)
+			}
+			if worst > 1e-4*scale {
+				t.Errorf("%s differs from Captum's by %.3g (largest attribution %.3g)", name, worst, scale)
+			}
+		}
+		// Completeness: the attributions add up to f(x) - f(baseline).
+		if math.Abs(ig.FX-ref.FX) > 1e-4 || math.Abs(ig.FBaseline-ref.FB) > 1e-4 {
+			t.Errorf("f(x) %.6f / f(0) %.6f, Captum's %.6f / %.6f", ig.FX, ig.FBaseline, ref.FX, ref.FB)
+		}
+		gap := ig.Sum - (ig.FX - ig.FBaseline)
+		t.Logf("completeness: sum %.6f, f(x) - f(0) = %.6f, gap %.3g (Captum's delta %.3g)", ig.Sum, ig.FX-ig.FBaseline, gap, ref.Delta)
+		if math.Abs(gap-ref.Delta) > 1e-4 {
+			t.Errorf("completeness gap %.6g, Captum's %.6g", gap, ref.Delta)
+		}
+		x.MustDrop()
+		zero.MustDrop()
+	})
+}
+
+func TestLegendreGauss(t *testing.T) {
+	a, w := LegendreGauss(5)
+	sum, m2 := 0.0, 0.0
+	for i := range a {
+		sum += w[i]
+		m2 += w[i] * a[i] * a[i] * a[i] * a[i]
+	}
+	// Exact for polynomials up to degree 9: integral of x^4 over [0, 1] is 1/5.
+	if math.Abs(sum-1) > 1e-12 || math.Abs(m2-0.2) > 1e-12 || a[0] >= a[1] {
+		t.Errorf("nodes %v weights %v", a, w)
+	}
+}
