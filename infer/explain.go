@@ -18,9 +18,11 @@ import (
 
 // ExplainOptions choose the attribution method and where the maps go.
 type ExplainOptions struct {
-	Method   string // "ig" (Integrated Gradients) or "saliency"
+	Method   string // "ig" (Integrated Gradients), "saliency", "gradcam" or "occlusion"
 	Steps    int    // ig: Gauss-Legendre points
 	Baseline string // ig: "zero" (the normalised mean, Captum's default) or "black"
+	Window   int    // occlusion: window side in pixels (0: a ninth of the picture)
+	Stride   int    // occlusion: step (0: half the window)
 	Beam     int
 	MaxLen   int
 	Out      string // folder for <image>-<i>-<word>.png and <image>.html
@@ -38,8 +40,10 @@ type WordExplanation struct {
 // (teacher-forced on the caption, eval mode) to the input pixels, writing a
 // heat-map PNG per word and an HTML page linking the caption's words to them.
 func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExplanation, error) {
-	if o.Method != "ig" && o.Method != "saliency" {
-		return nil, fmt.Errorf("-method %q: use ig or saliency (gradcam and occlusion are not built yet, issue #7)", o.Method)
+	switch o.Method {
+	case "ig", "saliency", "gradcam", "occlusion":
+	default:
+		return nil, fmt.Errorf("-method %q: use ig, saliency, gradcam or occlusion", o.Method)
 	}
 	if o.Baseline != "zero" && o.Baseline != "black" {
 		return nil, fmt.Errorf("-baseline %q: use zero or black", o.Baseline)
@@ -93,17 +97,44 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 				return nil, err
 			}
 			a.Values, a.FX, a.FBaseline, a.Sum = r.Values, r.FX, r.FBaseline, r.Sum
-		} else {
+		}
+		heat := make([]float64, side*side)
+		switch o.Method {
+		case "saliency":
 			r, err := m.M.Saliency(x, caption, t)
 			if err != nil {
 				return nil, err
 			}
 			a.Values, a.FX, a.Sum = r.Values, r.FX, r.Sum
-		}
-		heat := make([]float64, side*side)
-		for c := 0; c < 3; c++ {
+		case "gradcam":
+			cam, _, err := m.M.GradCAM(x, caption, t)
+			if err != nil {
+				return nil, err
+			}
+			heat = train.Upsample(cam, side)
+		case "occlusion":
+			w := o.Window
+			if w <= 0 {
+				w = max(3, side/9)
+			}
+			st := o.Stride
+			if st <= 0 {
+				st = max(1, w/2)
+			}
+			r, err := m.M.Occlusion(x, base, caption, t, w, st, 32)
+			if err != nil {
+				return nil, err
+			}
+			a.FX = r.FX
 			for i := range heat {
-				heat[i] += math.Abs(float64(a.Values[c*side*side+i]))
+				heat[i] = math.Max(0, float64(r.Values[i])) // where hiding the picture lowers the word's logit
+			}
+		}
+		if a.Values != nil {
+			for c := 0; c < 3; c++ {
+				for i := range heat {
+					heat[i] += math.Abs(float64(a.Values[c*side*side+i]))
+				}
 			}
 		}
 		png, err := train.HeatPNG(file, side, heat, words[t])

@@ -13,8 +13,8 @@ import (
 
 // TestExplainAndAttentionMaps trains a tiny attention run and explains one
 // picture: one PNG per word, an HTML page linking every word, finite
-// completeness numbers; Saliency too; the attention maps PNG; and unknown
-// methods are refused naming the issue that tracks them.
+// completeness numbers; Saliency, Grad-CAM and occlusion too; the attention
+// maps PNG; and an unknown method is refused.
 func TestExplainAndAttentionMaps(t *testing.T) {
 	out := t.TempDir()
 	cfg := train.DefaultConfig()
@@ -66,8 +66,17 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 		if _, err := m.Explain(img, ExplainOptions{Method: "saliency", Beam: 1, MaxLen: 6, Baseline: "zero", Out: dir}, &log); err != nil {
 			return err
 		}
-		if _, err := m.Explain(img, ExplainOptions{Method: "gradcam", Baseline: "zero", Out: dir}, &log); err == nil || !strings.Contains(err.Error(), "issue #7") {
-			t.Errorf("gradcam: %v", err)
+		for _, method := range []string{"gradcam", "occlusion"} {
+			ws, err := m.Explain(img, ExplainOptions{Method: method, Beam: 1, MaxLen: 6, Baseline: "zero", Out: filepath.Join(out, method)}, &log)
+			if err != nil {
+				return err
+			}
+			if len(ws) != len(words) {
+				t.Errorf("%s explained %d words, ig %d", method, len(ws), len(words))
+			}
+		}
+		if _, err := m.Explain(img, ExplainOptions{Method: "lime", Baseline: "zero", Out: dir}, &log); err == nil || !strings.Contains(err.Error(), "use ig, saliency, gradcam or occlusion") {
+			t.Errorf("unknown method: %v", err)
 		}
 		caps := m.CaptionFiles([]string{img}, 1, 6, 1)
 		if caps[0].Caption != "" {

@@ -180,3 +180,145 @@ func f32s(x []float64) []float32 {
 	}
 	return out
 }
+
+// wordLogitFromMap is WordLogit from the backbone map onward (f: N x C x h x w).
+func (m *Captioner) wordLogitFromMap(f *ts.Tensor, caption []int64, t int) *ts.Tensor {
+	N := f.MustSize()[0]
+	rep := make([]int64, 0, int(N)*len(caption))
+	for i := int64(0); i < N; i++ {
+		rep = append(rep, caption...)
+	}
+	tok := torch.FromInt64s(rep, []int64{N, int64(len(caption))}, m.device)
+	defer tok.MustDrop()
+	var logits *ts.Tensor
+	if m.att != nil {
+		rows := MapRows(f, false)
+		var alphas *ts.Tensor
+		logits, alphas = m.att.teacher(rows, tok, false)
+		alphas.MustDrop()
+		rows.MustDrop()
+	} else {
+		pooled := PoolMap(f, false)
+		h := m.Head(pooled, false)
+		pooled.MustDrop()
+		logits = m.DecodeTeacher(h, tok, false)
+		h.MustDrop()
+	}
+	step := logits.MustSelect(0, int64(t), true)
+	return step.MustSelect(1, caption[t+1], true)
+}
+
+// GradCAM is Grad-CAM (Selvaraju et al. 2017) of WordLogit on the feature
+// layer the decoder reads, for one image x (1 x 3 x H x W): relu of the map's
+// channels weighted by their mean gradient, h x w values (row-major), as
+// Captum's LayerGradCAM. Upsample it over the picture to show it.
+func (m *Captioner) GradCAM(x *ts.Tensor, caption []int64, t int) ([]float32, int, error) {
+	var f *ts.Tensor
+	torch.NoGrad(func() { f = m.Backbone.MapAt(x, m.Cfg.Layer(), false) })
+	a := f.MustSetRequiresGrad(true, true)
+	defer a.MustDrop()
+	prev := torch.GradEnabled()
+	torch.SetGradEnabled(true)
+	defer torch.SetGradEnabled(prev)
+	y := m.wordLogitFromMap(a, caption, t)
+	s := y.MustSum(gotch.Float, true)
+	s.MustBackward()
+	s.MustDrop()
+	g := a.MustGrad(false)
+	defer g.MustDrop()
+	if !g.MustDefined() {
+		return nil, 0, fmt.Errorf("grad-cam: no gradient reached the feature map")
+	}
+	var cam []float32
+	var side int
+	torch.NoGrad(func() {
+		w := g.MustMeanDim([]int64{2, 3}, true, gotch.Float, false) // 1 x C x 1 x 1
+		c := a.MustMul(w, false).MustSumDimIntlist([]int64{1}, false, gotch.Float, true).MustRelu(true)
+		w.MustDrop()
+		side = int(c.MustSize()[2])
+		cam = torch.Float32s(c)
+		c.MustDrop()
+	})
+	return cam, side, nil
+}
+
+// Occlusion slides a window of the baseline's values (side window, step
+// stride) over one image x (1 x 3 x H x W) and gives every pixel the mean
+// drop of the word's logit, f(x) - f(occluded), over the windows covering it
+// (Captum's Occlusion with the same window on all channels). The occluded
+// images run in batches of batch.
+func (m *Captioner) Occlusion(x, baseline *ts.Tensor, caption []int64, t, window, stride, batch int) (Attribution, error) {
+	sz := x.MustSize()
+	H, W := int(sz[2]), int(sz[3])
+	if window < 1 || stride < 1 || window > H || window > W {
+		return Attribution{}, fmt.Errorf("occlusion: window %d, stride %d on a %dx%d image", window, stride, H, W)
+	}
+	// As Captum: ceil((side - window) / stride) + 1 positions a side, the last
+	// window clipped at the edge, so every pixel is covered.
+	positions := func(side int) []int {
+		n := (side-window+stride-1)/stride + 1
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i * stride
+		}
+		return out
+	}
+	var starts [][2]int
+	for _, y := range positions(H) {
+		for _, xx := range positions(W) {
+			starts = append(starts, [2]int{y, xx})
+		}
+	}
+	img := torch.Float32s(x)
+	base := torch.Float32s(baseline)
+	sum := make([]float64, H*W)
+	cnt := make([]float64, H*W)
+	var attr Attribution
+	torch.NoGrad(func() {
+		fx := m.WordLogit(x, caption, t)
+		attr.FX = torch.Item(fx)
+		fx.MustDrop()
+		for lo := 0; lo < len(starts); lo += batch {
+			part := starts[lo:min(lo+batch, len(starts))]
+			buf := make([]float32, 0, len(part)*3*H*W)
+			for _, s := range part {
+				one := append([]float32(nil), img...)
+				for c := 0; c < 3; c++ {
+					for y := s[0]; y < min(H, s[0]+window); y++ {
+						for xx := s[1]; xx < min(W, s[1]+window); xx++ {
+							k := c*H*W + y*W + xx
+							one[k] = base[k]
+						}
+					}
+				}
+				buf = append(buf, one...)
+			}
+			xb := torch.FromFloat32s(buf, []int64{int64(len(part)), 3, int64(H), int64(W)}, m.device)
+			out := m.WordLogit(xb, caption, t)
+			vals := torch.Float32s(out)
+			out.MustDrop()
+			xb.MustDrop()
+			for i, s := range part {
+				d := attr.FX - float64(vals[i])
+				for y := s[0]; y < min(H, s[0]+window); y++ {
+					for xx := s[1]; xx < min(W, s[1]+window); xx++ {
+						sum[y*W+xx] += d
+						cnt[y*W+xx]++
+					}
+				}
+			}
+		}
+	})
+	attr.Values = make([]float32, 3*H*W)
+	for p := range sum {
+		v := 0.0
+		if cnt[p] > 0 {
+			v = sum[p] / cnt[p]
+		}
+		for c := 0; c < 3; c++ {
+			attr.Values[c*H*W+p] = float32(v)
+		}
+		attr.Sum += 3 * v
+	}
+	return attr, nil
+}

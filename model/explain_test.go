@@ -59,6 +59,13 @@ np.save(d + "/x.npy", x.numpy())
 ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16, return_convergence_delta=True)
 sal = Saliency(f).attribute(x)
 np.save(d + "/ig.npy", ig.detach().numpy()); np.save(d + "/sal.npy", sal.detach().numpy())
+from captum.attr import LayerGradCam, Occlusion
+x2 = torch.from_numpy(np.random.default_rng(4).uniform(-1, 1, (1, 3, 139, 139)).astype(np.float32))
+np.save(d + "/x2.npy", x2.numpy())
+cam = LayerGradCam(f, inc.Mixed_7c).attribute(x2, relu_attributions=True)
+np.save(d + "/cam.npy", cam.detach().numpy())
+occ = Occlusion(f).attribute(x2, sliding_window_shapes=(3, 30, 30), strides=(3, 15, 15), baselines=0)
+np.save(d + "/occ.npy", occ.detach().numpy())
 json.dump({"delta": delta.item(), "fx": f(x).item(), "fb": f(torch.zeros_like(x)).item(), "sum": ig.sum().item()}, open(d + "/ref.json", "w"))
 `
 
@@ -121,6 +128,38 @@ func TestExplanationsMatchCaptum(t *testing.T) {
 		}
 		x.MustDrop()
 		zero.MustDrop()
+
+		// Grad-CAM on Mixed_7c (3 x 3 at 139 px) and occlusion (30 px windows, stride 15).
+		x2 := npyTensor(t, filepath.Join(dir, "x2.npy"))
+		zero2 := x2.MustZerosLike(false)
+		cam, side, err := m.GradCAM(x2, caption, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		occ, err := m.Occlusion(x2, zero2, caption, 2, 30, 15, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, got := range map[string][]float32{"cam": cam, "occ": occ.Values} {
+			want, _, err := torch.ReadNpy(filepath.Join(dir, name+".npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) != len(got) {
+				t.Fatalf("%s: %d values, Captum %d (side %d)", name, len(got), len(want), side)
+			}
+			worst, scale := 0.0, 0.0
+			for i, v := range want {
+				worst = math.Max(worst, math.Abs(float64(got[i]-v)))
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			t.Logf("%s: max |go - captum| = %.3g (largest attribution %.3g)", name, worst, scale)
+			if scale < 1e-6 || worst > 1e-4*scale {
+				t.Errorf("%s differs from Captum's by %.3g (largest attribution %.3g)", name, worst, scale)
+			}
+		}
+		x2.MustDrop()
+		zero2.MustDrop()
 	})
 }
 

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -176,5 +177,89 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 	}
 	if mass < 3*area {
 		t.Errorf("attention mass inside the object %.3f is not well above its area share %.3f\n%s", mass, area, log.String())
+	}
+
+	// Integrated Gradients of the colour word on 12 one-object pictures: the
+	// share of |attribution| on the object's pixels against its area.
+	igMass, igArea, k := 0.0, 0.0, 0
+	err = torch.Run(func() error {
+		vocab, err := data.LoadVocab(filepath.Join(res.RunDir, "vocab.json"))
+		if err != nil {
+			return err
+		}
+		m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
+			Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		if err := m.LoadFile(filepath.Join(res.RunDir, "best.gt")); err != nil {
+			return err
+		}
+		tf := data.Transform{Size: cfg.ImageSize, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
+		side := tf.OutSide()
+		for _, sc := range scenes {
+			if len(sc.Objects) != 1 || k == 12 {
+				continue
+			}
+			obj := sc.Objects[0]
+			img, err := data.DecodeImage(filepath.Join(dataDir, "Images", sc.File))
+			if err != nil {
+				return err
+			}
+			buf := make([]float32, 3*side*side)
+			tf.Apply(img, nil, buf)
+			x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, gotch.CPU)
+			h := m.Caption(x, 1, 20)[0]
+			words := vocab.Decode(h.Tokens)
+			caption := []int64{data.SOS}
+			for _, id := range h.Tokens {
+				caption = append(caption, int64(id))
+			}
+			caption = append(caption, data.EOS)
+			for i, w := range words {
+				if w != obj.Color {
+					continue
+				}
+				zero := x.MustZerosLike(false)
+				a, err := m.IntegratedGradients(x, zero, caption, i, 16)
+				zero.MustDrop()
+				if err != nil {
+					return err
+				}
+				mask := obj.Mask(side)
+				in, all, cover := 0.0, 0.0, 0.0
+				for c := 0; c < 3; c++ {
+					for p := 0; p < side*side; p++ {
+						v := math.Abs(float64(a.Values[c*side*side+p]))
+						all += v
+						if mask[p] {
+							in += v
+						}
+					}
+				}
+				for _, b := range mask {
+					if b {
+						cover++
+					}
+				}
+				igMass += in / all
+				igArea += cover / float64(side*side)
+				k++
+				break
+			}
+			x.MustDrop()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k == 0 {
+		t.Fatal("no one-object picture's colour was named")
+	}
+	igMass, igArea = igMass/float64(k), igArea/float64(k)
+	t.Logf("Integrated Gradients of the colour word on %d one-object pictures: |attribution| inside the object %.3f, object area %.3f (x%.1f)", k, igMass, igArea, igMass/igArea)
+	if igMass < 3*igArea {
+		t.Errorf("|IG| inside the object %.3f is not well above its area share %.3f", igMass, igArea)
 	}
 }
