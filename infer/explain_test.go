@@ -79,6 +79,9 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 			t.Errorf("unknown method: %v", err)
 		}
 		caps := m.CaptionFiles([]string{img}, 1, 6, 1)
+		if n := len(strings.Fields(caps[0].Caption)); len(caps[0].Attention) == 0 || len(caps[0].Attention) < n || len(caps[0].Attention) > n+1 || len(caps[0].Attention[0]) != 15*15 {
+			t.Errorf("caption %q with attention for %d steps", caps[0].Caption, len(caps[0].Attention))
+		}
 		if caps[0].Caption != "" {
 			png, err := m.AttentionPNG(img, caps[0].Caption)
 			if err != nil || len(png) < 100 {

@@ -84,6 +84,9 @@ type Caption struct {
 	Caption string  `json:"caption"`
 	LogProb float64 `json:"log_prob"`
 	Err     string  `json:"error,omitempty"`
+	// Attention: for attention runs decoded greedily, every word's (and the
+	// final <EOS>'s) weights over the map's places, row-major h x w.
+	Attention [][]float32 `json:"attention,omitempty"`
 }
 
 // CaptionFiles decodes image files in batches; an unreadable image gets its
@@ -112,11 +115,26 @@ func (m *Model) CaptionFiles(files []string, beam, maxLen, batch int) []Caption 
 			continue
 		}
 		x := torch.FromFloat32s(buf, []int64{int64(len(ok)), 3, int64(side), int64(side)}, m.M.Device())
-		hs := m.M.Caption(x, beam, maxLen)
+		var hs []model.Hypothesis
+		var ws [][][]float32
+		if m.M.Cfg.Attention() && beam <= 1 {
+			f := m.M.Features(x, false)
+			var err error
+			hs, ws, err = m.M.GreedyAttention(f, maxLen)
+			f.MustDrop()
+			if err != nil {
+				panic(err) // an attention model always has weights
+			}
+		} else {
+			hs = m.M.Caption(x, beam, maxLen)
+		}
 		x.MustDrop()
 		for j, i := range ok {
 			out[i].Caption = strings.Join(m.Vocab.Decode(hs[j].Tokens), " ")
 			out[i].LogProb = hs[j].LogProb
+			if ws != nil {
+				out[i].Attention = ws[j]
+			}
 		}
 	}
 	return out

@@ -189,6 +189,37 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		if worst > 1e-5 {
 			t.Errorf("parameters after 3 Adam steps differ by %.3g (%s)", worst, worstName)
 		}
+		// Greedy decoding returns each word's weights, the same as teacher
+		// forcing on the decoded caption gives.
+		hs, gw, err := m.GreedyAttention(feat, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r, h := range hs {
+			ids := []int64{1}
+			for _, id := range h.Tokens {
+				ids = append(ids, int64(id))
+			}
+			ids = append(ids, 2)
+			one := feat.MustNarrow(0, int64(r), 1, false)
+			tt := torch.FromInt64s(ids, []int64{1, int64(len(ids))}, gotch.CPU)
+			tw, err := m.AttentionWeights(one, tt)
+			one.MustDrop()
+			tt.MustDrop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(gw[r]) == 0 || len(gw[r]) > len(tw[0]) {
+				t.Fatalf("image %d: %d decoded steps, %d teacher-forced", r, len(gw[r]), len(tw[0]))
+			}
+			for i := range gw[r] {
+				for p := range gw[r][i] {
+					if d := math.Abs(float64(gw[r][i][p] - tw[0][i][p])); d > 1e-6 {
+						t.Fatalf("image %d word %d place %d: decoding %.7f, teacher forcing %.7f", r, i, p, gw[r][i][p], tw[0][i][p])
+					}
+				}
+			}
+		}
 		// Greedy and beam decoding run on the attention decoder.
 		st := m.StepperFromPooled(feat)
 		hyps := Greedy(st, 3, 8)

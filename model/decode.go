@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"sort"
 
@@ -279,10 +280,13 @@ func (m *Captioner) StepperFromPooled(pooled *ts.Tensor) Stepper {
 	return st
 }
 
-// attnStepper decodes with the attention decoder, without gradient.
+// attnStepper decodes with the attention decoder, without gradient. With
+// record set it keeps every step's attention weights (rows x P, row-major).
 type attnStepper struct {
-	m *Captioner
-	s *attnState
+	m      *Captioner
+	s      *attnState
+	record bool
+	alphas [][]float32
 }
 
 func (a *attnStepper) Step(tokens []int64) ([]float32, int) {
@@ -293,6 +297,9 @@ func (a *attnStepper) Step(tokens []int64) ([]float32, int) {
 		tk.MustDrop()
 		logits, alpha := a.m.att.step(a.s, emb, false)
 		emb.MustDrop()
+		if a.record {
+			a.alphas = append(a.alphas, torch.Float32s(alpha))
+		}
 		alpha.MustDrop()
 		l := logits.MustLogSoftmax(-1, gotch.Float, true)
 		lp = torch.Float32s(l)
@@ -396,4 +403,27 @@ func (m *Captioner) Caption(images *ts.Tensor, beam, maxLen int) []Hypothesis {
 	s := m.NewStepper(images)
 	defer CloseStepper(s)
 	return Beam(s, B, beam, maxLen, 1)
+}
+
+// GreedyAttention decodes greedily from features (Features' map rows, N x P
+// x D) with the attention decoder and also returns, per image, the attention
+// weights of every emitted word and of the final <EOS> ([image][word][place]).
+func (m *Captioner) GreedyAttention(feat *ts.Tensor, maxLen int) ([]Hypothesis, [][][]float32, error) {
+	if m.att == nil {
+		return nil, nil, fmt.Errorf("the %q decoder has no attention weights", m.Cfg.Decoder)
+	}
+	var st *attnStepper
+	torch.NoGrad(func() { st = &attnStepper{m: m, s: m.att.start(feat), record: true} })
+	defer st.Close()
+	N := int(feat.MustSize()[0])
+	P := int(feat.MustSize()[1])
+	hs := Greedy(st, N, maxLen)
+	ws := make([][][]float32, N)
+	for r := range ws {
+		steps := min(len(hs[r].Tokens)+1, len(st.alphas)) // the words, then <EOS> (if reached)
+		for t := 0; t < steps; t++ {
+			ws[r] = append(ws[r], st.alphas[t][r*P:(r+1)*P])
+		}
+	}
+	return hs, ws, nil
 }
