@@ -41,14 +41,6 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// errNotImplemented marks subcommands whose issue has not landed yet.
-var errNotImplemented = errors.New("not implemented yet")
-
-func notYet(issue string) func(args []string) error {
-	return func([]string) error {
-		return fmt.Errorf("%w (tracked in issue %s)", errNotImplemented, issue)
-	}
-}
 
 var commands = map[string]command{
 	"train": {
@@ -395,9 +387,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := runFn(fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "captiongo %s: %v\n", name, err)
-		if errors.Is(err, errNotImplemented) {
-			return 3
-		}
 		return 1
 	}
 	return 0

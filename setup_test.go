@@ -70,8 +70,16 @@ func TestCommandsHaveHelp(t *testing.T) {
 		t.Errorf("unknown command exited %d, want 2", code)
 	}
 	errb.Reset()
-	if code := run([]string{"explain", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "not implemented yet") {
-		t.Errorf("explain exited %d (%q), want 3 and 'not implemented yet' until issue #7 lands", code, errb.String())
+	if code := run([]string{"explain", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "checkpoint x: does not exist") {
+		t.Errorf("explain with a missing checkpoint exited %d (%q)", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"explain", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "give -checkpoint and at least one image") {
+		t.Errorf("explain without -checkpoint exited %d (%q)", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"experiment", "-backend", "pbs", "experiments/sweep_shapes.toml"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `-backend "pbs": use local or slurm`) {
+		t.Errorf("experiment with an unknown backend exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
 	if code := run([]string{"caption", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "checkpoint x: does not exist") {
