@@ -41,7 +41,6 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-
 var commands = map[string]command{
 	"train": {
 		summary: "train one experiment (TOML) into runs/<name>/",

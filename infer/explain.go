@@ -48,17 +48,12 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	if o.Baseline != "zero" && o.Baseline != "black" {
 		return nil, fmt.Errorf("-baseline %q: use zero or black", o.Baseline)
 	}
-	img, err := data.DecodeImage(file)
+	x, err := m.ImageTensor(file)
 	if err != nil {
 		return nil, err
 	}
-	side := m.TF.OutSide()
-	buf := make([]float32, 3*side*side)
-	if err := m.TF.Apply(img, nil, buf); err != nil {
-		return nil, err
-	}
-	x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, m.M.Device())
 	defer x.MustDrop()
+	side := m.TF.OutSide()
 	var base *ts.Tensor
 	if o.Baseline == "black" {
 		black := make([]float32, 3*side*side)

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sugarme/gotch/ts"
+
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/torch"
@@ -260,16 +262,10 @@ func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	if !m.M.Cfg.Attention() {
 		return nil, fmt.Errorf("%s: decoder %q has no attention maps (train with decoder = \"attention\")", m.Dir, m.Cfg.Decoder)
 	}
-	img, err := data.DecodeImage(file)
+	x, err := m.ImageTensor(file)
 	if err != nil {
 		return nil, err
 	}
-	side := m.TF.OutSide()
-	buf := make([]float32, 3*side*side)
-	if err := m.TF.Apply(img, nil, buf); err != nil {
-		return nil, err
-	}
-	x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, m.M.Device())
 	f := m.M.Features(x, false)
 	x.MustDrop()
 	defer f.MustDrop()
@@ -290,4 +286,19 @@ func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	}
 	png, _, _, err := train.AttentionPNG(file, words, ws[0])
 	return png, err
+}
+
+// ImageTensor reads one image and applies the run's evaluation transform:
+// a 1 x 3 x side x side tensor on the model's device.
+func (m *Model) ImageTensor(file string) (*ts.Tensor, error) {
+	img, err := data.DecodeImage(file)
+	if err != nil {
+		return nil, err
+	}
+	side := m.TF.OutSide()
+	buf := make([]float32, 3*side*side)
+	if err := m.TF.Apply(img, nil, buf); err != nil {
+		return nil, err
+	}
+	return torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, m.M.Device()), nil
 }

@@ -16,30 +16,9 @@ import (
 // model in eval mode (no dropout, BatchNorm running statistics). It keeps the
 // graph to x when grad mode is on. Returns N values.
 func (m *Captioner) WordLogit(x *ts.Tensor, caption []int64, t int) *ts.Tensor {
-	N := x.MustSize()[0]
-	rep := make([]int64, 0, int(N)*len(caption))
-	for i := int64(0); i < N; i++ {
-		rep = append(rep, caption...)
-	}
-	tok := torch.FromInt64s(rep, []int64{N, int64(len(caption))}, m.device)
-	defer tok.MustDrop()
 	f := m.Backbone.MapAt(x, m.Cfg.Layer(), false)
-	var logits *ts.Tensor
-	if m.att != nil {
-		rows := MapRows(f, true)
-		var alphas *ts.Tensor
-		logits, alphas = m.att.teacher(rows, tok, false)
-		alphas.MustDrop()
-		rows.MustDrop()
-	} else {
-		pooled := PoolMap(f, true)
-		h := m.Head(pooled, false)
-		pooled.MustDrop()
-		logits = m.DecodeTeacher(h, tok, false)
-		h.MustDrop()
-	}
-	step := logits.MustSelect(0, int64(t), true)
-	return step.MustSelect(1, caption[t+1], true)
+	defer f.MustDrop()
+	return m.wordLogitFromMap(f, caption, t)
 }
 
 // LegendreGauss returns the nodes in [0, 1] and weights (summing to 1) of
@@ -181,7 +160,8 @@ func f32s(x []float64) []float32 {
 	return out
 }
 
-// wordLogitFromMap is WordLogit from the backbone map onward (f: N x C x h x w).
+// wordLogitFromMap is WordLogit from the backbone map onward (f: N x C x h x
+// w; not consumed).
 func (m *Captioner) wordLogitFromMap(f *ts.Tensor, caption []int64, t int) *ts.Tensor {
 	N := f.MustSize()[0]
 	rep := make([]int64, 0, int(N)*len(caption))

@@ -16,6 +16,23 @@ import (
 	"github.com/captiongo/captiongo/model"
 )
 
+// loadBest opens a run's best checkpoint with its vocabulary and evaluation
+// transform (call on the torch thread).
+func loadBest(res *Result) (*model.Captioner, *data.Vocab, data.Transform, error) {
+	cfg := res.State.Config
+	tf := data.Transform{Size: cfg.ImageSize, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
+	vocab, err := data.LoadVocab(filepath.Join(res.RunDir, "vocab.json"))
+	if err != nil {
+		return nil, nil, tf, err
+	}
+	m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
+		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, gotch.CPU)
+	if err != nil {
+		return nil, nil, tf, err
+	}
+	return m, vocab, tf, m.LoadFile(filepath.Join(res.RunDir, "best.gt"))
+}
+
 // attentionMass captions the pictures greedily and measures, over pictures
 // with one object, where the attention of the words naming that object (its
 // colour and its shape) goes: the mean share of attention mass on map places
@@ -24,21 +41,11 @@ import (
 // the captions that name a colour the picture has.
 func attentionMass(t *testing.T, res *Result, scenes []data.SynthScene, imagesDir string) (mass, area float64, words int, colours float64) {
 	t.Helper()
-	cfg := res.State.Config
-	vocab, err := data.LoadVocab(filepath.Join(res.RunDir, "vocab.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = torch.Run(func() error {
-		m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
-			Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, gotch.CPU)
+	err := torch.Run(func() error {
+		m, vocab, tf, err := loadBest(res)
 		if err != nil {
 			return err
 		}
-		if err := m.LoadFile(filepath.Join(res.RunDir, "best.gt")); err != nil {
-			return err
-		}
-		tf := data.Transform{Size: cfg.ImageSize, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
 		side := tf.OutSide()
 		colourNames := map[string]bool{}
 		for _, sc := range data.SynthScenes(200, 1) {
@@ -183,19 +190,10 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 	// share of |attribution| on the object's pixels against its area.
 	igMass, igArea, k := 0.0, 0.0, 0
 	err = torch.Run(func() error {
-		vocab, err := data.LoadVocab(filepath.Join(res.RunDir, "vocab.json"))
+		m, vocab, tf, err := loadBest(res)
 		if err != nil {
 			return err
 		}
-		m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
-			Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, gotch.CPU)
-		if err != nil {
-			return err
-		}
-		if err := m.LoadFile(filepath.Join(res.RunDir, "best.gt")); err != nil {
-			return err
-		}
-		tf := data.Transform{Size: cfg.ImageSize, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
 		side := tf.OutSide()
 		for _, sc := range scenes {
 			if len(sc.Objects) != 1 || k == 12 {

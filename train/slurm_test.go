@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/train/tensorboard"
 )
 
@@ -378,12 +377,7 @@ func (c *slurmCluster) stop(t *testing.T) {
 func TestSlurmSweep(t *testing.T) {
 	c := startSlurm(t)
 	dir := t.TempDir()
-	exe := filepath.Join(dir, "captiongo")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Dir = testutil.Root()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	exe := buildCaptiongo(t, dir)
 	s := writeSweep(t, dir, "lr = [1e-3, 3e-4]\nhidden_size = [16, 24]", "[slurm]\ncpus_per_task = 1\ntime = \"00:10:00\"\n")
 	root := filepath.Join(dir, "runs", "sweep_tiny")
 

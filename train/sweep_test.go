@@ -16,32 +16,8 @@ import (
 // experiment with -j 2, and runs it again: finished points are skipped.
 func TestSweepRunsLocally(t *testing.T) {
 	dir := t.TempDir()
-	exe := filepath.Join(dir, "captiongo")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Dir = testutil.Root()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	os.WriteFile(filepath.Join(dir, "tiny.toml"), []byte(`data = "synth"
-synth_n = 30
-freq_threshold = 1
-image_size = 75
-crop = 0
-random_crop = false
-embed_size = 16
-hidden_size = 16
-epochs = 1
-batch_size = 16
-eval_images = 4
-sample_images = 1
-max_len = 8
-`), 0o644)
-	sweep := filepath.Join(dir, "sweep_tiny.toml")
-	os.WriteFile(sweep, []byte("base = \"tiny.toml\"\nout_dir = \""+filepath.Join(dir, "runs")+"\"\n[grid]\nlr = [1e-3, 3e-4]\n"), 0o644)
-	s, err := LoadSweep(sweep)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := buildCaptiongo(t, dir)
+	s := writeSweep(t, dir, "lr = [1e-3, 3e-4]", "")
 	var out bytes.Buffer
 	if err := s.RunLocal(exe, 2, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -70,4 +46,16 @@ max_len = 8
 	if strings.Count(out.String(), "already finished, skipped") != 2 {
 		t.Errorf("second run did not skip the finished points:\n%s", out.String())
 	}
+}
+
+// buildCaptiongo builds the captiongo binary into dir.
+func buildCaptiongo(t *testing.T, dir string) string {
+	t.Helper()
+	exe := filepath.Join(dir, "captiongo")
+	build := exec.Command("go", "build", "-o", exe, ".")
+	build.Dir = testutil.Root()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
 }
