@@ -13,6 +13,7 @@ import (
 
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
 	"github.com/captiongo/captiongo/train"
 )
 
@@ -68,11 +69,7 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	}
 	defer base.MustDrop()
 	h := m.M.Caption(x, o.Beam, o.MaxLen)[0]
-	caption := []int64{data.SOS}
-	for _, id := range h.Tokens {
-		caption = append(caption, int64(id))
-	}
-	caption = append(caption, data.EOS)
+	caption := h.IDs()
 	words := m.Vocab.Decode(h.Tokens)
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
@@ -81,26 +78,17 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	fmt.Fprintf(log, "%s: %q\n", file, strings.Join(words, " "))
 	var out []WordExplanation
 	for t := range words {
-		var a struct {
-			Values        []float32
-			FX, FBaseline float64
-			Sum           float64
-		}
-		if o.Method == "ig" {
-			r, err := m.M.IntegratedGradients(x, base, caption, t, o.Steps)
-			if err != nil {
-				return nil, err
-			}
-			a.Values, a.FX, a.FBaseline, a.Sum = r.Values, r.FX, r.FBaseline, r.Sum
-		}
+		var a model.Attribution
 		heat := make([]float64, side*side)
 		switch o.Method {
-		case "saliency":
-			r, err := m.M.Saliency(x, caption, t)
-			if err != nil {
+		case "ig":
+			if a, err = m.M.IntegratedGradients(x, base, caption, t, o.Steps); err != nil {
 				return nil, err
 			}
-			a.Values, a.FX, a.Sum = r.Values, r.FX, r.Sum
+		case "saliency":
+			if a, err = m.M.Saliency(x, caption, t); err != nil {
+				return nil, err
+			}
 		case "gradcam":
 			cam, _, err := m.M.GradCAM(x, caption, t)
 			if err != nil {

@@ -269,22 +269,11 @@ func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	f := m.M.Features(x, false)
 	x.MustDrop()
 	defer f.MustDrop()
-	ids := m.Vocab.Encode(caption)
-	tok := make([]int64, len(ids))
-	words := make([]string, 0, len(ids))
-	for i, id := range ids {
-		tok[i] = int64(id)
-		if i > 0 {
-			words = append(words, m.Vocab.Itos[id])
-		}
-	}
-	tt := torch.FromInt64s(tok, []int64{1, int64(len(tok))}, m.M.Device())
-	defer tt.MustDrop()
-	ws, err := m.M.AttentionWeights(f, tt)
+	words, ws, err := train.CaptionAttention(m.M, m.Vocab, f, caption)
 	if err != nil {
 		return nil, err
 	}
-	png, _, _, err := train.AttentionPNG(file, words, ws[0])
+	png, _, _, err := train.AttentionPNG(file, words, ws)
 	return png, err
 }
 

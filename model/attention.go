@@ -21,17 +21,16 @@ import (
 // (h, c) = LSTMCell([embed(w_t), z], (h, c)), logits = fc(dropout(h)). The
 // state starts from init_h/init_c of the mean feature.
 type attnDecoder struct {
-	embed                     *ts.Tensor
-	encAttW, encAttB          *ts.Tensor
-	decAttW, decAttB          *ts.Tensor
-	fullAttW, fullAttB        *ts.Tensor
-	initHW, initHB            *ts.Tensor
-	initCW, initCB            *ts.Tensor
-	fBetaW, fBetaB            *ts.Tensor
-	wIh, wHh, bIh, bHh        *ts.Tensor
-	fcW, fcB                  *ts.Tensor
-	dropout                   float64
-	featDim, attDim, hid, voc int64
+	embed              *ts.Tensor
+	encAttW, encAttB   *ts.Tensor
+	decAttW, decAttB   *ts.Tensor
+	fullAttW, fullAttB *ts.Tensor
+	initHW, initHB     *ts.Tensor
+	initCW, initCB     *ts.Tensor
+	fBetaW, fBetaB     *ts.Tensor
+	wIh, wHh, bIh, bHh *ts.Tensor
+	fcW, fcB           *ts.Tensor
+	dropout            float64
 }
 
 // EncoderDim is the channel count of Mixed_7c, the map attention reads by default.
@@ -39,7 +38,7 @@ const EncoderDim = 2048
 
 func newAttnDecoder(dec *nn.Path, cfg Config) *attnDecoder {
 	D, A, E, H, V := cfg.FeatureDim(), int64(cfg.AttentionDim), int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
-	d := &attnDecoder{dropout: cfg.Dropout, featDim: D, attDim: A, hid: H, voc: V}
+	d := &attnDecoder{dropout: cfg.Dropout}
 	lin := func(p *nn.Path, out, in int64) (*ts.Tensor, *ts.Tensor) {
 		w := p.MustNewVar("weight", []int64{out, in}, uniform(float64(in)))
 		b := p.MustNewVar("bias", []int64{out}, uniform(float64(in)))

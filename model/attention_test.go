@@ -1,10 +1,8 @@
 package model
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -96,16 +93,11 @@ json.dump({"losses": losses, "trainable": [n for n, _ in params]}, open(d + "/re
 `
 
 func TestAttentionMatchesPyTorch(t *testing.T) {
-	dir := t.TempDir()
-	testutil.RunPython(t, pyAttention, dir)
 	var ref struct {
 		Losses    []float64 `json:"losses"`
 		Trainable []string  `json:"trainable"`
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "ref.json"))
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	dir := pythonReference(t, pyAttention, &ref)
 	run(t, func() {
 		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1, Decoder: "attention", AttentionDim: 20}, gotch.CPU)
 		if err != nil {
@@ -177,14 +169,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			l.MustDrop()
 			a.MustDrop()
 		}
-		worst, worstName := 0.0, ""
-		vars := m.VS.Variables()
-		for _, n := range names {
-			v := vars[n]
-			if d := maxDiff(t, &v, filepath.Join(dir, "step3_"+n+".npy")); d > worst {
-				worst, worstName = d, n
-			}
-		}
+		worst, worstName := worstParamDiff(t, m.VS.Variables(), names, func(n string) string { return filepath.Join(dir, "step3_"+n+".npy") })
 		t.Logf("after 3 Adam steps: max |go - pytorch| over %d parameters = %.3g (%s)", len(names), worst, worstName)
 		if worst > 1e-5 {
 			t.Errorf("parameters after 3 Adam steps differ by %.3g (%s)", worst, worstName)
@@ -196,11 +181,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for r, h := range hs {
-			ids := []int64{1}
-			for _, id := range h.Tokens {
-				ids = append(ids, int64(id))
-			}
-			ids = append(ids, 2)
+			ids := h.IDs()
 			one := feat.MustNarrow(0, int64(r), 1, false)
 			tt := torch.FromInt64s(ids, []int64{1, int64(len(ids))}, gotch.CPU)
 			tw, err := m.AttentionWeights(one, tt)

@@ -1,10 +1,8 @@
 package model
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -81,16 +79,11 @@ json.dump({"losses": losses, "trainable": names}, open(d + "/ref.json", "w"))
 `
 
 func TestCaptionerMatchesPyTorch(t *testing.T) {
-	dir := t.TempDir()
-	testutil.RunPython(t, pyCaptioner, dir)
 	var ref struct {
 		Losses    []float64 `json:"losses"`
 		Trainable []string  `json:"trainable"`
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "ref.json"))
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	dir := pythonReference(t, pyCaptioner, &ref)
 	run(t, func() {
 		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 2}, gotch.CPU)
 		if err != nil {
@@ -141,14 +134,9 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 			loss.MustDrop()
 			lg.MustDrop()
 			if step == 0 || step == 9 {
-				worst, worstName := 0.0, ""
-				vars := m.VS.Variables()
-				for _, n := range names {
-					v := vars[n]
-					if d := maxDiff(t, &v, filepath.Join(dir, fmt.Sprintf("step%d_%s.npy", step+1, n))); d > worst {
-						worst, worstName = d, n
-					}
-				}
+				worst, worstName := worstParamDiff(t, m.VS.Variables(), names, func(n string) string {
+					return filepath.Join(dir, fmt.Sprintf("step%d_%s.npy", step+1, n))
+				})
 				t.Logf("after %d Adam step(s): max |go - pytorch| over %d parameters = %.3g %s", step+1, len(names), worst, worstName)
 				// One Adam step is close to lr * sign(grad) whatever the betas;
 				// ten steps tell the moments apart.

@@ -28,6 +28,17 @@ type Hypothesis struct {
 	LogProb float64
 }
 
+// IDs is the hypothesis as the decoder reads it back: <SOS>, the words, <EOS>
+// (what WordLogit, AttentionWeights and the explanations take).
+func (h Hypothesis) IDs() []int64 {
+	ids := make([]int64, 0, len(h.Tokens)+2)
+	ids = append(ids, data.SOS)
+	for _, t := range h.Tokens {
+		ids = append(ids, int64(t))
+	}
+	return append(ids, data.EOS)
+}
+
 func argmax(row []float32) int {
 	best := 0
 	for i, v := range row {

@@ -70,7 +70,6 @@ func (m *Captioner) IntegratedGradients(x, baseline *ts.Tensor, caption []int64,
 		return Attribution{}, fmt.Errorf("integrated gradients: %d steps", n)
 	}
 	alphas, weights := LegendreGauss(n)
-	shape := x.MustSize()
 	diff := x.MustSub(baseline, false)
 	var scaled []*ts.Tensor
 	for _, a := range alphas {
@@ -121,7 +120,6 @@ func (m *Captioner) IntegratedGradients(x, baseline *ts.Tensor, caption []int64,
 		fx.MustDrop()
 		fb.MustDrop()
 	})
-	_ = shape
 	return attr, nil
 }
 

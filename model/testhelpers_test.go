@@ -1,12 +1,15 @@
 package model
 
 import (
+	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -48,4 +51,59 @@ func maxDiff(t *testing.T, got *ts.Tensor, refPath string) float64 {
 		m = math.Max(m, math.Abs(float64(g[i]-want[i])))
 	}
 	return m
+}
+
+// pythonReference runs a reference script with a temporary folder as its
+// argument and decodes the ref.json it writes there into ref.
+func pythonReference(t *testing.T, script string, ref any) string {
+	t.Helper()
+	dir := t.TempDir()
+	testutil.RunPython(t, script, dir)
+	b, err := os.ReadFile(filepath.Join(dir, "ref.json"))
+	if err == nil {
+		err = json.Unmarshal(b, ref)
+	}
+	if err != nil {
+		t.Fatalf("reference ref.json: %v", err)
+	}
+	return dir
+}
+
+// worstParamDiff compares the named variables with the reference .npy files
+// refPath(name) names and returns the largest difference and where it is.
+func worstParamDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPath func(string) string) (float64, string) {
+	t.Helper()
+	worst, worstName := 0.0, ""
+	for _, n := range names {
+		v := vs[n]
+		if d := maxDiff(t, &v, refPath(n)); d > worst {
+			worst, worstName = d, n
+		}
+	}
+	return worst, worstName
+}
+
+// matchesCaptum checks attributions against Captum's (.npy): same count, not
+// all ~0, and no value off by more than 1e-4 of the largest.
+func matchesCaptum(t *testing.T, name string, got []float32, refPath string) {
+	t.Helper()
+	want, _, err := torch.ReadNpy(refPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != len(got) {
+		t.Fatalf("%s: %d values, Captum %d", name, len(got), len(want))
+	}
+	worst, scale := 0.0, 0.0
+	for i, v := range want {
+		worst = math.Max(worst, math.Abs(float64(got[i]-v)))
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	t.Logf("%s: max |go - captum| = %.3g (largest attribution %.3g)", name, worst, scale)
+	if scale < 1e-6 {
+		t.Errorf("%s: every attribution is ~0", name)
+	}
+	if worst > 1e-4*scale {
+		t.Errorf("%s differs from Captum's by %.3g (largest attribution %.3g)", name, worst, scale)
+	}
 }

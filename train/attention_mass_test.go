@@ -86,11 +86,7 @@ func attentionMass(t *testing.T, res *Result, scenes []data.SynthScene, imagesDi
 				f.MustDrop()
 				continue
 			}
-			ids := []int64{data.SOS}
-			for _, id := range h.Tokens {
-				ids = append(ids, int64(id))
-			}
-			ids = append(ids, data.EOS)
+			ids := h.IDs()
 			tok := torch.FromInt64s(ids, []int64{1, int64(len(ids))}, gotch.CPU)
 			ws, err := m.AttentionWeights(f, tok)
 			tok.MustDrop()
@@ -209,11 +205,7 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 			x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, gotch.CPU)
 			h := m.Caption(x, 1, 20)[0]
 			words := vocab.Decode(h.Tokens)
-			caption := []int64{data.SOS}
-			for _, id := range h.Tokens {
-				caption = append(caption, int64(id))
-			}
-			caption = append(caption, data.EOS)
+			caption := h.IDs()
 			for i, w := range words {
 				if w != obj.Color {
 					continue

@@ -293,8 +293,9 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 			}
 		}
 	}
+	points := s.Points()
 	var indexes []int
-	for i, p := range s.Points() {
+	for i, p := range points {
 		if st, _ := PointStatus(root, p); st == "done" {
 			fmt.Fprintf(out, "sweep %s: %s already finished, skipped\n", s.Name, p.Name)
 			continue
@@ -336,7 +337,6 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 		return fmt.Errorf("sbatch %s answered %q, not a job id: check squeue before submitting again", scriptPath, stdout.String())
 	}
 	job := SlurmJob{JobID: jobID, Submitted: time.Now().UTC(), Script: scriptPath, Tasks: map[int]string{}}
-	points := s.Points()
 	for _, ix := range indexes {
 		job.Tasks[ix] = points[ix].Name
 	}
