@@ -6,17 +6,20 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 PYTHON   ?= python3
-CUDA     ?= 0
+CUDA     ?=
 LIBTORCH ?=
 EXP      ?= experiments/shapes.toml
 ARGS     ?=
 TESTFLAGS ?=
+PKGS      ?= ./...
 # Optimisation of gotch's C++ wrapper (thin calls into libtorch; -O1 halves its
 # compile time against -O2 for no measurable run-time difference).
 LIBTCH_OPT ?= -O1
 
-BIN := bin/captiongo
--include .build/libtorch.mk
+BIN       ?= bin/captiongo
+# The setup record (and, for a libtorch newer than 2.1.0, a patched gotch and its go.work).
+BUILD_DIR ?= .build
+-include $(BUILD_DIR)/libtorch.mk
 
 ifeq ($(LIBTORCH_CUDA),1)
 TORCH_LIBS := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed
@@ -26,23 +29,28 @@ endif
 # Go indexes module-cache packages once and trusts the index afterwards; gotch's
 # lib.go is rewritten there by setup, so the index must not hide the rewrite.
 export GODEBUG      := goindex=0
+# A libtorch newer than 2.1.0 builds against setup's patched copy of gotch (go.work);
+# otherwise no go.work applies, wherever this checkout sits.
+export GOWORK       := $(or $(LIBTORCH_GOWORK),off)
 export CGO_ENABLED  := 1
 export CGO_CPPFLAGS := -I$(LIBTORCH_DIR)/include -I$(LIBTORCH_DIR)/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_ABI)
 export CGO_CXXFLAGS := $(LIBTCH_OPT) -g0
 export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TORCH_LIBS)
 # captiongo's tests find the Python reference side here.
 export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
+# ... and which libtorch this build was set up for.
+export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 
 .PHONY: env setup setup-libtorch setup-venv build demo train test test-go vet bench doctor experiment clean distclean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: ## libtorch 2.1.0 (CUDA=1 for GPU, LIBTORCH=/path or auto to reuse one) + .venv; idempotent
-	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) scripts/setup.sh all
+setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path) + .venv; idempotent
+	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
 
 setup-libtorch: ## only what building and running needs (no .venv)
-	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) scripts/setup.sh libtorch
+	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh libtorch
 
 setup-venv: ## only the Python side used by tests and make bench
 	@PYTHON=$(PYTHON) scripts/setup.sh venv
@@ -51,7 +59,7 @@ build: setup-libtorch ## build bin/captiongo
 	@$(MAKE) --no-print-directory $(BIN)
 
 $(BIN): FORCE
-	@mkdir -p bin
+	@mkdir -p $(dir $(BIN))
 	go build -o $(BIN) .
 
 .PHONY: FORCE
@@ -73,8 +81,8 @@ test: setup ## set up, then run the whole suite
 	@$(MAKE) --no-print-directory test-go
 
 test-go:
-	go vet ./...
-	go test -count=1 -timeout 40m $(TESTFLAGS) ./...
+	go vet $(PKGS)
+	go test -count=1 -timeout 40m $(TESTFLAGS) $(PKGS)
 
 bench: setup build ## captiongo beside the PyTorch reference, JSON lines
 	$(BIN) bench $(ARGS)
@@ -86,4 +94,4 @@ distclean: clean ## also remove libtorch, .venv and the setup record
 	rm -rf third_party .venv .build
 
 env: ## print the environment `go` needs outside make: eval "$$(make -s env)"
-	@echo "export GODEBUG='$(GODEBUG)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)'"
+	@echo "export GODEBUG='$(GODEBUG)' GOWORK='$(GOWORK)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)' CAPTIONGO_LIBTORCH_VERSION='$(CAPTIONGO_LIBTORCH_VERSION)'"

@@ -438,8 +438,9 @@ func doctor(w io.Writer) error {
 	if in.LoadedVersion != "" && in.LoadedVersion != in.CompiledVersion {
 		problems = append(problems, fmt.Sprintf("the loaded libtorch (%s) is not the one this binary was compiled against (%s)", in.LoadedVersion, in.CompiledVersion))
 	}
-	if in.CompiledVersion != "2.1.0" {
-		problems = append(problems, "gotch v0.9.1 is generated against libtorch 2.1.0 exactly")
+	if in.CompiledVersion != torch.GotchVersion {
+		fmt.Fprintf(w, "gotch:                       v0.9.1, generated for libtorch %s; built here against %s with %d wrappers stubbed (%s raise an error; nothing captiongo does calls them)\n",
+			torch.GotchVersion, in.CompiledVersion, len(torch.StubbedWrappers), strings.Join(torch.StubbedWrappers, ", "))
 	}
 	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
 		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")

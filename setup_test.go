@@ -90,3 +90,142 @@ func TestCommandsHaveHelp(t *testing.T) {
 		t.Errorf("train with a bad value exited %d (%q)", code, errb.String())
 	}
 }
+
+// newerTorch is the libtorch release the patched build is tested against: the
+// one current PyPI wheels carry (and the device machines' Python has).
+const newerTorch = "2.11.0"
+
+// TestSetupNewerLibtorch is `make build LIBTORCH=auto` for a Python whose torch is
+// 2.11 (PyPI's wheel, CUDA 13 build): setup must find its torch/lib and
+// torch/include without importing it, build a copy of gotch with the three
+// wrappers whose signatures changed stubbed (the module cache untouched), fall
+// back to a CPU build because the wheel's CUDA libraries are not installed here,
+// and the binary must report 2.11 and train. Then the golden parity tests of
+// internal/torch and model run against that libtorch.
+func TestSetupNewerLibtorch(t *testing.T) {
+	root, _ := os.Getwd()
+	// The wheel (about 530 MB) plus the two small CUDA runtime wheels libtorch_cpu.so
+	// names are unpacked once into third_party/ (git-ignored), which also keeps the
+	// build folder so that later runs reuse Go's cache of the C++ wrapper.
+	site := filepath.Join(root, "third_party", "test-torch-"+newerTorch)
+	if _, err := os.Stat(filepath.Join(site, ".captiongo-ok")); err != nil {
+		os.RemoveAll(site + ".tmp")
+		pip := exec.Command("python3", "-m", "pip", "install", "--quiet", "--no-deps", "--target", site+".tmp",
+			"torch=="+newerTorch, "nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85")
+		if out, err := pip.CombinedOutput(); err != nil {
+			t.Fatalf("pip install torch==%s (PyPI): %v\n%s", newerTorch, err, out)
+		}
+		os.RemoveAll(site)
+		if err := os.Rename(site+".tmp", site); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(site, ".captiongo-ok"), nil, 0o644)
+	}
+	// A "python3" whose torch is that one.
+	py := filepath.Join(t.TempDir(), "python3")
+	if err := os.WriteFile(py, []byte("#!/bin/sh\nPYTHONPATH="+site+" exec python3 \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build := filepath.Join(site, "build")
+	exe := filepath.Join(build, "captiongo")
+	mk := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("make", append([]string{"--no-print-directory", "BUILD_DIR=" + build, "BIN=" + exe, "LIBTORCH=auto", "PYTHON=" + py}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	out := mk("build")
+	t.Logf("make build LIBTORCH=auto:\n%s", out)
+	if !strings.Contains(out, "CPU build: "+filepath.Join(site, "torch")+" has libtorch_cuda.so, but the libraries it needs are not all installed") {
+		t.Errorf("setup did not explain why it builds for CPU:\n%s", out)
+	}
+	rec, err := os.ReadFile(filepath.Join(build, "libtorch.mk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"LIBTORCH_DIR := " + filepath.Join(site, "torch") + "\n",
+		"LIBTORCH_VERSION := " + newerTorch + "\n",
+		"LIBTORCH_ABI := 1\n", // the wheels after 2.1 use the C++11 ABI
+		"LIBTORCH_CUDA := 0\n",
+		"LIBTORCH_GOWORK := " + filepath.Join(build, "go.work") + "\n",
+	} {
+		if !strings.Contains(string(rec), want) {
+			t.Errorf("libtorch.mk lacks %q:\n%s", want, rec)
+		}
+	}
+	// The copy is stubbed; the module cache's gotch (used by 2.1.0 builds) is not.
+	gomodcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(gomodcache)), "github.com/sugarme/gotch@v0.9.1/libtch/torch_api_generated.cpp.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyH, err := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-"+newerTorch, "libtch", "torch_api_generated.cpp.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []string{"torch::_cslt_sparse_mm(", "torch::_scaled_mm(", "torch::_scaled_mm_out("} {
+		if !strings.Contains(string(stock), call) {
+			t.Errorf("the module cache's gotch lost %s: setup patched it in place", call)
+		}
+		if strings.Contains(string(copyH), call) {
+			t.Errorf("the build copy still calls %s", call)
+		}
+	}
+	if n := strings.Count(string(copyH), "is not available in this captiongo build"); n != 3 {
+		t.Errorf("build copy has %d stubs, want 3", n)
+	}
+
+	doc, err := exec.Command(exe, "doctor").CombinedOutput()
+	if err != nil {
+		t.Fatalf("captiongo doctor: %v\n%s", err, doc)
+	}
+	for _, want := range []string{
+		"libtorch (compiled against): " + newerTorch,
+		"libtorch (loaded):           " + newerTorch + " from " + filepath.Join(site, "torch"),
+		"3 wrappers stubbed",
+		"status:                      ok",
+	} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("doctor lacks %q:\n%s", want, doc)
+		}
+	}
+
+	// The binary trains: one epoch of a tiny synthetic run, checkpoint and events.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tiny.toml")
+	os.WriteFile(cfg, []byte(`data = "synth"
+synth_n = 30
+freq_threshold = 1
+image_size = 75
+crop = 0
+random_crop = false
+embed_size = 16
+hidden_size = 16
+epochs = 1
+batch_size = 16
+eval_images = 4
+sample_images = 1
+max_len = 8
+out_dir = "`+filepath.Join(dir, "runs")+`"
+`), 0o644)
+	tr := exec.Command(exe, "train", "-config", cfg)
+	tr.Dir = dir
+	if b, err := tr.CombinedOutput(); err != nil || !strings.Contains(string(b), "epoch 1/1: train loss") {
+		t.Fatalf("captiongo train on libtorch %s: %v\n%s", newerTorch, err, b)
+	}
+	if ev, _ := filepath.Glob(filepath.Join(dir, "runs", "tiny", "events.out.tfevents.*")); len(ev) != 1 {
+		t.Errorf("event files after training: %v", ev)
+	}
+
+	// Golden parity (features, logits, losses, Adam updates against PyTorch 2.1.0 in
+	// .venv) with this libtorch underneath, and the stubbed wrappers' errors.
+	out = mk("test-go", "PKGS=./internal/torch ./model")
+	t.Logf("golden tests on libtorch %s:\n%s", newerTorch, out)
+}

@@ -1,34 +1,57 @@
 #!/usr/bin/env bash
 # setup.sh: everything captiongo needs before `go build`, idempotent (a no-op when done).
 #
-#   scripts/setup.sh libtorch   libtorch 2.1.0 + gotch's cgo flags (enough to build and run)
+#   scripts/setup.sh libtorch   libtorch + gotch's cgo flags (enough to build and run)
 #   scripts/setup.sh venv       .venv with the Python side used by tests and `make bench`
 #   scripts/setup.sh all        both
 #
 # Inputs (environment, as the Makefile passes them):
-#   CUDA=1            libtorch with CUDA (the full torch==2.1.0 wheel and its nvidia-* wheels)
-#   LIBTORCH=/path    use a libtorch 2.1.0 you already have (lib/ and include/ inside)
-#   LIBTORCH=auto     use the libtorch of the torch installed for `python3` on PATH
-#   PYTHON=python3    the interpreter that makes .venv and downloads the wheel
-# Output: .build/libtorch.mk, read by the Makefile (LIBTORCH_DIR, LIBTORCH_ABI, LIBTORCH_CUDA).
+#   LIBTORCH=         download libtorch 2.1.0 (PyPI's torch==2.1.0 wheel) into third_party/
+#   LIBTORCH=/path    use a libtorch you already have (lib/ and include/ inside)
+#   LIBTORCH=auto     use torch/lib + torch/include of the torch installed for $PYTHON
+#   CUDA=1            link libtorch's CUDA libraries (with LIBTORCH unset: download the CUDA wheel)
+#   CUDA=0            CPU only
+#   CUDA=             (unset) LIBTORCH unset: CPU; a path or auto: CUDA when that libtorch has
+#                     libtorch_cuda.so and every library it needs is installed, else CPU
+#   PYTHON=python3    the interpreter that makes .venv, downloads wheels, or (auto) has torch
+#   BUILD_DIR=.build  where the setup record (and a patched gotch, see below) goes
+# Output: $BUILD_DIR/libtorch.mk, read by the Makefile (LIBTORCH_DIR, LIBTORCH_VERSION,
+# LIBTORCH_ABI, LIBTORCH_CUDA, LIBTORCH_GOWORK).
+#
+# gotch v0.9.1 is generated against libtorch 2.1.0. For 2.1.0 the module cache's gotch is
+# used as is (with its lib.go rewritten, as gotch's own setup does). A newer libtorch
+# (tested: 2.11.0) compiles except three generated wrappers whose ATen signatures changed;
+# for it setup makes a build copy of gotch in $BUILD_DIR with those wrappers replaced by a
+# clear runtime error and points Go at it through a go.work file. The module cache is never
+# patched, so switching back to 2.1.0 is `make setup` again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3}
-CUDA=${CUDA:-0}
+CUDA=${CUDA:-}
 LIBTORCH=${LIBTORCH:-}
+BUILD_DIR=${BUILD_DIR:-.build}
 GOTCH_VERSION=v0.9.1
 TORCH_VERSION=2.1.0
+# Generated wrappers of gotch v0.9.1 that do not compile against libtorch newer than
+# 2.1.0 (their ATen signatures changed); see scripts/stub_wrappers.py.
+STUBBED_WRAPPERS="atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out"
 
 die() { echo "captiongo setup: $*" >&2; exit 1; }
 say() { echo "captiongo setup: $*"; }
+
+case "$CUDA" in ""|0|1) ;; *) die "CUDA=$CUDA: use CUDA=1 (link CUDA), CUDA=0 (CPU only), or leave it unset (detect)." ;; esac
 
 need_tools() {
   command -v go >/dev/null 2>&1 || die "Go is not installed (need Go 1.26 or newer: https://go.dev/dl/)."
   command -v g++ >/dev/null 2>&1 || die "no C++ compiler: install g++ (Debian/Ubuntu: apt-get install g++) - cgo compiles gotch's libtorch wrapper with it."
   command -v "$PYTHON" >/dev/null 2>&1 || die "no Python 3 ('$PYTHON' not found): install python3 with pip and venv (Debian/Ubuntu: apt-get install python3-pip python3-venv)."
+}
+
+# need_pip: what downloading torch==2.1.0 wheels (libtorch or .venv) needs.
+need_pip() {
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) and sys.version_info < (3, 12) else 1)' \
-    || die "$("$PYTHON" --version 2>&1) cannot install torch==2.1.0 (it has wheels for Python 3.8-3.11): set PYTHON=python3.11 (or 3.8-3.10)."
+    || die "$("$PYTHON" --version 2>&1) cannot install torch==$TORCH_VERSION (it has wheels for Python 3.8-3.11): set PYTHON=python3.11 (or 3.8-3.10)."
   "$PYTHON" -m pip --version >/dev/null 2>&1 || die "'$PYTHON -m pip' does not work: install pip (Debian/Ubuntu: apt-get install python3-pip)."
 }
 
@@ -40,25 +63,53 @@ abi_of() {
   else die "cannot tell the C++ ABI of $so (is it libtorch?)"; fi
 }
 
-# version_of DIR: the TORCH_VERSION its headers declare.
+# version_of DIR: the TORCH_VERSION its headers declare (torch/version.h up to 2.8,
+# torch/headeronly/version.h after).
 version_of() {
-  local h=$1/include/torch/csrc/api/include/torch/version.h
-  [ -f "$h" ] || die "LIBTORCH=$1 is not a libtorch folder: $h is missing (expected lib/ and include/ inside; the libtorch zip from pytorch.org unpacks to such a folder)."
-  sed -n 's/.*TORCH_VERSION_MAJOR \([0-9]*\).*/\1/p; s/.*TORCH_VERSION_MINOR \([0-9]*\).*/\1/p; s/.*TORCH_VERSION_PATCH \([0-9]*\).*/\1/p' "$h" | paste -sd.
+  local h v
+  for h in "$1/include/torch/csrc/api/include/torch/version.h" "$1/include/torch/headeronly/version.h"; do
+    [ -f "$h" ] || continue
+    v=$(sed -n 's/^#define TORCH_VERSION_MAJOR \([0-9]*\).*/\1/p; s/^#define TORCH_VERSION_MINOR \([0-9]*\).*/\1/p; s/^#define TORCH_VERSION_PATCH \([0-9]*\).*/\1/p' "$h" | paste -sd.)
+    case "$v" in *.*.*) echo "$v"; return ;; esac
+  done
+  die "LIBTORCH=$1 is not a libtorch folder: include/torch/csrc/api/include/torch/version.h is missing (expected lib/ and include/ inside; the libtorch zip from pytorch.org unpacks to such a folder)."
 }
+
+# older A B: true when version A sorts before version B.
+older() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$1" ]; }
 
 check_libtorch() {
   local dir=$1
-  [ -d "$dir" ] || die "LIBTORCH=$dir does not exist: point LIBTORCH at a libtorch 2.1.0 folder (with lib/ and include/), use LIBTORCH=auto, or leave it unset to download one."
+  [ -d "$dir" ] || die "LIBTORCH=$dir does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), use LIBTORCH=auto, or leave it unset to download libtorch $TORCH_VERSION."
   [ -f "$dir/lib/libtorch_cpu.so" ] || die "LIBTORCH=$dir has no lib/libtorch_cpu.so: point it at the libtorch folder itself (the one holding lib/ and include/)."
   local v; v=$(version_of "$dir")
-  [ "$v" = "$TORCH_VERSION" ] || die "LIBTORCH=$dir is libtorch $v, but gotch $GOTCH_VERSION is generated against libtorch $TORCH_VERSION exactly: use libtorch $TORCH_VERSION (leave LIBTORCH unset and setup downloads it)."
+  if older "$v" "$TORCH_VERSION"; then
+    die "LIBTORCH=$dir is libtorch $v, older than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: use libtorch $TORCH_VERSION or newer (leave LIBTORCH unset and setup downloads $TORCH_VERSION)."
+  fi
+}
+
+# torch_dir_of_python: the torch package folder of $PYTHON, found without importing torch
+# (an import loads CUDA and can fail or take seconds; the files are all setup needs).
+torch_dir_of_python() {
+  "$PYTHON" - <<'PY'
+import importlib.util, sys
+spec = importlib.util.find_spec("torch")
+if spec is None or not spec.submodule_search_locations:
+    sys.exit(1)
+print(list(spec.submodule_search_locations)[0])
+PY
+}
+
+# cuda_missing DIR: the libraries libtorch_cuda.so needs that the loader cannot find.
+cuda_missing() {
+  ldd "$1/lib/libtorch_cuda.so" 2>/dev/null | awk '/not found/ {print $1}' | sort -u | paste -sd' '
 }
 
 setup_libtorch() {
   local dir cuda=0
   case "$LIBTORCH" in
     "")
+      need_pip
       if [ "$CUDA" = 1 ]; then
         local target=third_party/libtorch-$TORCH_VERSION-cuda
         if [ ! -f "$target/.captiongo-ok" ]; then
@@ -68,7 +119,7 @@ setup_libtorch() {
             || die "pip could not install torch==$TORCH_VERSION for CUDA; check the network."
           rm -rf "$target"; mv "$target.tmp" "$target"; touch "$target/.captiongo-ok"
         fi
-        dir=$ROOT/$target/torch; cuda=1
+        dir=$ROOT/$target/torch
       else
         local target=third_party/libtorch-$TORCH_VERSION-cpu
         if [ ! -f "$target/.captiongo-ok" ]; then
@@ -78,39 +129,54 @@ setup_libtorch() {
         dir=$ROOT/$target/torch
       fi ;;
     auto)
-      dir=$("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null) \
-        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch==$TORCH_VERSION, or leave LIBTORCH unset)."
-      [ "$CUDA" = 1 ] && cuda=1 ;;
+      dir=$(torch_dir_of_python) \
+        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch, point PYTHON at the Python that has it, or leave LIBTORCH unset to download libtorch $TORCH_VERSION)." ;;
     *)
-      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a libtorch 2.1.0 folder (with lib/ and include/), or leave it unset to download one."
-      [ "$CUDA" = 1 ] && cuda=1 ;;
+      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), or leave it unset to download libtorch $TORCH_VERSION." ;;
   esac
   check_libtorch "$dir"
-  if [ "$cuda" = 1 ] && [ ! -f "$dir/lib/libtorch_cuda.so" ]; then
+  if [ -f "$dir/lib/libtorch_cuda.so" ]; then
+    local missing; missing=$(cuda_missing "$dir")
+    case "$CUDA" in
+      1) [ -z "$missing" ] || die "CUDA=1, but $dir/lib/libtorch_cuda.so cannot load: $missing not found (install torch with its nvidia-* dependencies)."
+         cuda=1 ;;
+      "") if [ -z "$missing" ]; then cuda=1
+          else say "CPU build: $dir has libtorch_cuda.so, but the libraries it needs are not all installed ($missing not found); CUDA=1 insists, CUDA=0 silences this"; fi ;;
+    esac
+  elif [ "$CUDA" = 1 ]; then
     die "CUDA=1 but $dir/lib has no libtorch_cuda.so: that libtorch is CPU-only."
   fi
-  local abi; abi=$(abi_of "$dir")
-  mkdir -p .build
-  cat > .build/libtorch.mk.tmp <<MK
+  local v abi gowork=""; v=$(version_of "$dir"); abi=$(abi_of "$dir")
+  rewrite_gotch
+  if [ "$v" != "$TORCH_VERSION" ]; then
+    gowork=$(patched_gotch "$v")
+  fi
+  mkdir -p "$BUILD_DIR"
+  cat > "$BUILD_DIR/libtorch.mk.tmp" <<MK
 # Written by scripts/setup.sh; delete it (or run make setup again) to change libtorch.
 LIBTORCH_DIR := $dir
-LIBTORCH_VERSION := $(version_of "$dir")
+LIBTORCH_VERSION := $v
 LIBTORCH_ABI := $abi
 LIBTORCH_CUDA := $cuda
+LIBTORCH_GOWORK := $gowork
 MK
-  mv .build/libtorch.mk.tmp .build/libtorch.mk
-  say "libtorch $(version_of "$dir") at $dir (C++11 ABI: $abi, CUDA: $cuda)"
-  rewrite_gotch
+  mv "$BUILD_DIR/libtorch.mk.tmp" "$BUILD_DIR/libtorch.mk"
+  say "libtorch $v at $dir (C++11 ABI: $abi, CUDA: $cuda)"
+}
+
+# gotch_src: gotch's folder in the module cache (downloaded if needed).
+gotch_src() {
+  go mod download github.com/sugarme/gotch
+  local d; d=$(go env GOMODCACHE)/github.com/sugarme/gotch@$GOTCH_VERSION
+  [ -f "$d/libtch/lib.go" ] || die "gotch $GOTCH_VERSION is not in the module cache ($d/libtch/lib.go missing) after go mod download."
+  echo "$d"
 }
 
 # rewrite_gotch: gotch's libtch/lib.go hard-codes libtorch paths and CUDA libraries;
 # gotch's own setup-gotch.sh rewrites it in the module cache, and so do we, with a
 # file that names no path (the Makefile passes them in CGO_CPPFLAGS/CGO_LDFLAGS).
 rewrite_gotch() {
-  go mod download github.com/sugarme/gotch
-  local modcache; modcache=$(go env GOMODCACHE)
-  local lib=$modcache/github.com/sugarme/gotch@$GOTCH_VERSION/libtch/lib.go
-  [ -f "$lib" ] || die "gotch $GOTCH_VERSION is not in the module cache ($lib missing) after go mod download."
+  local lib; lib=$(gotch_src)/libtch/lib.go
   if ! cmp -s "$lib" scripts/gotch_lib.go.in; then
     local d; d=$(dirname "$lib")
     chmod u+w "$d" "$lib"
@@ -121,7 +187,40 @@ rewrite_gotch() {
   fi
 }
 
+# patched_gotch VERSION: a build copy of gotch for a libtorch newer than 2.1.0, and a
+# go.work that replaces the module with it; prints the go.work path. The copy is made in
+# a temporary folder and renamed into place, so an interrupted setup leaves none half-made.
+patched_gotch() {
+  local v=$1 src build copy
+  src=$(gotch_src)
+  mkdir -p "$BUILD_DIR"; build=$(cd "$BUILD_DIR" && pwd)
+  copy=$build/gotch-$GOTCH_VERSION-libtorch-$v
+  if [ ! -f "$copy/.captiongo-ok" ] || ! cmp -s scripts/gotch_lib.go.in "$copy/libtch/lib.go"; then
+    rm -rf "$copy" "$copy.tmp"
+    cp -R "$src" "$copy.tmp" && chmod -R u+w "$copy.tmp"
+    rm -f "$copy.tmp/libtch/lib.go.orig"
+    cp scripts/gotch_lib.go.in "$copy.tmp/libtch/lib.go"
+    "$PYTHON" scripts/stub_wrappers.py "$copy.tmp/libtch/torch_api_generated.cpp.h" "$v" $STUBBED_WRAPPERS >&2 \
+      || die "could not patch gotch's wrappers for libtorch $v (see above)."
+    touch "$copy.tmp/.captiongo-ok"
+    mv "$copy.tmp" "$copy"
+    say "libtorch $v is newer than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: built a copy of gotch in $copy with $(echo $STUBBED_WRAPPERS | wc -w) wrappers whose signatures changed ($STUBBED_WRAPPERS) replaced by a runtime error; nothing captiongo uses calls them" >&2
+  fi
+  local gover; gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
+  cat > "$build/go.work.tmp" <<WORK
+// Written by scripts/setup.sh for libtorch $v: gotch $GOTCH_VERSION with $(echo $STUBBED_WRAPPERS | wc -w) wrappers stubbed.
+go $gover
+
+use $ROOT
+
+replace github.com/sugarme/gotch $GOTCH_VERSION => $copy
+WORK
+  mv "$build/go.work.tmp" "$build/go.work"
+  echo "$build/go.work"
+}
+
 setup_venv() {
+  need_pip
   local req=scripts/requirements-test.txt stamp=.venv/.captiongo-requirements
   if [ -f "$stamp" ] && cmp -s "$stamp" "$req" && [ -x .venv/bin/python ]; then return; fi
   say "creating .venv with $(paste -sd' ' "$req") (tests and the PyTorch reference only)"

@@ -67,7 +67,13 @@ func Inspect() Info {
 		}
 	}
 	if in.LibtorchDir != "" {
-		in.LoadedVersion = headerVersion(filepath.Join(in.LibtorchDir, "include", "torch", "csrc", "api", "include", "torch", "version.h"))
+		// torch/version.h declares the version up to libtorch 2.8; later releases
+		// moved the numbers to torch/headeronly/version.h.
+		inc := filepath.Join(in.LibtorchDir, "include", "torch")
+		in.LoadedVersion = headerVersion(filepath.Join(inc, "csrc", "api", "include", "torch", "version.h"))
+		if in.LoadedVersion == "" {
+			in.LoadedVersion = headerVersion(filepath.Join(inc, "headeronly", "version.h"))
+		}
 	}
 	in.CUDAAvailable = gotch.CUDA.IsAvailable()
 	if in.CUDAAvailable {
@@ -81,7 +87,7 @@ func Inspect() Info {
 
 func cudaWhyNot(linked bool) string {
 	if !linked {
-		return "this build links the CPU-only libtorch (libtorch_cuda is not loaded); on a machine with an NVIDIA GPU run `make setup CUDA=1 && make build`"
+		return "this is a CPU build (libtorch_cuda is not linked); on a machine with an NVIDIA GPU run `make setup CUDA=1 && make build`, or `make setup LIBTORCH=auto && make build` to use the CUDA of an installed PyTorch"
 	}
 	if _, err := os.Stat("/proc/driver/nvidia/version"); err != nil {
 		return "libtorch_cuda is linked, but no NVIDIA driver is loaded on this machine (/proc/driver/nvidia/version is absent)"
@@ -89,7 +95,7 @@ func cudaWhyNot(linked bool) string {
 	if v := os.Getenv("CUDA_VISIBLE_DEVICES"); v != "" {
 		return fmt.Sprintf("an NVIDIA driver is loaded, but libtorch sees no device (CUDA_VISIBLE_DEVICES=%q)", v)
 	}
-	return "an NVIDIA driver is loaded, but libtorch sees no usable device (driver too old for CUDA 12.1? check nvidia-smi)"
+	return "an NVIDIA driver is loaded, but libtorch sees no usable device (is the driver older than the CUDA this libtorch was built for? check nvidia-smi)"
 }
 
 // loadedTorchLibraries lists the libtorch/c10 shared objects in /proc/self/maps.
@@ -149,6 +155,15 @@ func headerVersion(path string) string {
 	}
 	return parts["MAJOR"] + "." + parts["MINOR"] + "." + parts["PATCH"]
 }
+
+// GotchVersion is the libtorch release gotch v0.9.1's wrappers are generated from.
+const GotchVersion = "2.1.0"
+
+// StubbedWrappers are gotch's generated wrappers that `make setup` replaces with a
+// runtime error when it builds against a libtorch newer than GotchVersion (their
+// ATen signatures changed; see scripts/stub_wrappers.py). Nothing captiongo does
+// calls them.
+var StubbedWrappers = []string{"_cslt_sparse_mm", "_scaled_mm", "_scaled_mm_out"}
 
 // ABIName names an _GLIBCXX_USE_CXX11_ABI value in words.
 func ABIName(abi int) string {
