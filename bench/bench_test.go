@@ -60,7 +60,7 @@ func TestTrainCaseRuns(t *testing.T) {
 	if err := Run(Options{Case: "train", Python: testutil.Python(t), Quick: true}, &out); err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, out.Bytes(), []string{"train_step_frozen_b32_299", "encoder_features_b32_299", "decoder_step_b32", "decoder_step_b256"})
+	checkLines(t, out.Bytes(), []string{"train_step_frozen_b32_299", "encoder_features_b32_299", "decoder_step_b32", "decoder_step_b256", "train_step_finetune_b8_299", "adam_update_finetune"})
 }
 
 // TestEpochCaseRuns runs the epoch case on a small synthetic set.

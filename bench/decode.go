@@ -1,13 +1,10 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"time"
+	"reflect"
 
 	"github.com/sugarme/gotch"
 
@@ -21,22 +18,22 @@ import (
 // them from a seed, captiongo loads the file) and the same inputs. The first
 // tokens of both sides are compared, so the two really decode the same thing.
 func decode(opt Options) ([]Result, error) {
-	const V, steps, reps = 2600, 20, 20
+	const V, steps = 2600, 20
+	rounds, reps := 7, 10
+	if opt.Quick {
+		rounds, reps = 1, 2
+	}
 	dir, err := os.MkdirTemp("", "captiongo-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	_, self, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(self), "decode_ref.py")
-	out, err := exec.Command(opt.Python, script, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(reps), fmt.Sprint(torchThreads())).Output()
+	var header map[string][][]int64
+	ref, err := startRef(opt.Python, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()))
 	if err != nil {
-		return nil, fmt.Errorf("PyTorch reference: %v", err)
+		return nil, err
 	}
-	var ref map[string]any
-	if err := json.Unmarshal(out, &ref); err != nil {
-		return nil, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
-	}
+	defer ref.Close()
 	var results []Result
 	err = torch.Run(func() error {
 		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1}, gotch.CPU)
@@ -46,6 +43,7 @@ func decode(opt Options) ([]Result, error) {
 		if err := m.LoadFile(filepath.Join(dir, "model.pth")); err != nil {
 			return err
 		}
+		note := fmt.Sprintf("%d tokens from pooled features, vocab %d, embed/hidden 256", steps, V)
 		for _, B := range []int{1, 64} {
 			d, shape, err := torch.ReadNpy(filepath.Join(dir, fmt.Sprintf("pooled%d.npy", B)))
 			if err != nil {
@@ -68,27 +66,21 @@ func decode(opt Options) ([]Result, error) {
 				}
 				return all
 			}
-			toks := run()
-			want, _ := ref[fmt.Sprintf("tokens%d", B)].([]any)
-			if len(want) > 0 {
-				w0, _ := want[0].([]any)
-				if len(w0) > 0 && int64(w0[0].(float64)) != toks[0][0] {
-					return fmt.Errorf("batch %d: first token %d, PyTorch %v: not the same model", B, toks[0][0], w0[0])
-				}
+			// Same model, same inputs: every token of every step must agree.
+			if got, want := run(), header[fmt.Sprintf("tokens%d", B)]; !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("batch %d: captiongo decoded %v, PyTorch %v: not the same model", B, got, want)
 			}
-			t0 := time.Now()
-			for i := 0; i < reps; i++ {
-				run()
-			}
-			goMS := float64(time.Since(t0).Microseconds()) / 1000 / reps
-			pyMS := ref[fmt.Sprintf("b%d", B)].(float64)
+			tm, err := interleave(ref, fmt.Sprintf("b%d", B), rounds, reps, func() { run() })
 			x.MustDrop()
+			if err != nil {
+				return err
+			}
 			if B == 1 {
-				results = append(results, Result{Case: "greedy_decode_latency_b1", Unit: "ms per caption", Captiongo: round(goMS), PyTorch: round(pyMS), Speedup: round(pyMS / goMS),
-					Note: fmt.Sprintf("%d tokens from pooled features, vocab %d, embed/hidden 256", steps, V)})
+				results = append(results, Result{Case: "greedy_decode_latency_b1", Unit: "ms per caption", Captiongo: round(tm.Go), PyTorch: round(tm.Py), Speedup: round(tm.Speedup()),
+					Note: note + "; " + tm.Note()})
 			} else {
-				results = append(results, Result{Case: "greedy_decode_throughput_b64", Unit: "captions/s", Captiongo: round(64 / goMS * 1000), PyTorch: round(64 / pyMS * 1000), Speedup: round(pyMS / goMS),
-					Note: fmt.Sprintf("%d tokens from pooled features, vocab %d, embed/hidden 256", steps, V)})
+				results = append(results, Result{Case: "greedy_decode_throughput_b64", Unit: "captions/s", Captiongo: round(64 / tm.Go * 1000), PyTorch: round(64 / tm.Py * 1000), Speedup: round(tm.Speedup()),
+					Note: note + "; " + tm.Note()})
 			}
 		}
 		// Beam search, k = 3, batch 16.
@@ -97,21 +89,17 @@ func decode(opt Options) ([]Result, error) {
 			return err
 		}
 		x := torch.FromFloat32s(d, shape, gotch.CPU)
-		beam := func() {
+		defer x.MustDrop()
+		tm, err := interleave(ref, "beam", rounds, max(reps/2, 1), func() {
 			st := m.StepperFromPooled(x)
 			model.Beam(st, 16, 3, steps, 1)
 			model.CloseStepper(st)
+		})
+		if err != nil {
+			return err
 		}
-		beam()
-		t0 := time.Now()
-		for i := 0; i < reps/2; i++ {
-			beam()
-		}
-		goMS := float64(time.Since(t0).Microseconds()) / 1000 / float64(reps/2)
-		pyMS := ref["beam3_b16"].(float64)
-		x.MustDrop()
-		results = append(results, Result{Case: "beam3_decode_b16", Unit: "ms per batch", Captiongo: round(goMS), PyTorch: round(pyMS), Speedup: round(pyMS / goMS),
-			Note: fmt.Sprintf("beam 3, batch 16, up to %d tokens (PyTorch: fixed %d steps, no <EOS> stop; captiongo stops an image at k finished hypotheses)", steps, steps)})
+		results = append(results, Result{Case: "beam3_decode_b16", Unit: "ms per batch", Captiongo: round(tm.Go), PyTorch: round(tm.Py), Speedup: round(tm.Speedup()),
+			Note: fmt.Sprintf("beam 3, batch 16, up to %d tokens (PyTorch: fixed %d steps, no <EOS> stop; captiongo stops an image at k finished hypotheses); %s", steps, steps, tm.Note())})
 		return nil
 	})
 	return results, err

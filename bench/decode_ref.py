@@ -3,21 +3,22 @@ CNNtoRNN (torchvision Inception-v3 + fc head, Embedding/LSTM/Linear decoder)
 from a fixed seed, saved for captiongo to load, then the baseline's greedy loop
 (caption_image, batched: argmax per step, fed back through the embedding) for
 a fixed number of tokens from the same pooled features.
-Usage: decode_ref.py OUTDIR VOCAB STEPS REPEATS; prints JSON timings in ms."""
-import json
+Usage: decode_ref.py OUTDIR VOCAB STEPS THREADS; prints the tokens it decodes as
+one JSON line, then times the cases b1, b64 and beam on request (refserve.py)."""
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
 
+from refserve import serve
+
 
 def main():
-    out, V, steps, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    out, V, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.manual_seed(0)
-    torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else torch.get_num_threads())
+    torch.set_num_threads(int(sys.argv[4]))
     E = H = 256
     m = nn.Module()
     m.encoderCNN = nn.Module()
@@ -29,12 +30,12 @@ def main():
     dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
     torch.save(m.state_dict(), out + "/model.pth")
     m.eval()
-    res = {}
+    header, cases = {}, {}
     for B in (1, 64):
         pooled = torch.from_numpy(np.random.default_rng(B).standard_normal((B, 2048)).astype(np.float32))
         np.save(out + "/pooled%d.npy" % B, pooled.numpy())
 
-        def greedy():
+        def greedy(pooled=pooled, B=B):  # bound now: the loop rebinds both
             with torch.no_grad():
                 x = torch.relu(inc.fc(pooled)).unsqueeze(0)
                 h, states = dec.lstm(x, None)
@@ -47,12 +48,8 @@ def main():
                     x = dec.embed(tok).unsqueeze(0)
                 return toks
 
-        greedy()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            toks = greedy()
-        res["b%d" % B] = (time.perf_counter() - t0) * 1000 / reps
-        res["tokens%d" % B] = toks
+        header["tokens%d" % B] = greedy()
+        cases["b%d" % B] = greedy
     # Beam search, k = 3, batch 16, fixed number of steps (standard batched beam).
     B, k = 16, 3
     pooled = torch.from_numpy(np.random.default_rng(16).standard_normal((B, 2048)).astype(np.float32))
@@ -78,12 +75,8 @@ def main():
                 scores, tokens = top, (idx % V).view(-1)
             return scores
 
-    beam()
-    t0 = time.perf_counter()
-    for _ in range(reps // 2):
-        beam()
-    res["beam3_b16"] = (time.perf_counter() - t0) * 1000 / (reps // 2)
-    print(json.dumps(res))
+    cases["beam"] = beam
+    serve(header, cases)
 
 
 if __name__ == "__main__":

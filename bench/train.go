@@ -1,14 +1,10 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -24,27 +20,21 @@ import (
 // both time the same model.
 func trainSteps(opt Options) ([]Result, error) {
 	const V, T = 2600, 20
-	repsFull, repsDec := 3, 20
+	roundsFull, roundsDec, repsDec := 3, 5, 4
 	if opt.Quick {
-		repsFull, repsDec = 1, 2
+		roundsFull, roundsDec, repsDec = 1, 1, 2
 	}
 	dir, err := os.MkdirTemp("", "captiongo-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	_, self, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(self), "train_ref.py")
-	cmd := exec.Command(opt.Python, script, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(repsFull), fmt.Sprint(repsDec), fmt.Sprint(torchThreads()))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("PyTorch reference: %v", err)
-	}
 	var ref map[string]float64
-	if err := json.Unmarshal(out, &ref); err != nil {
-		return nil, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
+	proc, err := startRef(opt.Python, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()))
+	if err != nil {
+		return nil, err
 	}
+	defer proc.Close()
 	load := func(name string) (*ts.Tensor, error) {
 		d, shape, err := torch.ReadNpy(filepath.Join(dir, name))
 		if err != nil {
@@ -105,21 +95,18 @@ func trainSteps(opt Options) ([]Result, error) {
 			loss.MustDrop()
 			logits.MustDrop()
 		}
-		timeIt := func(reps int, f func()) float64 {
-			f() // warm-up, as the reference does
-			t0 := time.Now()
-			for i := 0; i < reps; i++ {
-				f()
-			}
-			return float64(time.Since(t0).Microseconds()) / 1000 / float64(reps)
+		full, err := interleave(proc, "full", roundsFull, 1, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
+		if err != nil {
+			return err
 		}
-		full := timeIt(repsFull, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
-		results = append(results, Result{Case: "train_step_frozen_b32_299", Unit: "ms per step", Captiongo: round(full), PyTorch: round(ref["train_step_frozen_b32_299"]),
-			Speedup: round(ref["train_step_frozen_b32_299"] / full),
-			Note:    fmt.Sprintf("the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, vocab %d, Adam on fc + decoder; mean of %d", T, V, repsFull)})
-		enc := timeIt(repsFull, func() { f := m.Features(images, false); f.MustDrop() })
-		results = append(results, Result{Case: "encoder_features_b32_299", Unit: "images/s", Captiongo: round(32 / enc * 1000), PyTorch: round(32 / ref["encoder_b32_299"] * 1000),
-			Speedup: round(ref["encoder_b32_299"] / enc), Note: "pooled 2048-d Inception-v3 features, batch 32, eval, no grad"})
+		results = append(results, Result{Case: "train_step_frozen_b32_299", Unit: "ms per step", Captiongo: round(full.Go), PyTorch: round(full.Py), Speedup: round(full.Speedup()),
+			Note: fmt.Sprintf("the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, vocab %d, Adam on fc + decoder; %s", T, V, full.Note())})
+		enc, err := interleave(proc, "enc", roundsFull, 1, func() { f := m.Features(images, false); f.MustDrop() })
+		if err != nil {
+			return err
+		}
+		results = append(results, Result{Case: "encoder_features_b32_299", Unit: "images/s", Captiongo: round(32 / enc.Go * 1000), PyTorch: round(32 / enc.Py * 1000),
+			Speedup: round(enc.Speedup()), Note: "pooled 2048-d Inception-v3 features, batch 32, eval, no grad; " + enc.Note()})
 		for _, B := range []int{32, 256} {
 			pooled, err := load(fmt.Sprintf("pooled%d.npy", B))
 			if err != nil {
@@ -129,7 +116,7 @@ func trainSteps(opt Options) ([]Result, error) {
 			if err != nil {
 				return err
 			}
-			ms := timeIt(repsDec, func() {
+			dec, err := interleave(proc, fmt.Sprintf("dec%d", B), roundsDec, repsDec, func() {
 				step(func() *ts.Tensor {
 					feat := m.Head(pooled, true)
 					defer feat.MustDrop()
@@ -138,10 +125,54 @@ func trainSteps(opt Options) ([]Result, error) {
 			})
 			pooled.MustDrop()
 			dt.MustDrop()
-			key := fmt.Sprintf("decoder_step_b%d", B)
-			results = append(results, Result{Case: key, Unit: "ms per step", Captiongo: round(ms), PyTorch: round(ref[key]), Speedup: round(ref[key] / ms),
-				Note: fmt.Sprintf("from pooled features (feature cache): fc, LSTM, %d tokens, vocab %d, loss, backward, Adam; mean of %d", T, V, repsDec)})
+			if err != nil {
+				return err
+			}
+			results = append(results, Result{Case: fmt.Sprintf("decoder_step_b%d", B), Unit: "ms per step", Captiongo: round(dec.Go), PyTorch: round(dec.Py), Speedup: round(dec.Speedup()),
+				Note: fmt.Sprintf("from pooled features (feature cache): fc, LSTM, %d tokens, vocab %d, loss, backward, Adam; %s", T, V, dec.Note())})
 		}
+		// Full fine-tuning, batch 8: a second captioner from the same file
+		// with the backbone trainable (train mode, batch statistics).
+		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, TrainCNN: true}, gotch.CPU)
+		if err != nil {
+			return err
+		}
+		if err := mf.LoadFile(filepath.Join(dir, "model.pth")); err != nil {
+			return err
+		}
+		adamF := model.NewAdam(mf.VS, 0)
+		images8 := images.MustNarrow(0, 0, 8, false)
+		defer images8.MustDrop()
+		tok8 := tok.MustNarrow(0, 0, 8, false)
+		defer tok8.MustDrop()
+		ft, err := interleave(proc, "ft8", roundsFull, 1, func() {
+			adamF.ZeroGrad()
+			logits := mf.Forward(images8, tok8, true)
+			loss := model.Loss(logits, tok8)
+			loss.MustBackward()
+			adamF.Step(3e-4)
+			loss.MustDrop()
+			logits.MustDrop()
+		})
+		if err != nil {
+			return err
+		}
+		nParams := 0
+		for _, p := range adamF.Params {
+			nParams += int(p.Numel())
+		}
+		results = append(results, Result{Case: "train_step_finetune_b8_299", Unit: "ms per step", Captiongo: round(ft.Go), PyTorch: round(ft.Py), Speedup: round(ft.Speedup()),
+			Note: fmt.Sprintf("train_CNN = True: Inception-v3 in train mode at 299 px, fc, LSTM, %d tokens, vocab %d, Adam on all %d tensors (%.1fM values); %s", T, V, len(adamF.Params), float64(nParams)/1e6, ft.Note())})
+		upd, err := interleave(proc, "adam_ft", roundsDec, repsDec, func() { adamF.Step(3e-4) })
+		if err != nil {
+			return err
+		}
+		impl := "per-parameter loop in one C++ call (PyTorch: its single-tensor Python loop, the default for CPU tensors)"
+		if adamF.Foreach {
+			impl = "_foreach_ ops (PyTorch: its foreach default)"
+		}
+		results = append(results, Result{Case: "adam_update_finetune", Unit: "ms per update", Captiongo: round(upd.Go), PyTorch: round(upd.Py), Speedup: round(upd.Speedup()),
+			Note: fmt.Sprintf("Adam's update alone over the %d fine-tuned tensors; captiongo: %s; %s", len(adamF.Params), impl, upd.Note())})
 		return nil
 	})
 	return results, err

@@ -8,20 +8,23 @@
   decoder_step_b32/_b256     the same step from pooled 2048-d features (what a
                              feature cache leaves to train)
   encoder_b32_299            pooled features of a batch, no grad (images/s)
+  ft8                        a full fine-tuning step (train_CNN = True), batch 8
+  adam_ft                    Adam's update alone over all of the fine-tuned parameters
 
 Both sides run the backbone in eval mode without grad (the baseline let its
 BatchNorm statistics drift in train mode; captiongo fixes that) and use the
 same teacher-forcing alignment. The eval-mode loss on the saved inputs is
 printed too, so the Go side can prove it computes the same model.
-Usage: train_ref.py OUTDIR VOCAB T REPS_FULL REPS_DEC THREADS; prints JSON (ms)."""
-import json
+Usage: train_ref.py OUTDIR VOCAB T THREADS; prints {"eval_loss32": ...} as one JSON
+line, then times the cases full, enc, dec32, dec256, ft8 and adam_ft on request (refserve.py)."""
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
+
+from refserve import serve
 
 
 def build(V, E=256, H=256):
@@ -60,8 +63,7 @@ def head_decoder_loss(m, pooled, tokens, drop):
 
 def main():
     out, V, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    reps_full, reps_dec = int(sys.argv[4]), int(sys.argv[5])
-    torch.set_num_threads(int(sys.argv[6]))
+    torch.set_num_threads(int(sys.argv[4]))
     torch.manual_seed(0)
     m = build(V)
     torch.save(m.state_dict(), out + "/model.pth")
@@ -73,7 +75,7 @@ def main():
     opt = torch.optim.Adam(params, lr=3e-4)
     drop = nn.Dropout(0.5)
     rng = np.random.default_rng(0)
-    res = {}
+    header, cases = {}, {}
 
     def tokens_for(B):
         t = rng.integers(4, V, size=(B, T))
@@ -83,33 +85,24 @@ def main():
     # Full step at 299 px, batch 32.
     B = 32
     images = torch.from_numpy(rng.standard_normal((B, 3, 299, 299)).astype(np.float32))
-    tok = tokens_for(B)
+    tok = tok32 = tokens_for(B)
     np.save(out + "/images32.npy", images.numpy())
     np.save(out + "/tokens32.npy", tok.numpy().astype(np.float32))  # small ints, exact
     m.eval()
     drop.eval()
     with torch.no_grad():
-        res["eval_loss32"] = head_decoder_loss(m, pooled_features(inc, images), tok, drop).item()
+        header["eval_loss32"] = head_decoder_loss(m, pooled_features(inc, images), tok, drop).item()
     m.decoderRNN.train()
     drop.train()
 
-    def full_step():
+    def full_step(tok=tok):  # bound now: the decoder loop below rebinds tok
         opt.zero_grad()
         loss = head_decoder_loss(m, pooled_features(inc, images), tok, drop)
         loss.backward()
         opt.step()
 
-    full_step()
-    t0 = time.perf_counter()
-    for _ in range(reps_full):
-        full_step()
-    res["train_step_frozen_b32_299"] = (time.perf_counter() - t0) * 1000 / reps_full
-
-    pooled_features(inc, images)
-    t0 = time.perf_counter()
-    for _ in range(reps_full):
-        pooled_features(inc, images)
-    res["encoder_b32_299"] = (time.perf_counter() - t0) * 1000 / reps_full
+    cases["full"] = full_step
+    cases["enc"] = lambda: pooled_features(inc, images)
 
     for B in (32, 256):
         pooled = torch.from_numpy(rng.standard_normal((B, 2048)).astype(np.float32))
@@ -117,18 +110,41 @@ def main():
         np.save(out + "/pooled%d.npy" % B, pooled.numpy())
         np.save(out + "/dtokens%d.npy" % B, tok.numpy().astype(np.float32))
 
-        def dec_step():
+        def dec_step(pooled=pooled, tok=tok):  # bound now: the loop rebinds both
             opt.zero_grad()
             loss = head_decoder_loss(m, pooled, tok, drop)
             loss.backward()
             opt.step()
 
-        dec_step()
-        t0 = time.perf_counter()
-        for _ in range(reps_dec):
-            dec_step()
-        res["decoder_step_b%d" % B] = (time.perf_counter() - t0) * 1000 / reps_dec
-    print(json.dumps(res))
+        cases["dec%d" % B] = dec_step
+
+    # Full fine-tuning (train_CNN = True), batch 8 at 299 px: every parameter
+    # trains, Inception in train mode (batch statistics), and Adam with its
+    # default implementation for CPU tensors (single-tensor; foreach on CUDA).
+    mf = build(V)
+    mf.load_state_dict(torch.load(out + "/model.pth"))
+    mf.train()
+    incf = mf.encoderCNN.inception
+    optf = torch.optim.Adam(mf.parameters(), lr=3e-4)
+    images8, tok8 = images[:8].clone(), tok32[:8].clone()
+
+    def ft_pooled(x):
+        fc = incf.fc
+        incf.fc = nn.Identity()
+        try:
+            return incf(x)
+        finally:
+            incf.fc = fc
+
+    def ft_step():
+        optf.zero_grad()
+        loss = head_decoder_loss(mf, ft_pooled(images8), tok8, drop)
+        loss.backward()
+        optf.step()
+
+    cases["ft8"] = ft_step
+    cases["adam_ft"] = optf.step  # the update alone, on ft_step's gradients (warm-up runs ft8 first)
+    serve(header, cases)
 
 
 if __name__ == "__main__":

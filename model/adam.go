@@ -12,8 +12,9 @@ import (
 )
 
 // Adam is torch.optim.Adam (betas 0.9/0.999, eps 1e-8, L2 weight decay added to
-// the gradient) written as tensor operations, the way PyTorch's single-tensor
-// implementation computes it. Unlike gotch's binding of libtorch's C++ Adam,
+// the gradient) written as tensor operations, the way PyTorch computes it: its
+// multi-tensor (foreach) implementation when the parameters are on CUDA, its
+// single-tensor one on the CPU, which are PyTorch's own defaults. Unlike gotch's binding of libtorch's C++ Adam,
 // its moments are tensors captiongo can save in a checkpoint, so a resumed run
 // continues exactly; a golden test checks it against PyTorch's Adam.
 type Adam struct {
@@ -23,6 +24,10 @@ type Adam struct {
 	Steps             int
 	Beta1, Beta2, Eps float64
 	WeightDecay       float64
+	// Foreach runs the update as _foreach_* ops over all parameters (a few
+	// fused kernels on CUDA) instead of a loop over parameters. NewAdam sets it
+	// when the parameters are on CUDA, as torch.optim.Adam's foreach default does.
+	Foreach bool
 }
 
 // NewAdam collects the VarStore's trainable variables (sorted by name).
@@ -50,6 +55,7 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 		a.M = append(a.M, p.MustZerosLike(false))
 		a.V = append(a.V, p.MustZerosLike(false))
 	}
+	a.Foreach = len(a.Params) > 0 && a.Params[0].MustDevice().IsCuda()
 	return a
 }
 
@@ -90,10 +96,10 @@ func (a *Adam) ClipGradNorm(max float64) float64 {
 }
 
 // Step applies one Adam update with learning rate lr. The update runs in
-// libtorch (internal/torch/helpers.cpp) as PyTorch's single-tensor Adam does.
+// libtorch (internal/torch/helpers.cpp) as PyTorch's Adam does.
 func (a *Adam) Step(lr float64) {
 	a.Steps++
-	if err := torch.AdamStep(a.Params, a.M, a.V, lr, a.Beta1, a.Beta2, a.Eps, a.WeightDecay, a.Steps); err != nil {
+	if err := torch.AdamStep(a.Params, a.M, a.V, lr, a.Beta1, a.Beta2, a.Eps, a.WeightDecay, a.Steps, a.Foreach); err != nil {
 		panic(err)
 	}
 }

@@ -112,8 +112,9 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		for _, layer := range []string{"Mixed_5d", "Mixed_6e"} {
 			var f *ts.Tensor
 			torch.NoGrad(func() { f = m.Backbone.MapAt(x, layer, false) })
-			if d := maxDiff(t, f, filepath.Join(dir, layer+".npy")); d > 1e-5 {
-				t.Errorf("%s map: max |go - torchvision| = %.3g", layer, d)
+			// Folded BatchNorm (eval, no grad): float32 rounding at the 1e-6 level.
+			if d := maxRelDiff(t, f, filepath.Join(dir, layer+".npy")); d > 1e-5 {
+				t.Errorf("%s map: max |go - torchvision| / max |torchvision| = %.3g", layer, d)
 			}
 			f.MustDrop()
 		}

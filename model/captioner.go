@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
@@ -76,6 +77,51 @@ type Captioner struct {
 	linB     *ts.Tensor
 	att      *attnDecoder // the attention decoder (then fc, embed, lstm and linear are unused)
 	device   gotch.Device
+	inTable  *ts.Tensor // decoding's input table (inputTable), nil until first needed
+	inKey    tableKey
+}
+
+// maxTableBytes caps the input table: above it decoding runs the embedding and
+// W_ih every step instead (a 10,000-word vocabulary with hidden size 512 is 80 MB).
+const maxTableBytes = 256 << 20
+
+// useInputTable is false only in tests that compare with the plain step.
+var useInputTable = true
+
+// tableKey identifies the weights an input table was computed from: their
+// handles and version counters, which every in-place change increments.
+type tableKey struct {
+	handles  [3]unsafe.Pointer
+	versions [3]int64
+}
+
+// inputTable returns the first LSTM layer's input projection of every token
+// (torch.InputTable: E W_ih^T + b_ih, V x 4H), so that a decoding step gathers
+// rows of it instead of running the embedding and W_ih. It is computed once and
+// reused until the embedding, W_ih or b_ih change (an optimiser step, loading
+// weights); nil for a multi-layer LSTM or a table over maxTableBytes.
+func (m *Captioner) inputTable() *ts.Tensor {
+	V, H := int64(m.Cfg.VocabSize), int64(m.Cfg.HiddenSize)
+	if !useInputTable || m.Cfg.NumLayers != 1 || V*4*H*4 > maxTableBytes {
+		return nil
+	}
+	var key tableKey
+	for i, t := range []*ts.Tensor{m.embed, m.lstm[0], m.lstm[2]} {
+		key.handles[i], key.versions[i] = t.Ctensor(), torch.Version(t)
+	}
+	if m.inTable != nil && key == m.inKey {
+		return m.inTable
+	}
+	if m.inTable != nil {
+		m.inTable.MustDrop()
+		m.inTable = nil
+	}
+	t, err := torch.InputTable(m.embed, m.lstm[0], m.lstm[2])
+	if err != nil {
+		return nil // decode without it
+	}
+	m.inTable, m.inKey = t, key
+	return t
 }
 
 // BackbonePrefix is where the torchvision backbone's names start.

@@ -369,7 +369,7 @@ func (s *lstmStepper) logits(tokens []int64) *ts.Tensor {
 
 // StepArgmax is Step followed by the arg max, in one libtorch call.
 func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
-	ids, lp, err := torch.GreedyStep(s.m.embed, s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens)
+	ids, lp, err := torch.GreedyStep(s.m.embed, s.m.inputTable(), s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens)
 	if err != nil {
 		panic(err)
 	}
@@ -378,7 +378,7 @@ func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
 
 // StepTopK is Step followed by the top k of every row, in one libtorch call.
 func (s *lstmStepper) StepTopK(tokens []int64, k int) ([]int64, []float32) {
-	ids, lp, err := torch.TopKStep(s.m.embed, s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens, k)
+	ids, lp, err := torch.TopKStep(s.m.embed, s.m.inputTable(), s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens, k)
 	if err != nil {
 		panic(err)
 	}

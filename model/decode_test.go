@@ -109,3 +109,74 @@ func TestDecodingOnTheLSTM(t *testing.T) {
 		}
 	})
 }
+
+// TestInputTableDecoding: a one-layer decoder's greedy and beam decoding
+// through the cached input table give the tokens and log-probabilities of the
+// plain step (embedding and W_ih every step), and the table follows the
+// weights: after loading new embedding values (copy_, as LoadFile does) and
+// after an Adam step, decoding still matches the plain step, which it would
+// not with a stale table.
+func TestInputTableDecoding(t *testing.T) {
+	run(t, func() {
+		torch.ManualSeed(5)
+		m, err := NewCaptioner(Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: 1}, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pooled := ts.MustRandn([]int64{4, 2048}, gotch.Float, gotch.CPU)
+		defer pooled.MustDrop()
+		decode := func(table bool) (g, b []Hypothesis) {
+			useInputTable = table
+			defer func() { useInputTable = true }()
+			s := m.StepperFromPooled(pooled)
+			g = Greedy(s, 4, 10)
+			CloseStepper(s)
+			s = m.StepperFromPooled(pooled)
+			b = Beam(s, 4, 3, 10, 1)
+			CloseStepper(s)
+			return g, b
+		}
+		compare := func(when string) {
+			t.Helper()
+			g1, b1 := decode(true)
+			if m.inTable == nil {
+				t.Fatalf("%s: no input table was built", when)
+			}
+			g0, b0 := decode(false)
+			for _, c := range []struct {
+				name  string
+				table []Hypothesis
+				plain []Hypothesis
+			}{{"greedy", g1, g0}, {"beam 3", b1, b0}} {
+				for i := range c.table {
+					if !reflect.DeepEqual(c.table[i].Tokens, c.plain[i].Tokens) || math.Abs(c.table[i].LogProb-c.plain[i].LogProb) > 1e-4 {
+						t.Errorf("%s, %s, image %d: with the table %v (%.6f), plain step %v (%.6f)", when, c.name, i,
+							c.table[i].Tokens, c.table[i].LogProb, c.plain[i].Tokens, c.plain[i].LogProb)
+					}
+				}
+			}
+		}
+		compare("fresh weights")
+
+		// New embedding values loaded in place.
+		fresh := ts.MustRandn(m.embed.MustSize(), gotch.Float, gotch.CPU)
+		torch.NoGrad(func() { m.embed.Copy_(fresh) })
+		fresh.MustDrop()
+		compare("after loading the embedding")
+
+		// One Adam step on a teacher-forced loss (moves embed, W_ih and b_ih).
+		adam := NewAdam(m.VS, 0)
+		tok := torch.FromInt64s([]int64{1, 5, 9, 2, 1, 7, 3, 2, 1, 11, 4, 2, 1, 6, 8, 2}, []int64{4, 4}, gotch.CPU)
+		defer tok.MustDrop()
+		adam.ZeroGrad()
+		feat := m.Head(pooled, true)
+		logits := m.DecodeTeacher(feat, tok, true)
+		loss := Loss(logits, tok)
+		loss.MustBackward()
+		adam.Step(0.5)
+		loss.MustDrop()
+		logits.MustDrop()
+		feat.MustDrop()
+		compare("after an Adam step")
+	})
+}

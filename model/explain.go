@@ -192,7 +192,7 @@ func (m *Captioner) wordLogitFromMap(f *ts.Tensor, caption []int64, t int) *ts.T
 // Captum's LayerGradCAM. Upsample it over the picture to show it.
 func (m *Captioner) GradCAM(x *ts.Tensor, caption []int64, t int) ([]float32, int, error) {
 	var f *ts.Tensor
-	torch.NoGrad(func() { f = m.Backbone.MapAt(x, m.Cfg.Layer(), false) })
+	unfolded(func() { torch.NoGrad(func() { f = m.Backbone.MapAt(x, m.Cfg.Layer(), false) }) })
 	a := f.MustSetRequiresGrad(true, true)
 	defer a.MustDrop()
 	prev := torch.GradEnabled()
@@ -252,40 +252,42 @@ func (m *Captioner) Occlusion(x, baseline *ts.Tensor, caption []int64, t, window
 	sum := make([]float64, H*W)
 	cnt := make([]float64, H*W)
 	var attr Attribution
-	torch.NoGrad(func() {
-		fx := m.WordLogit(x, caption, t)
-		attr.FX = torch.Item(fx)
-		fx.MustDrop()
-		for lo := 0; lo < len(starts); lo += batch {
-			part := starts[lo:min(lo+batch, len(starts))]
-			buf := make([]float32, 0, len(part)*3*H*W)
-			for _, s := range part {
-				one := append([]float32(nil), img...)
-				for c := 0; c < 3; c++ {
+	unfolded(func() {
+		torch.NoGrad(func() {
+			fx := m.WordLogit(x, caption, t)
+			attr.FX = torch.Item(fx)
+			fx.MustDrop()
+			for lo := 0; lo < len(starts); lo += batch {
+				part := starts[lo:min(lo+batch, len(starts))]
+				buf := make([]float32, 0, len(part)*3*H*W)
+				for _, s := range part {
+					one := append([]float32(nil), img...)
+					for c := 0; c < 3; c++ {
+						for y := s[0]; y < min(H, s[0]+window); y++ {
+							for xx := s[1]; xx < min(W, s[1]+window); xx++ {
+								k := c*H*W + y*W + xx
+								one[k] = base[k]
+							}
+						}
+					}
+					buf = append(buf, one...)
+				}
+				xb := torch.FromFloat32s(buf, []int64{int64(len(part)), 3, int64(H), int64(W)}, m.device)
+				out := m.WordLogit(xb, caption, t)
+				vals := torch.Float32s(out)
+				out.MustDrop()
+				xb.MustDrop()
+				for i, s := range part {
+					d := attr.FX - float64(vals[i])
 					for y := s[0]; y < min(H, s[0]+window); y++ {
 						for xx := s[1]; xx < min(W, s[1]+window); xx++ {
-							k := c*H*W + y*W + xx
-							one[k] = base[k]
+							sum[y*W+xx] += d
+							cnt[y*W+xx]++
 						}
 					}
 				}
-				buf = append(buf, one...)
 			}
-			xb := torch.FromFloat32s(buf, []int64{int64(len(part)), 3, int64(H), int64(W)}, m.device)
-			out := m.WordLogit(xb, caption, t)
-			vals := torch.Float32s(out)
-			out.MustDrop()
-			xb.MustDrop()
-			for i, s := range part {
-				d := attr.FX - float64(vals[i])
-				for y := s[0]; y < min(H, s[0]+window); y++ {
-					for xx := s[1]; xx < min(W, s[1]+window); xx++ {
-						sum[y*W+xx] += d
-						cnt[y*W+xx]++
-					}
-				}
-			}
-		}
+		})
 	})
 	attr.Values = make([]float32, 3*H*W)
 	for p := range sum {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,18 +67,26 @@ func TestInceptionMatchesTorchvision(t *testing.T) {
 		if n := len(vs.Variables()); n != 566-2 {
 			t.Errorf("%d variables, torchvision's state_dict has 564 without fc", n)
 		}
+		// Eval without gradient folds each BatchNorm into its conv: float32
+		// rounding then differs from torchvision's conv -> BN (relative ~1e-6);
+		// unfolded, the same ops in the same order agree exactly.
+		defer func() { useFolding = true }()
 		for _, name := range []string{"x299", "x75"} {
 			x := npyTensor(t, filepath.Join(dir, name+".npy"))
 			for ti, suffix := range []string{"_feat_ti0.npy", "_feat_ti1.npy"} {
-				enc.TransformInput = ti == 1
-				var f *ts.Tensor
-				torch.NoGrad(func() { f = enc.Pooled(x, false) })
-				d := maxDiff(t, f, filepath.Join(dir, name+suffix))
-				t.Logf("%s transform_input=%v: pooled features max |go - torchvision| = %.3g", name, ti == 1, d)
-				if d > 1e-4 {
-					t.Errorf("%s transform_input=%v: max |diff| %.3g > 1e-4", name, ti == 1, d)
+				for _, fold := range []bool{true, false} {
+					useFolding = fold
+					tol := map[bool]float64{true: 1e-5, false: 1e-9}[fold]
+					enc.TransformInput = ti == 1
+					var f *ts.Tensor
+					torch.NoGrad(func() { f = enc.Pooled(x, false) })
+					d := maxRelDiff(t, f, filepath.Join(dir, name+suffix))
+					t.Logf("%s transform_input=%v folded=%v: pooled features max |go - torchvision| / max |torchvision| = %.3g", name, ti == 1, fold, d)
+					if d > tol {
+						t.Errorf("%s transform_input=%v folded=%v: relative max |diff| %.3g > %g", name, ti == 1, fold, d, tol)
+					}
+					f.MustDrop()
 				}
-				f.MustDrop()
 			}
 			if name == "x299" {
 				var mp *ts.Tensor
@@ -134,7 +143,7 @@ func TestCaptionerLoadBackbone(t *testing.T) {
 		}
 		x := npyTensor(t, filepath.Join(dir, "x75.npy"))
 		f := m.Features(x, false)
-		if d := maxDiff(t, f, filepath.Join(dir, "x75_feat_ti0.npy")); d > 1e-4 {
+		if d := maxRelDiff(t, f, filepath.Join(dir, "x75_feat_ti0.npy")); d > 1e-5 {
 			t.Errorf("captioner backbone features differ from torchvision's by %.3g", d)
 		}
 		f.MustDrop()
@@ -158,13 +167,83 @@ func TestExtractFeaturesFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := torch.FromFloat32s(got, shape, gotch.CPU)
-			if d := maxDiff(t, f, filepath.Join(dir, ref)); d > 1e-4 {
-				t.Errorf("transform_input=%v: max |diff| %.3g", ti == 1, d)
+			if d := maxRelDiff(t, f, filepath.Join(dir, ref)); d > 1e-5 {
+				t.Errorf("transform_input=%v: relative max |diff| %.3g", ti == 1, d)
 			}
 			f.MustDrop()
 		}
 		if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "nope.npy"), out, false, 1, gotch.CPU); err == nil || !strings.Contains(err.Error(), "nope.npy: does not exist") {
 			t.Errorf("missing input: %v", err)
+		}
+	})
+}
+
+// TestFoldedBatchNormFollowsChanges: the folded conv of an eval-mode layer is
+// cached, and must be recomputed when what it was folded from changes: the
+// running statistics (a train-mode forward updates them), the BatchNorm
+// weight (an optimiser step), or the conv weight (loading weights). After
+// each change the folded and the unfolded layer must agree again; a stale
+// fold would not. With grad mode on, nothing is folded.
+func TestFoldedBatchNormFollowsChanges(t *testing.T) {
+	run(t, func() {
+		torch.ManualSeed(4)
+		vs := nn.NewVarStore(gotch.CPU)
+		c := newBasicConv(vs.Root(), 3, 8, 3, 3, 1, 1, 1, 1, true)
+		x := ts.MustRandn([]int64{2, 3, 9, 9}, gotch.Float, gotch.CPU)
+		defer x.MustDrop()
+		defer func() { useFolding = true }()
+		check := func(when string) {
+			t.Helper()
+			var a, b *ts.Tensor
+			torch.NoGrad(func() {
+				useFolding = false
+				a = c.forward(x, false)
+				useFolding = true
+				b = c.forward(x, false)
+			})
+			if c.fw == nil {
+				t.Fatalf("%s: eval without gradient did not fold", when)
+			}
+			av, bv := torch.Float32s(a), torch.Float32s(b)
+			worst, scale := 0.0, 1.0
+			for i := range av {
+				worst = math.Max(worst, math.Abs(float64(av[i]-bv[i])))
+				scale = math.Max(scale, math.Abs(float64(av[i])))
+			}
+			if worst/scale > 1e-5 {
+				t.Errorf("%s: folded and unfolded differ by %.3g (relative)", when, worst/scale)
+			}
+			a.MustDrop()
+			b.MustDrop()
+		}
+		check("fresh layer")
+		y := c.forward(x, true) // batch statistics; updates running mean and var
+		y.MustDrop()
+		check("after a train-mode forward")
+		torch.NoGrad(func() {
+			r := ts.MustRand([]int64{8}, gotch.Float, gotch.CPU)
+			c.bnW.Copy_(r)
+			r.MustDrop()
+		})
+		check("after changing the BatchNorm weight")
+		torch.NoGrad(func() {
+			r := ts.MustRandn(c.w.MustSize(), gotch.Float, gotch.CPU)
+			c.w.Copy_(r)
+			r.MustDrop()
+		})
+		check("after loading conv weights")
+		// Grad mode on: the unfolded path, so that gradients reach w and the
+		// BatchNorm parameters.
+		fw := c.fw
+		y = c.forward(x, false)
+		s := y.MustSum(gotch.Float, true)
+		s.MustBackward()
+		s.MustDrop()
+		if g := c.w.MustGrad(false); !g.MustDefined() {
+			t.Error("no gradient reached the conv weight in eval mode with grad on")
+		}
+		if c.fw != fw {
+			t.Error("eval with grad on and trainable weights refolded")
 		}
 	})
 }
