@@ -341,8 +341,9 @@ var commands = map[string]command{
 			py := fs.String("python", os.Getenv("CAPTIONGO_PYTHON"), "Python with torch 2.1.0 for the reference side (make bench passes .venv/bin/python)")
 			n := fs.Int("images", 1000, "images per loader run")
 			workers := fs.Int("workers", 0, "decode workers on each side (0 = number of CPUs)")
+			device := fs.String("device", "cpu", "where the decode and train cases run on both sides: cpu or cuda (loader and epoch stay on the CPU)")
 			return func([]string) error {
-				return bench.Run(bench.Options{Case: *c, Data: *dataDir, Python: *py, Images: *n, Workers: *workers}, os.Stdout)
+				return bench.Run(bench.Options{Case: *c, Data: *dataDir, Python: *py, Images: *n, Workers: *workers, Device: *device}, os.Stdout)
 			}
 		},
 	},

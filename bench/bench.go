@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 // Result is one line of `make bench`.
@@ -24,6 +25,7 @@ type Result struct {
 	Captiongo float64 `json:"captiongo"`
 	PyTorch   float64 `json:"pytorch"`
 	Speedup   float64 `json:"speedup"` // PyTorch's time / captiongo's time (> 1: captiongo is faster)
+	Device    string  `json:"device"`  // where both sides ran: cpu or cuda
 	Note      string  `json:"note,omitempty"`
 }
 
@@ -36,6 +38,9 @@ type Options struct {
 	Workers int
 	Quick   bool // fewer repetitions (tests): the numbers are then rough
 	SynthN  int  // synthetic pictures for the epoch case (0 = 200)
+	// Device is where the decode and train cases run, on both sides: "cpu"
+	// (default) or "cuda". The loader and epoch cases are CPU pipelines.
+	Device string
 }
 
 // Cases lists the benchmark cases this build has.
@@ -45,6 +50,17 @@ var Cases = []string{"loader", "decode", "train", "epoch"}
 func Run(opt Options, w io.Writer) error {
 	if opt.Python == "" {
 		return fmt.Errorf("no Python reference: set -python (make bench passes .venv/bin/python)")
+	}
+	if opt.Device == "" {
+		opt.Device = "cpu"
+	}
+	if opt.Device != "cpu" && opt.Device != "cuda" {
+		return fmt.Errorf("-device %q: use cpu or cuda", opt.Device)
+	}
+	if opt.Device == "cuda" { // before a reference script starts on a CUDA it may not have either
+		if err := torch.Run(func() error { _, err := torch.Device("cuda"); return err }); err != nil {
+			return fmt.Errorf("-device cuda: %w", err)
+		}
 	}
 	ran := false
 	for _, c := range Cases {
@@ -70,6 +86,10 @@ func Run(opt Options, w io.Writer) error {
 			return fmt.Errorf("bench %s: %w", c, err)
 		}
 		for _, r := range rs {
+			r.Device = "cpu"
+			if c == "decode" || c == "train" {
+				r.Device = opt.Device
+			}
 			b, _ := json.Marshal(r)
 			fmt.Fprintln(w, string(b))
 		}

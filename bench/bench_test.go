@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/captiongo/captiongo/internal/testutil"
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 // TestLoaderCaseRuns runs the loader case on a few real JPEGs with both sides
@@ -83,5 +85,24 @@ func checkLines(t *testing.T, out []byte, cases []string) {
 		if err := json.Unmarshal(l, &r); err != nil || r.Case != cases[i] || r.Captiongo <= 0 || r.PyTorch <= 0 || r.Speedup <= 0 {
 			t.Errorf("line %s: %v (want case %s with both sides measured)", l, err, cases[i])
 		}
+	}
+}
+
+// TestBenchDeviceChoice: an unknown -device is refused before anything runs,
+// and -device cuda on a build or machine without CUDA says why instead of
+// timing the CPU under a CUDA label.
+func TestBenchDeviceChoice(t *testing.T) {
+	err := Run(Options{Case: "decode", Python: "python3", Device: "tpu"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `-device "tpu": use cpu or cuda`) {
+		t.Errorf("-device tpu: %v", err)
+	}
+	var cuda bool
+	torch.Run(func() error { cuda = torch.Inspect().CUDAAvailable; return nil })
+	if cuda {
+		return // the CUDA path itself runs through scripts/device_bench.sh on a GPU machine
+	}
+	err = Run(Options{Case: "decode", Python: testutil.Python(t), Device: "cuda"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "CUDA is not available") {
+		t.Errorf("-device cuda without CUDA: %v", err)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 
-	"github.com/sugarme/gotch"
-
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 )
@@ -29,14 +27,18 @@ func decode(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var header map[string][][]int64
-	ref, err := startRef(opt.Python, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()))
+	ref, err := startRef(opt.Python, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()), opt.Device)
 	if err != nil {
 		return nil, err
 	}
 	defer ref.Close()
 	var results []Result
 	err = torch.Run(func() error {
-		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1}, gotch.CPU)
+		dev, sync, err := benchDevice(opt.Device)
+		if err != nil {
+			return err
+		}
+		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1}, dev)
 		if err != nil {
 			return err
 		}
@@ -49,7 +51,7 @@ func decode(opt Options) ([]Result, error) {
 			if err != nil {
 				return err
 			}
-			x := torch.FromFloat32s(d, shape, gotch.CPU)
+			x := torch.FromFloat32s(d, shape, dev)
 			run := func() [][]int64 {
 				st := m.StepperFromPooled(x)
 				defer model.CloseStepper(st)
@@ -70,7 +72,7 @@ func decode(opt Options) ([]Result, error) {
 			if got, want := run(), header[fmt.Sprintf("tokens%d", B)]; !reflect.DeepEqual(got, want) {
 				return fmt.Errorf("batch %d: captiongo decoded %v, PyTorch %v: not the same model", B, got, want)
 			}
-			tm, err := interleave(ref, fmt.Sprintf("b%d", B), rounds, reps, func() { run() })
+			tm, err := interleave(ref, fmt.Sprintf("b%d", B), rounds, reps, sync, func() { run() })
 			x.MustDrop()
 			if err != nil {
 				return err
@@ -88,9 +90,9 @@ func decode(opt Options) ([]Result, error) {
 		if err != nil {
 			return err
 		}
-		x := torch.FromFloat32s(d, shape, gotch.CPU)
+		x := torch.FromFloat32s(d, shape, dev)
 		defer x.MustDrop()
-		tm, err := interleave(ref, "beam", rounds, max(reps/2, 1), func() {
+		tm, err := interleave(ref, "beam", rounds, max(reps/2, 1), sync, func() {
 			st := m.StepperFromPooled(x)
 			model.Beam(st, 16, 3, steps, 1)
 			model.CloseStepper(st)

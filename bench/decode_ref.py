@@ -3,7 +3,7 @@ CNNtoRNN (torchvision Inception-v3 + fc head, Embedding/LSTM/Linear decoder)
 from a fixed seed, saved for captiongo to load, then the baseline's greedy loop
 (caption_image, batched: argmax per step, fed back through the embedding) for
 a fixed number of tokens from the same pooled features.
-Usage: decode_ref.py OUTDIR VOCAB STEPS THREADS; prints the tokens it decodes as
+Usage: decode_ref.py OUTDIR VOCAB STEPS THREADS [cpu|cuda]; prints the tokens it decodes as
 one JSON line, then times the cases b1, b64 and beam on request (refserve.py)."""
 import sys
 
@@ -12,13 +12,14 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from refserve import serve
+from refserve import device_of, serve
 
 
 def main():
     out, V, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.manual_seed(0)
     torch.set_num_threads(int(sys.argv[4]))
+    dev, sync = device_of(sys.argv, 5)
     E = H = 256
     m = nn.Module()
     m.encoderCNN = nn.Module()
@@ -29,17 +30,18 @@ def main():
     dec = m.decoderRNN
     dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
     torch.save(m.state_dict(), out + "/model.pth")
-    m.eval()
+    m.to(dev).eval()
     header, cases = {}, {}
     for B in (1, 64):
         pooled = torch.from_numpy(np.random.default_rng(B).standard_normal((B, 2048)).astype(np.float32))
         np.save(out + "/pooled%d.npy" % B, pooled.numpy())
+        pooled = pooled.to(dev)
 
         def greedy(pooled=pooled, B=B):  # bound now: the loop rebinds both
             with torch.no_grad():
                 x = torch.relu(inc.fc(pooled)).unsqueeze(0)
                 h, states = dec.lstm(x, None)
-                x = dec.embed(torch.full((1, B), 1, dtype=torch.long))
+                x = dec.embed(torch.full((1, B), 1, dtype=torch.long, device=dev))
                 toks = []
                 for _ in range(steps):
                     h, states = dec.lstm(x, states)
@@ -54,17 +56,18 @@ def main():
     B, k = 16, 3
     pooled = torch.from_numpy(np.random.default_rng(16).standard_normal((B, 2048)).astype(np.float32))
     np.save(out + "/pooled16.npy", pooled.numpy())
+    pooled = pooled.to(dev)
 
     def beam():
         with torch.no_grad():
             x = torch.relu(inc.fc(pooled)).unsqueeze(0)
             _, (h, c) = dec.lstm(x, None)
-            rep = torch.arange(B).repeat_interleave(k)
+            rep = torch.arange(B, device=dev).repeat_interleave(k)
             h, c = h[:, rep], c[:, rep]
-            scores = torch.zeros(B, k)
+            scores = torch.zeros(B, k, device=dev)
             scores[:, 1:] = float("-inf")
-            tokens = torch.full((B * k,), 1, dtype=torch.long)
-            base = (torch.arange(B) * k).unsqueeze(1)
+            tokens = torch.full((B * k,), 1, dtype=torch.long, device=dev)
+            base = (torch.arange(B, device=dev) * k).unsqueeze(1)
             for _ in range(steps):
                 o, (h, c) = dec.lstm(dec.embed(tokens).unsqueeze(0), (h, c))
                 lp = torch.log_softmax(dec.linear(o.squeeze(0)), -1).view(B, k, -1)
@@ -76,7 +79,7 @@ def main():
             return scores
 
     cases["beam"] = beam
-    serve(header, cases)
+    serve(header, cases, sync)
 
 
 if __name__ == "__main__":

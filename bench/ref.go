@@ -11,6 +11,11 @@ import (
 	"runtime"
 	"sort"
 	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 // refProc is a PyTorch reference script kept running while captiongo is timed:
@@ -93,17 +98,33 @@ func (t timing) Note() string {
 	return fmt.Sprintf("medians of %d interleaved rounds of %d runs each side; per-round speedup %.2f-%.2f", t.Rounds, t.RepsEach, t.Lo, t.Hi)
 }
 
+// benchDevice resolves -device for the Go side; sync waits for its queued
+// work (a no-op on the CPU), as the reference calls torch.cuda.synchronize.
+func benchDevice(name string) (dev gotch.Device, sync func(), err error) {
+	if name != "cuda" {
+		return gotch.CPU, func() {}, nil
+	}
+	dev, err = torch.Device("cuda")
+	if err != nil {
+		return gotch.CPU, nil, err
+	}
+	return dev, func() { ts.CudaSynchronize() }, nil
+}
+
 // interleave times case name on both sides in rounds of reps runs each,
 // alternating which side goes first, after one untimed warm-up run of goRun
-// (the reference warmed up before its header).
-func interleave(ref *refProc, name string, rounds, reps int, goRun func()) (timing, error) {
+// (the reference warmed up before its header). sync runs after each side's
+// runs, inside its timing.
+func interleave(ref *refProc, name string, rounds, reps int, sync func(), goRun func()) (timing, error) {
 	goRun()
+	sync()
 	var gos, pys, sp []float64
 	timeGo := func() float64 {
 		t0 := time.Now()
 		for i := 0; i < reps; i++ {
 			goRun()
 		}
+		sync()
 		return float64(time.Since(t0).Nanoseconds()) / 1e6 / float64(reps)
 	}
 	for r := 0; r < rounds; r++ {

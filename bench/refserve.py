@@ -12,9 +12,12 @@ import sys
 import time
 
 
-def serve(header, cases):
+def serve(header, cases, sync=lambda: None):
+    """sync waits for queued device work (torch.cuda.synchronize on CUDA); it
+    runs after the warm-up and inside every timing, as on the Go side."""
     for f in cases.values():  # warm-up, as the Go side does
         f()
+    sync()
     print(json.dumps(header), flush=True)
     for line in sys.stdin:
         name, reps = line.split()
@@ -22,4 +25,12 @@ def serve(header, cases):
         t0 = time.perf_counter()
         for _ in range(reps):
             f()
+        sync()
         print(json.dumps((time.perf_counter() - t0) * 1000 / reps), flush=True)
+
+
+def device_of(argv, i):
+    """The device named by argv[i] ("cpu" when absent) and its sync function."""
+    import torch
+    dev = argv[i] if len(argv) > i else "cpu"
+    return torch.device(dev), (torch.cuda.synchronize if dev == "cuda" else (lambda: None))

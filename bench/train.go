@@ -30,17 +30,18 @@ func trainSteps(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var ref map[string]float64
-	proc, err := startRef(opt.Python, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()))
+	proc, err := startRef(opt.Python, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()), opt.Device)
 	if err != nil {
 		return nil, err
 	}
 	defer proc.Close()
+	dev, sync, err := gotch.CPU, func() {}, error(nil)
 	load := func(name string) (*ts.Tensor, error) {
 		d, shape, err := torch.ReadNpy(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
-		return torch.FromFloat32s(d, shape, gotch.CPU), nil
+		return torch.FromFloat32s(d, shape, dev), nil
 	}
 	loadTokens := func(name string) (*ts.Tensor, error) {
 		d, shape, err := torch.ReadNpy(filepath.Join(dir, name))
@@ -51,12 +52,15 @@ func trainSteps(opt Options) ([]Result, error) {
 		for i, x := range d {
 			ids[i] = int64(x)
 		}
-		return torch.FromInt64s(ids, shape, gotch.CPU), nil
+		return torch.FromInt64s(ids, shape, dev), nil
 	}
 	var results []Result
 	err = torch.Run(func() error {
+		if dev, sync, err = benchDevice(opt.Device); err != nil {
+			return err
+		}
 		torch.ManualSeed(0)
-		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5}, gotch.CPU)
+		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5}, dev)
 		if err != nil {
 			return err
 		}
@@ -95,13 +99,13 @@ func trainSteps(opt Options) ([]Result, error) {
 			loss.MustDrop()
 			logits.MustDrop()
 		}
-		full, err := interleave(proc, "full", roundsFull, 1, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
+		full, err := interleave(proc, "full", roundsFull, 1, sync, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
 		if err != nil {
 			return err
 		}
 		results = append(results, Result{Case: "train_step_frozen_b32_299", Unit: "ms per step", Captiongo: round(full.Go), PyTorch: round(full.Py), Speedup: round(full.Speedup()),
 			Note: fmt.Sprintf("the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, vocab %d, Adam on fc + decoder; %s", T, V, full.Note())})
-		enc, err := interleave(proc, "enc", roundsFull, 1, func() { f := m.Features(images, false); f.MustDrop() })
+		enc, err := interleave(proc, "enc", roundsFull, 1, sync, func() { f := m.Features(images, false); f.MustDrop() })
 		if err != nil {
 			return err
 		}
@@ -116,7 +120,7 @@ func trainSteps(opt Options) ([]Result, error) {
 			if err != nil {
 				return err
 			}
-			dec, err := interleave(proc, fmt.Sprintf("dec%d", B), roundsDec, repsDec, func() {
+			dec, err := interleave(proc, fmt.Sprintf("dec%d", B), roundsDec, repsDec, sync, func() {
 				step(func() *ts.Tensor {
 					feat := m.Head(pooled, true)
 					defer feat.MustDrop()
@@ -133,7 +137,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		}
 		// Full fine-tuning, batch 8: a second captioner from the same file
 		// with the backbone trainable (train mode, batch statistics).
-		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, TrainCNN: true}, gotch.CPU)
+		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, TrainCNN: true}, dev)
 		if err != nil {
 			return err
 		}
@@ -145,7 +149,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		defer images8.MustDrop()
 		tok8 := tok.MustNarrow(0, 0, 8, false)
 		defer tok8.MustDrop()
-		ft, err := interleave(proc, "ft8", roundsFull, 1, func() {
+		ft, err := interleave(proc, "ft8", roundsFull, 1, sync, func() {
 			adamF.ZeroGrad()
 			logits := mf.Forward(images8, tok8, true)
 			loss := model.Loss(logits, tok8)
@@ -163,13 +167,13 @@ func trainSteps(opt Options) ([]Result, error) {
 		}
 		results = append(results, Result{Case: "train_step_finetune_b8_299", Unit: "ms per step", Captiongo: round(ft.Go), PyTorch: round(ft.Py), Speedup: round(ft.Speedup()),
 			Note: fmt.Sprintf("train_CNN = True: Inception-v3 in train mode at 299 px, fc, LSTM, %d tokens, vocab %d, Adam on all %d tensors (%.1fM values); %s", T, V, len(adamF.Params), float64(nParams)/1e6, ft.Note())})
-		upd, err := interleave(proc, "adam_ft", roundsDec, repsDec, func() { adamF.Step(3e-4) })
+		upd, err := interleave(proc, "adam_ft", roundsDec, repsDec, sync, func() { adamF.Step(3e-4) })
 		if err != nil {
 			return err
 		}
-		impl := "per-parameter loop in one C++ call (PyTorch: its single-tensor Python loop, the default for CPU tensors)"
-		if adamF.Foreach {
-			impl = "_foreach_ ops (PyTorch: its foreach default)"
+		impl := "single-tensor loop in one C++ call (PyTorch: the same ops from its Python loop, its default for CPU tensors)"
+		if adamF.Impl == torch.AdamForeach {
+			impl = "_foreach_ ops (PyTorch: its foreach default on CUDA)"
 		}
 		results = append(results, Result{Case: "adam_update_finetune", Unit: "ms per update", Captiongo: round(upd.Go), PyTorch: round(upd.Py), Speedup: round(upd.Speedup()),
 			Note: fmt.Sprintf("Adam's update alone over the %d fine-tuned tensors; captiongo: %s; %s", len(adamF.Params), impl, upd.Note())})

@@ -15,7 +15,7 @@ Both sides run the backbone in eval mode without grad (the baseline let its
 BatchNorm statistics drift in train mode; captiongo fixes that) and use the
 same teacher-forcing alignment. The eval-mode loss on the saved inputs is
 printed too, so the Go side can prove it computes the same model.
-Usage: train_ref.py OUTDIR VOCAB T THREADS; prints {"eval_loss32": ...} as one JSON
+Usage: train_ref.py OUTDIR VOCAB T THREADS [cpu|cuda]; prints {"eval_loss32": ...} as one JSON
 line, then times the cases full, enc, dec32, dec256, ft8 and adam_ft on request (refserve.py)."""
 import sys
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from refserve import serve
+from refserve import device_of, serve
 
 
 def build(V, E=256, H=256):
@@ -64,9 +64,11 @@ def head_decoder_loss(m, pooled, tokens, drop):
 def main():
     out, V, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(int(sys.argv[4]))
+    dev, sync = device_of(sys.argv, 5)
     torch.manual_seed(0)
     m = build(V)
     torch.save(m.state_dict(), out + "/model.pth")
+    m.to(dev)
     inc = m.encoderCNN.inception
     inc.eval()  # frozen backbone
     for name, p in inc.named_parameters():
@@ -88,6 +90,8 @@ def main():
     tok = tok32 = tokens_for(B)
     np.save(out + "/images32.npy", images.numpy())
     np.save(out + "/tokens32.npy", tok.numpy().astype(np.float32))  # small ints, exact
+    images, tok = images.to(dev), tok.to(dev)
+    tok32 = tok
     m.eval()
     drop.eval()
     with torch.no_grad():
@@ -109,6 +113,7 @@ def main():
         tok = tokens_for(B)
         np.save(out + "/pooled%d.npy" % B, pooled.numpy())
         np.save(out + "/dtokens%d.npy" % B, tok.numpy().astype(np.float32))
+        pooled, tok = pooled.to(dev), tok.to(dev)
 
         def dec_step(pooled=pooled, tok=tok):  # bound now: the loop rebinds both
             opt.zero_grad()
@@ -123,7 +128,7 @@ def main():
     # default implementation for CPU tensors (single-tensor; foreach on CUDA).
     mf = build(V)
     mf.load_state_dict(torch.load(out + "/model.pth"))
-    mf.train()
+    mf.to(dev).train()
     incf = mf.encoderCNN.inception
     optf = torch.optim.Adam(mf.parameters(), lr=3e-4)
     images8, tok8 = images[:8].clone(), tok32[:8].clone()
@@ -144,7 +149,7 @@ def main():
 
     cases["ft8"] = ft_step
     cases["adam_ft"] = optf.step  # the update alone, on ft_step's gradients (warm-up runs ft8 first)
-    serve(header, cases)
+    serve(header, cases, sync)
 
 
 if __name__ == "__main__":

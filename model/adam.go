@@ -12,9 +12,9 @@ import (
 )
 
 // Adam is torch.optim.Adam (betas 0.9/0.999, eps 1e-8, L2 weight decay added to
-// the gradient) written as tensor operations, the way PyTorch computes it: its
-// multi-tensor (foreach) implementation when the parameters are on CUDA, its
-// single-tensor one on the CPU, which are PyTorch's own defaults. Unlike gotch's binding of libtorch's C++ Adam,
+// the gradient), computed in libtorch the way PyTorch computes it by default:
+// its multi-tensor (foreach) implementation on CUDA, its single-tensor one on
+// the CPU (see torch.AdamImpl). Unlike gotch's binding of libtorch's C++ Adam,
 // its moments are tensors captiongo can save in a checkpoint, so a resumed run
 // continues exactly; a golden test checks it against PyTorch's Adam.
 type Adam struct {
@@ -24,10 +24,10 @@ type Adam struct {
 	Steps             int
 	Beta1, Beta2, Eps float64
 	WeightDecay       float64
-	// Foreach runs the update as _foreach_* ops over all parameters (a few
-	// fused kernels on CUDA) instead of a loop over parameters. NewAdam sets it
-	// when the parameters are on CUDA, as torch.optim.Adam's foreach default does.
-	Foreach bool
+	// Impl is how the update runs: NewAdam picks torch.AdamForeach when the
+	// parameters are on CUDA, as torch.optim.Adam's default does, and
+	// torch.AdamSingle on the CPU.
+	Impl torch.AdamImpl
 }
 
 // NewAdam collects the VarStore's trainable variables (sorted by name).
@@ -55,7 +55,10 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 		a.M = append(a.M, p.MustZerosLike(false))
 		a.V = append(a.V, p.MustZerosLike(false))
 	}
-	a.Foreach = len(a.Params) > 0 && a.Params[0].MustDevice().IsCuda()
+	a.Impl = torch.AdamSingle
+	if len(a.Params) > 0 && a.Params[0].MustDevice().IsCuda() {
+		a.Impl = torch.AdamForeach
+	}
 	return a
 }
 
@@ -99,7 +102,7 @@ func (a *Adam) ClipGradNorm(max float64) float64 {
 // libtorch (internal/torch/helpers.cpp) as PyTorch's Adam does.
 func (a *Adam) Step(lr float64) {
 	a.Steps++
-	if err := torch.AdamStep(a.Params, a.M, a.V, lr, a.Beta1, a.Beta2, a.Eps, a.WeightDecay, a.Steps, a.Foreach); err != nil {
+	if err := torch.AdamStep(a.Params, a.M, a.V, lr, a.Beta1, a.Beta2, a.Eps, a.WeightDecay, a.Steps, a.Impl); err != nil {
 		panic(err)
 	}
 }

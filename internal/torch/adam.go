@@ -38,11 +38,20 @@ func handles(xs []*ts.Tensor) (unsafe.Pointer, func()) {
 	return p, func() { C.free(p) }
 }
 
+// AdamImpl says how AdamStep computes torch.optim.Adam's update (helpers.cpp).
+type AdamImpl int
+
+const (
+	// AdamSingle is PyTorch's single-tensor Adam, op for op (its CPU default).
+	AdamSingle AdamImpl = iota
+	// AdamForeach is PyTorch's multi-tensor Adam: _foreach_* ops over all
+	// parameters, a few fused kernels on CUDA (its CUDA default).
+	AdamForeach
+)
+
 // AdamStep applies torch.optim.Adam's update to params with their moments
-// (step is the 1-based step count), in libtorch, without gradient: as
-// PyTorch's single-tensor Adam, or with foreach as its multi-tensor one
-// (_foreach_* ops over all parameters; see helpers.cpp).
-func AdamStep(params, expAvg, expAvgSq []*ts.Tensor, lr, beta1, beta2, eps, weightDecay float64, step int, foreach bool) error {
+// (step is the 1-based step count), in libtorch, without gradient.
+func AdamStep(params, expAvg, expAvgSq []*ts.Tensor, lr, beta1, beta2, eps, weightDecay float64, step int, impl AdamImpl) error {
 	if len(params) == 0 {
 		return nil
 	}
@@ -54,18 +63,11 @@ func AdamStep(params, expAvg, expAvgSq []*ts.Tensor, lr, beta1, beta2, eps, weig
 	defer f3()
 	var cerr *C.char
 	if C.captiongo_adam_step((*unsafe.Pointer)(pp), (*unsafe.Pointer)(mp), (*unsafe.Pointer)(vp), C.int(len(params)), C.double(lr),
-		C.double(beta1), C.double(beta2), C.double(eps), C.double(weightDecay), C.int64_t(step), C.int(b2i(foreach)), &cerr) != 0 {
+		C.double(beta1), C.double(beta2), C.double(eps), C.double(weightDecay), C.int64_t(step), C.int(impl), &cerr) != 0 {
 		defer C.free(unsafe.Pointer(cerr))
 		return errors.New("adam step: " + C.GoString(cerr))
 	}
 	return nil
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // ZeroGrads sets the parameters' gradients to None (PyTorch 2's default).
