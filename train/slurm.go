@@ -39,24 +39,32 @@ var (
 	slurmMemRe  = regexp.MustCompile(`^\d+[KMGT]?$`)
 )
 
-// Validate names the first bad option.
+// Validate names the first bad option: a *ConfigError whose Field is the
+// option's key (slurm.time, ...); the caller fills in File.
 func (o SlurmOptions) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: "slurm." + field, Msg: fmt.Sprintf(format, args...)}
+	}
 	switch {
 	case o.Time != "" && !slurmTimeRe.MatchString(o.Time):
-		return fmt.Errorf("slurm.time %q: use minutes, HH:MM:SS or D-HH:MM:SS", o.Time)
+		return bad("time", "%q: use minutes, HH:MM:SS or D-HH:MM:SS", o.Time)
 	case o.Mem != "" && !slurmMemRe.MatchString(o.Mem):
-		return fmt.Errorf("slurm.mem %q: use a number with an optional K, M, G or T suffix, e.g. 16G", o.Mem)
-	case o.GPUsPerTask < 0, o.CPUsPerTask < 0, o.Concurrency < 0:
-		return errors.New("slurm.gpus_per_task, cpus_per_task and array_concurrency must not be negative")
+		return bad("mem", "%q: use a number with an optional K, M, G or T suffix, e.g. 16G", o.Mem)
+	case o.GPUsPerTask < 0:
+		return bad("gpus_per_task", "%d: must not be negative", o.GPUsPerTask)
+	case o.CPUsPerTask < 0:
+		return bad("cpus_per_task", "%d: must not be negative", o.CPUsPerTask)
+	case o.Concurrency < 0:
+		return bad("array_concurrency", "%d: must not be negative", o.Concurrency)
 	}
 	for _, e := range o.Extra {
 		if !strings.HasPrefix(e, "-") || strings.ContainsAny(e, "\n\r") {
-			return fmt.Errorf("slurm.extra %q: give one sbatch option per entry, starting with - (e.g. \"--qos=short\")", e)
+			return bad("extra", "%q: give one sbatch option per entry, starting with - (e.g. \"--qos=short\")", e)
 		}
 	}
 	for _, s := range o.Setup {
 		if strings.ContainsAny(s, "\n\r") {
-			return fmt.Errorf("slurm.setup %q: one shell line per entry", s)
+			return bad("setup", "%q: one shell line per entry", s)
 		}
 	}
 	return nil
@@ -250,7 +258,7 @@ func SlurmTaskStates(jobs []SlurmJob) map[string]string {
 // message and never retried, so nothing is submitted twice.
 func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writer) error {
 	if err := o.Validate(); err != nil {
-		return &ConfigError{File: s.file, Field: "slurm", Msg: err.Error()}
+		return withFile(err, s.file)
 	}
 	if o.Executable != "" {
 		exe = o.Executable
@@ -413,4 +421,13 @@ func (s *Sweep) PrintSlurmTable(out io.Writer) error {
 		fmt.Fprintf(out, "%-40s %-10s %s\n", r.Point, r.State, r.Best)
 	}
 	return nil
+}
+
+// withFile sets the file of a *ConfigError (Validate leaves it empty).
+func withFile(err error, file string) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) && ce.File == "" {
+		ce.File = file
+	}
+	return err
 }

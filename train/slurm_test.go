@@ -116,8 +116,11 @@ setup = ["module load cuda/12.1"]
 		"slurm.extra": "extra = [\"qos=short\"]", "slurm.gpu": "gpu = 1",
 	} {
 		os.WriteFile(filepath.Join(dir, "bad.toml"), []byte("base = \"tiny.toml\"\n[grid]\nlr = [1e-3]\n[slurm]\n"+body+"\n"), 0o644)
-		if _, err := LoadSweep(filepath.Join(dir, "bad.toml")); err == nil || !strings.Contains(err.Error(), field) || !strings.Contains(err.Error(), "bad.toml") {
+		_, err := LoadSweep(filepath.Join(dir, "bad.toml"))
+		if err == nil || !strings.Contains(err.Error(), "bad.toml") || !strings.Contains(err.Error(), ": "+field) {
 			t.Errorf("%s: error %v does not name the file and %s", body, err, field)
+		} else if strings.Contains(err.Error(), "slurm: slurm.") {
+			t.Errorf("%s: error %q names the table twice", body, err)
 		}
 	}
 }

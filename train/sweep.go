@@ -82,7 +82,7 @@ func LoadSweep(path string) (*Sweep, error) {
 		}
 	}
 	if err := s.Slurm.Validate(); err != nil {
-		return nil, &ConfigError{File: path, Field: "slurm", Msg: err.Error()}
+		return nil, withFile(err, path)
 	}
 	if s.Sample < 0 {
 		return nil, &ConfigError{File: path, Field: "sample", Msg: "must not be negative"}
