@@ -39,15 +39,20 @@ def build(V, E=256, H=256):
     return m
 
 
+def backbone_pooled(inc, x):
+    """Inception up to the pooled 2048-d features (fc excluded)."""
+    fc = inc.fc
+    inc.fc = nn.Identity()
+    try:
+        return inc(x)
+    finally:
+        inc.fc = fc
+
+
 def pooled_features(inc, x):
-    """Inception up to the pooled 2048-d features (fc excluded), eval, no grad."""
+    """backbone_pooled, eval, no grad (the frozen backbone)."""
     with torch.no_grad():
-        fc = inc.fc
-        inc.fc = nn.Identity()
-        try:
-            return inc(x)
-        finally:
-            inc.fc = fc
+        return backbone_pooled(inc, x)
 
 
 def head_decoder_loss(m, pooled, tokens, drop):
@@ -133,17 +138,9 @@ def main():
     optf = torch.optim.Adam(mf.parameters(), lr=3e-4)
     images8, tok8 = images[:8].clone(), tok32[:8].clone()
 
-    def ft_pooled(x):
-        fc = incf.fc
-        incf.fc = nn.Identity()
-        try:
-            return incf(x)
-        finally:
-            incf.fc = fc
-
     def ft_step():
         optf.zero_grad()
-        loss = head_decoder_loss(mf, ft_pooled(images8), tok8, drop)
+        loss = head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop)
         loss.backward()
         optf.step()
 
