@@ -6,8 +6,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 PYTHON   ?= python3
-CUDA     ?=
-LIBTORCH ?=
 EXP      ?= experiments/shapes.toml
 ARGS     ?=
 TESTFLAGS ?=
@@ -20,6 +18,11 @@ BIN       ?= bin/captiongo
 # The setup record (and, for a libtorch newer than 2.1.0, a patched gotch and its go.work).
 BUILD_DIR ?= .build
 -include $(BUILD_DIR)/libtorch.mk
+# What `make setup` chose stays chosen for later make commands (which run setup
+# again): a libtorch picked with LIBTORCH=auto or a path, and CUDA=0 or CUDA=1 if
+# given (unset, CUDA is detected each time), until another choice is given. LIBTORCH=download goes back to the downloaded 2.1.0.
+LIBTORCH ?= $(LIBTORCH_REUSE)
+CUDA     ?= $(LIBTORCH_CUDA_REQUEST)
 
 ifeq ($(LIBTORCH_CUDA),1)
 TORCH_LIBS := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed
@@ -46,7 +49,7 @@ export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path) + .venv; idempotent
+setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv; idempotent
 	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
 
 setup-libtorch: ## only what building and running needs (no .venv)

