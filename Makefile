@@ -47,7 +47,7 @@ export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 .PHONY: env setup setup-libtorch setup-venv build demo train test test-go vet bench doctor experiment clean distclean help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv; idempotent
 	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
