@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 
 	"github.com/sugarme/gotch/nn"
@@ -34,6 +35,8 @@ type Adam struct {
 func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 	a := &Adam{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay}
 	// TrainableVariables has no names; match them to Variables by data pointer.
+	// (Variables' struct copies do not keep the variables alive; vs does.)
+	defer runtime.KeepAlive(vs)
 	vars := vs.Variables()
 	ptrs := map[uintptr]*ts.Tensor{}
 	for _, t := range vs.TrainableVariables() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -63,6 +64,10 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 // checking that every variable under Prefix gets a value of its exact shape and
 // that the file holds nothing else. Errors name the parameter and both shapes.
 func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (notes []string, err error) {
+	// Variables returns struct copies, which do not keep the variables alive: if
+	// the caller never uses the model again, the collector could otherwise run
+	// their finalizers (freeing the libtorch tensors) in the middle of the copy.
+	defer runtime.KeepAlive(vs)
 	vars := vs.Variables()
 	ignored := map[string]int{}
 	var unexpected []string

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -51,6 +52,7 @@ func (c *FeatureCache) Shape(n int) []int64 {
 // backboneHash hashes every backbone tensor (names and values).
 func backboneHash(m *model.Captioner) string {
 	h := sha256.New()
+	defer runtime.KeepAlive(m.VS) // Variables' struct copies do not keep the variables alive
 	vars := m.VS.Variables()
 	names := make([]string, 0, len(vars))
 	for n := range vars {
