@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
@@ -77,8 +76,7 @@ type Captioner struct {
 	linB     *ts.Tensor
 	att      *attnDecoder // the attention decoder (then fc, embed, lstm and linear are unused)
 	device   gotch.Device
-	inTable  *ts.Tensor // decoding's input table (inputTable), nil until first needed
-	inKey    tableKey
+	inTable  derived // decoding's input table (inputTable)
 }
 
 // maxTableBytes caps the input table: above it decoding runs the embedding and
@@ -87,13 +85,6 @@ const maxTableBytes = 256 << 20
 
 // useInputTable is false only in tests that compare with the plain step.
 var useInputTable = true
-
-// tableKey identifies the weights an input table was computed from: their
-// handles and version counters, which every in-place change increments.
-type tableKey struct {
-	handles  [3]unsafe.Pointer
-	versions [3]int64
-}
 
 // inputTable returns the first LSTM layer's input projection of every token
 // (torch.InputTable: E W_ih^T + b_ih, V x 4H), so that a decoding step gathers
@@ -105,23 +96,14 @@ func (m *Captioner) inputTable() *ts.Tensor {
 	if !useInputTable || m.Cfg.NumLayers != 1 || V*4*H*4 > maxTableBytes {
 		return nil
 	}
-	var key tableKey
-	for i, t := range []*ts.Tensor{m.embed, m.lstm[0], m.lstm[2]} {
-		key.handles[i], key.versions[i] = t.Ctensor(), torch.Version(t)
-	}
-	if m.inTable != nil && key == m.inKey {
-		return m.inTable
-	}
-	if m.inTable != nil {
-		m.inTable.MustDrop()
-		m.inTable = nil
-	}
-	t, err := torch.InputTable(m.embed, m.lstm[0], m.lstm[2])
-	if err != nil {
+	t := m.inTable.get([]*ts.Tensor{m.embed, m.lstm[0], m.lstm[2]}, func() ([]*ts.Tensor, error) {
+		t, err := torch.InputTable(m.embed, m.lstm[0], m.lstm[2])
+		return []*ts.Tensor{t}, err
+	})
+	if t == nil {
 		return nil // decode without it
 	}
-	m.inTable, m.inKey = t, key
-	return t
+	return t[0]
 }
 
 // BackbonePrefix is where the torchvision backbone's names start.

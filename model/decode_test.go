@@ -139,7 +139,7 @@ func TestInputTableDecoding(t *testing.T) {
 		compare := func(when string) {
 			t.Helper()
 			g1, b1 := decode(true)
-			if m.inTable == nil {
+			if m.inTable.out == nil {
 				t.Fatalf("%s: no input table was built", when)
 			}
 			g0, b0 := decode(false)

@@ -7,7 +7,6 @@ package model
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
@@ -24,18 +23,10 @@ type basicConv struct {
 	w                         *ts.Tensor
 	bnW, bnB, mean, vari, nbt *ts.Tensor
 	stride, pad               []int64
-	fw, fb                    *ts.Tensor // BatchNorm folded into the conv (folded), nil until first needed
-	fkey                      foldKey
-}
-
-// foldKey identifies the weights and statistics a folded conv was computed
-// from: their handles and version counters (an optimiser step or loading
-// weights increments them). A train-mode BatchNorm updates its running
-// statistics inside the kernel without a version bump, so forward also drops
-// the fold on every train-mode call.
-type foldKey struct {
-	handles  [5]unsafe.Pointer
-	versions [5]int64
+	// fold is the conv's weight and bias with the BatchNorm folded in (folded).
+	// A train-mode BatchNorm updates its running statistics inside the kernel
+	// without a version bump, so forward also drops it on every train-mode call.
+	fold derived
 }
 
 // useFolding turns the eval-mode BatchNorm folding on (the default); see
@@ -58,24 +49,14 @@ func unfolded(fn func()) {
 // in (torch.FoldBatchNorm), computed once and reused until a weight or a
 // running statistic changes; nil if folding fails.
 func (c *basicConv) folded() (w, b *ts.Tensor) {
-	var key foldKey
-	for i, t := range []*ts.Tensor{c.w, c.bnW, c.bnB, c.mean, c.vari} {
-		key.handles[i], key.versions[i] = t.Ctensor(), torch.Version(t)
-	}
-	if c.fw != nil && key == c.fkey {
-		return c.fw, c.fb
-	}
-	if c.fw != nil {
-		c.fw.MustDrop()
-		c.fb.MustDrop()
-		c.fw, c.fb = nil, nil
-	}
-	w, b, err := torch.FoldBatchNorm(c.w, c.bnW, c.bnB, c.mean, c.vari, bnEps)
-	if err != nil {
+	wb := c.fold.get([]*ts.Tensor{c.w, c.bnW, c.bnB, c.mean, c.vari}, func() ([]*ts.Tensor, error) {
+		w, b, err := torch.FoldBatchNorm(c.w, c.bnW, c.bnB, c.mean, c.vari, bnEps)
+		return []*ts.Tensor{w, b}, err
+	})
+	if wb == nil {
 		return nil, nil
 	}
-	c.fw, c.fb, c.fkey = w, b, key
-	return w, b
+	return wb[0], wb[1]
 }
 
 func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
@@ -118,10 +99,8 @@ func (c *basicConv) forward(x *ts.Tensor, train bool) *ts.Tensor {
 			return y
 		}
 	}
-	if train && c.fw != nil { // the running statistics are about to change
-		c.fw.MustDrop()
-		c.fb.MustDrop()
-		c.fw, c.fb = nil, nil
+	if train { // the running statistics are about to change
+		c.fold.drop()
 	}
 	none := ts.NewTensor() // "no bias"; an undefined tensor, dropped at once
 	y := ts.MustConv2d(x, c.w, none, c.stride, c.pad, []int64{1, 1}, 1)

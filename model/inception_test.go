@@ -201,7 +201,7 @@ func TestFoldedBatchNormFollowsChanges(t *testing.T) {
 				useFolding = true
 				b = c.forward(x, false)
 			})
-			if c.fw == nil {
+			if c.fold.out == nil {
 				t.Fatalf("%s: eval without gradient did not fold", when)
 			}
 			av, bv := torch.Float32s(a), torch.Float32s(b)
@@ -234,7 +234,7 @@ func TestFoldedBatchNormFollowsChanges(t *testing.T) {
 		check("after loading conv weights")
 		// Grad mode on: the unfolded path, so that gradients reach w and the
 		// BatchNorm parameters.
-		fw := c.fw
+		fw := c.fold.out[0]
 		y = c.forward(x, false)
 		s := y.MustSum(gotch.Float, true)
 		s.MustBackward()
@@ -242,7 +242,7 @@ func TestFoldedBatchNormFollowsChanges(t *testing.T) {
 		if g := c.w.MustGrad(false); !g.MustDefined() {
 			t.Error("no gradient reached the conv weight in eval mode with grad on")
 		}
-		if c.fw != fw {
+		if c.fold.out == nil || c.fold.out[0] != fw {
 			t.Error("eval with grad on and trainable weights refolded")
 		}
 	})
