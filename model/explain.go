@@ -83,9 +83,8 @@ func (m *Captioner) IntegratedGradients(x, baseline *ts.Tensor, caption []int64,
 	in := batch.MustSetRequiresGrad(true, true)
 	var attr Attribution
 	var err error
-	prev := torch.GradEnabled()
-	torch.SetGradEnabled(true)
-	defer torch.SetGradEnabled(prev)
+	// Grad on; the previous mode comes back on return.
+	defer torch.SetGradEnabled(torch.SetGradEnabled(true))
 	out := m.WordLogit(in, caption, t) // n values
 	w := torch.FromFloat32s(f32s(weights), []int64{int64(n)}, m.device)
 	wsum := out.MustMul(w, false).MustSum(gotch.Float, true)
@@ -128,9 +127,8 @@ func (m *Captioner) IntegratedGradients(x, baseline *ts.Tensor, caption []int64,
 func (m *Captioner) Saliency(x *ts.Tensor, caption []int64, t int) (Attribution, error) {
 	in := x.MustDetach(false).MustSetRequiresGrad(true, true)
 	defer in.MustDrop()
-	prev := torch.GradEnabled()
-	torch.SetGradEnabled(true)
-	defer torch.SetGradEnabled(prev)
+	// Grad on; the previous mode comes back on return.
+	defer torch.SetGradEnabled(torch.SetGradEnabled(true))
 	out := m.WordLogit(in, caption, t)
 	attr := Attribution{FX: torch.Item(out)}
 	s := out.MustSum(gotch.Float, true)
@@ -195,9 +193,8 @@ func (m *Captioner) GradCAM(x *ts.Tensor, caption []int64, t int) ([]float32, in
 	unfolded(func() { torch.NoGrad(func() { f = m.Backbone.MapAt(x, m.Cfg.Layer(), false) }) })
 	a := f.MustSetRequiresGrad(true, true)
 	defer a.MustDrop()
-	prev := torch.GradEnabled()
-	torch.SetGradEnabled(true)
-	defer torch.SetGradEnabled(prev)
+	// Grad on; the previous mode comes back on return.
+	defer torch.SetGradEnabled(torch.SetGradEnabled(true))
 	y := m.wordLogitFromMap(a, caption, t)
 	s := y.MustSum(gotch.Float, true)
 	s.MustBackward()
