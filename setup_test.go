@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/captiongo/captiongo/internal/testutil"
 )
 
 // TestSetupExplainsWhatIsMissing runs scripts/setup.sh with a bad LIBTORCH, a
@@ -212,21 +214,7 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	// The binary trains: one epoch of a tiny synthetic run, checkpoint and events.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tiny.toml")
-	os.WriteFile(cfg, []byte(`data = "synth"
-synth_n = 30
-freq_threshold = 1
-image_size = 75
-crop = 0
-random_crop = false
-embed_size = 16
-hidden_size = 16
-epochs = 1
-batch_size = 16
-eval_images = 4
-sample_images = 1
-max_len = 8
-out_dir = "`+filepath.Join(dir, "runs")+`"
-`), 0o644)
+	os.WriteFile(cfg, []byte(testutil.TinyExperiment+"out_dir = \""+filepath.Join(dir, "runs")+"\"\n"), 0o644)
 	tr := exec.Command(exe, "train", "-config", cfg)
 	tr.Dir = dir
 	if b, err := tr.CombinedOutput(); err != nil || !strings.Contains(string(b), "epoch 1/1: train loss") {

@@ -13,28 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/train/tensorboard"
 )
-
-const tinyExperiment = `data = "synth"
-synth_n = 30
-freq_threshold = 1
-image_size = 75
-crop = 0
-random_crop = false
-embed_size = 16
-hidden_size = 16
-epochs = 1
-batch_size = 16
-eval_images = 4
-sample_images = 1
-max_len = 8
-`
 
 // writeSweep writes tiny.toml and a sweep over it into dir.
 func writeSweep(t *testing.T, dir, grid, slurm string) *Sweep {
 	t.Helper()
-	os.WriteFile(filepath.Join(dir, "tiny.toml"), []byte(tinyExperiment), 0o644)
+	os.WriteFile(filepath.Join(dir, "tiny.toml"), []byte(testutil.TinyExperiment), 0o644)
 	path := filepath.Join(dir, "sweep_tiny.toml")
 	os.WriteFile(path, []byte("base = \"tiny.toml\"\nout_dir = \""+filepath.Join(dir, "runs")+"\"\n[grid]\n"+grid+"\n"+slurm), 0o644)
 	s, err := LoadSweep(path)

@@ -77,3 +77,21 @@ func shared(t testing.TB, kind, rel string) string {
 	}
 	return p
 }
+
+// TinyExperiment is the smallest experiment TOML that trains end to end: one
+// epoch on 30 synthetic pictures at 75 px with 16-wide layers (seconds on a CPU).
+// Tests append what they need (out_dir, a grid).
+const TinyExperiment = `data = "synth"
+synth_n = 30
+freq_threshold = 1
+image_size = 75
+crop = 0
+random_crop = false
+embed_size = 16
+hidden_size = 16
+epochs = 1
+batch_size = 16
+eval_images = 4
+sample_images = 1
+max_len = 8
+`
