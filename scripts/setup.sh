@@ -152,9 +152,10 @@ setup_libtorch() {
     die "CUDA=1 but $dir/lib has no libtorch_cuda.so: that libtorch is CPU-only."
   fi
   local v abi gowork=""; v=$(version_of "$dir"); abi=$(abi_of "$dir")
-  rewrite_gotch
+  local src; src=$(gotch_src)
+  rewrite_gotch "$src"
   if [ "$v" != "$TORCH_VERSION" ]; then
-    gowork=$(patched_gotch "$v")
+    gowork=$(patched_gotch "$src" "$v")
   fi
   mkdir -p "$BUILD_DIR"
   cat > "$BUILD_DIR/libtorch.mk.tmp" <<MK
@@ -179,11 +180,11 @@ gotch_src() {
   echo "$d"
 }
 
-# rewrite_gotch: gotch's libtch/lib.go hard-codes libtorch paths and CUDA libraries;
+# rewrite_gotch SRC: gotch's libtch/lib.go hard-codes libtorch paths and CUDA libraries;
 # gotch's own setup-gotch.sh rewrites it in the module cache, and so do we, with a
 # file that names no path (the Makefile passes them in CGO_CPPFLAGS/CGO_LDFLAGS).
 rewrite_gotch() {
-  local lib; lib=$(gotch_src)/libtch/lib.go
+  local lib=$1/libtch/lib.go
   if ! cmp -s "$lib" scripts/gotch_lib.go.in; then
     local d; d=$(dirname "$lib")
     chmod u+w "$d" "$lib"
@@ -194,12 +195,11 @@ rewrite_gotch() {
   fi
 }
 
-# patched_gotch VERSION: a build copy of gotch for a libtorch newer than 2.1.0, and a
+# patched_gotch SRC VERSION: a build copy of gotch for a libtorch newer than 2.1.0, and a
 # go.work that replaces the module with it; prints the go.work path. The copy is made in
 # a temporary folder and renamed into place, so an interrupted setup leaves none half-made.
 patched_gotch() {
-  local v=$1 src build copy
-  src=$(gotch_src)
+  local src=$1 v=$2 build copy
   mkdir -p "$BUILD_DIR"; build=$(cd "$BUILD_DIR" && pwd)
   copy=$build/gotch-$GOTCH_VERSION-libtorch-$v
   if [ ! -f "$copy/.captiongo-ok" ] || ! cmp -s scripts/gotch_lib.go.in "$copy/libtch/lib.go"; then
