@@ -20,9 +20,13 @@ import (
 // both time the same model.
 func trainSteps(opt Options) ([]Result, error) {
 	const V, T = 2600, 20
-	roundsFull, roundsDec, repsDec := 3, 5, 4
-	if opt.Quick {
+	roundsFull, repsFull, roundsDec, repsDec := 3, 1, 5, 4
+	switch {
+	case opt.Quick:
 		roundsFull, roundsDec, repsDec = 1, 1, 2
+	case opt.Device == "cuda":
+		// A GPU step takes milliseconds, not seconds: more of them per round.
+		roundsFull, repsFull, roundsDec, repsDec = 7, 10, 7, 20
 	}
 	dir, err := os.MkdirTemp("", "captiongo-bench-")
 	if err != nil {
@@ -99,13 +103,13 @@ func trainSteps(opt Options) ([]Result, error) {
 			loss.MustDrop()
 			logits.MustDrop()
 		}
-		full, err := interleave(proc, "full", roundsFull, 1, sync, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
+		full, err := interleave(proc, "full", roundsFull, repsFull, sync, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
 		if err != nil {
 			return err
 		}
 		results = append(results, Result{Case: "train_step_frozen_b32_299", Unit: "ms per step", Captiongo: round(full.Go), PyTorch: round(full.Py), Speedup: round(full.Speedup()),
 			Note: fmt.Sprintf("the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, vocab %d, Adam on fc + decoder; %s", T, V, full.Note())})
-		enc, err := interleave(proc, "enc", roundsFull, 1, sync, func() { f := m.Features(images, false); f.MustDrop() })
+		enc, err := interleave(proc, "enc", roundsFull, repsFull, sync, func() { f := m.Features(images, false); f.MustDrop() })
 		if err != nil {
 			return err
 		}
@@ -149,7 +153,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		defer images8.MustDrop()
 		tok8 := tok.MustNarrow(0, 0, 8, false)
 		defer tok8.MustDrop()
-		ft, err := interleave(proc, "ft8", roundsFull, 1, sync, func() {
+		ft, err := interleave(proc, "ft8", roundsFull, repsFull, sync, func() {
 			adamF.ZeroGrad()
 			logits := mf.Forward(images8, tok8, true)
 			loss := model.Loss(logits, tok8)

@@ -1,40 +1,92 @@
 #!/usr/bin/env bash
 # device_bench.sh: on the GPU machine (the `device` tool, which has a Python with a
-# CUDA build of torch and torchvision but no Go and no network), build captiongo
-# against that Python's libtorch with CUDA, as `make setup LIBTORCH=auto` does
-# (gotch's three changed wrappers stubbed, C++11 ABI), then run the decode and train
-# bench cases with both sides on CUDA. Needs .device/ from scripts/device_pack.sh
-# (carry [".device"]). Writes doctor.txt, gpu.txt and bench_cuda.jsonl to $OUT.
-set -euo pipefail
+# CUDA build of torch and torchvision but no Go and no network), get a captiongo
+# binary linked against that Python's libtorch with CUDA, then run on the GPU:
+#   1. the decode and train bench cases, both sides on CUDA (bench_cuda.jsonl);
+#   2. the built-in experiment, experiments/shapes.toml, with device = "cuda"
+#      (demo_cuda.log: per-epoch loss and metrics, wall time);
+#   3. one epoch of full fine-tuning (train_cnn = true) of a tiny experiment on
+#      CUDA (finetune_cuda.log), the path that needs grad mode on the locked thread.
+# Needs .device/ from scripts/device_pack.sh (carry [".device"]). The binary is
+# .device/bin/captiongo-cuda-<torch version> when device_pack.sh could build it
+# here for the device's torch version and it starts there; otherwise this script
+# builds one there (about 2 minutes) as `make setup LIBTORCH=auto` does: gotch's
+# three changed wrappers stubbed, the ABI read from libc10, CUDA libraries linked.
+# Each step has its own time limit and writes to $OUT as it goes, so a step that
+# fails or runs long still leaves the others' results.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/captiongo-device}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-tar -xJf .device/go.tar.xz -C /tmp
-export PATH=/tmp/go/bin:$PATH GOROOT=/tmp/go GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=vendor
-rm -rf vendor && tar -xJf .device/vendor.tar.xz
-# A vendor/ folder makes every later go command in this checkout use it: remove it on exit.
-trap 'rm -rf vendor' EXIT
+DEVICE=${DEVICE:-cuda}
 T=$("$PY" -c 'import importlib.util; print(list(importlib.util.find_spec("torch").submodule_search_locations)[0])')
 V=$(sed -n 's/^__version__ = .\([0-9.]*\).*/\1/p' "$T/version.py")
-ABI=1
-grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$T/lib/libc10.so" && ABI=0
-L=vendor/github.com/sugarme/gotch/libtch
-cp scripts/gotch_lib.go.in "$L/lib.go"
-if [ "$V" != 2.1.0 ]; then
-  "$PY" scripts/stub_wrappers.py "$L/torch_api_generated.cpp.h" "$V" atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out
+nvidia-smi -L > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+BIN=.device/bin/captiongo-cuda-$V
+if [ -x "$BIN" ] && LD_LIBRARY_PATH=$T/lib "$BIN" doctor > "$OUT/doctor.txt" 2>&1; then
+  echo "libtorch $V at $T: using the binary built by device_pack.sh"
+  export LD_LIBRARY_PATH=$T/lib
+else
+  [ -x "$BIN" ] && { echo "the packed binary does not start here:"; cat "$OUT/doctor.txt"; }
+  BIN=bin/captiongo
+  (
+    set -e
+    tar -xJf .device/go.tar.xz -C /tmp
+    export PATH=/tmp/go/bin:$PATH GOROOT=/tmp/go GOTOOLCHAIN=local GOPROXY=off GOWORK=off GOFLAGS=-mod=vendor
+    rm -rf vendor && tar -xJf .device/vendor.tar.xz
+    # A vendor/ folder makes every later go command in this checkout use it: remove it on exit.
+    trap 'rm -rf vendor' EXIT
+    ABI=1
+    grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$T/lib/libc10.so" && ABI=0
+    L=vendor/github.com/sugarme/gotch/libtch
+    cp scripts/gotch_lib.go.in "$L/lib.go"
+    if [ "$V" != 2.1.0 ]; then
+      "$PY" scripts/stub_wrappers.py "$L/torch_api_generated.cpp.h" "$V" atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out
+    fi
+    LIBS="-ltorch_cpu -lc10"
+    [ -f "$T/lib/libtorch_cuda.so" ] && LIBS="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed"
+    export CGO_ENABLED=1 GODEBUG=goindex=0
+    export CGO_CPPFLAGS="-I$T/include -I$T/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI"
+    export CGO_CXXFLAGS="-O1 -g0"
+    export CGO_LDFLAGS="-L$T/lib -Wl,-rpath,$T/lib $LIBS"
+    echo "libtorch $V at $T (ABI $ABI): building"
+    time go build -o "$BIN" .
+  ) || { echo "build failed"; exit 1; }
+  "$BIN" doctor > "$OUT/doctor.txt" 2>&1
 fi
-LIBS="-ltorch_cpu -lc10"
-[ -f "$T/lib/libtorch_cuda.so" ] && LIBS="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed"
-export CGO_ENABLED=1 GODEBUG=goindex=0
-export CGO_CPPFLAGS="-I$T/include -I$T/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI"
-export CGO_CXXFLAGS="-O1 -g0"
-export CGO_LDFLAGS="-L$T/lib -Wl,-rpath,$T/lib $LIBS"
-echo "libtorch $V at $T (ABI $ABI): building" >&2
-time go build -o bin/captiongo .
-nvidia-smi -L > "$OUT/gpu.txt" 2>&1 || true
-bin/captiongo doctor | tee "$OUT/doctor.txt"
-DEVICE=${DEVICE:-cuda}
-for c in decode train; do
-  bin/captiongo bench -case $c -device "$DEVICE" -python "$PY" | tee -a "$OUT/bench_$DEVICE.jsonl"
-done
+cat "$OUT/doctor.txt"
+
+step() { # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit}s): $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name" 2>&1
+  local rc=$?
+  echo "rc $rc after $((SECONDS - t0)) s" >> "$OUT/$name"
+  tail -n 25 "$OUT/$name"
+}
+step bench_train.jsonl 200 "$BIN" bench -case train -device "$DEVICE" -python "$PY"
+step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python "$PY"
+step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set out_dir=/tmp/runs
+cat > /tmp/finetune.toml <<'EOF'
+data = "synth"
+synth_n = 200
+freq_threshold = 1
+image_size = 299
+crop = 0
+random_crop = false
+train_cnn = true
+feature_cache = false
+embed_size = 256
+hidden_size = 256
+epochs = 2
+batch_size = 32
+eval_images = 8
+sample_images = 1
+max_len = 10
+EOF
+step finetune_cuda.log 90 "$BIN" train -config /tmp/finetune.toml -set device="$DEVICE" -set out_dir=/tmp/runs
