@@ -144,7 +144,11 @@ def main():
         loss.backward()
         optf.step()
 
+    def ft_fwd():  # the forward pass and loss alone; the graph is freed unused
+        head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop)
+
     cases["ft8"] = ft_step
+    cases["ft8_fwd"] = ft_fwd
     cases["adam_ft"] = optf.step  # the update alone, on ft_step's gradients (warm-up runs ft8 first)
     serve(header, cases, sync)
 

@@ -146,7 +146,32 @@ func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
 	lin := dec.Sub("linear")
 	m.linW = lin.MustNewVar("weight", []int64{V, H}, uniform(float64(H)))
 	m.linB = lin.MustNewVar("bias", []int64{V}, uniform(float64(H)))
+	if device.IsCuda() && flattenOnCUDA {
+		m.flattenLSTM()
+	}
 	return m, nil
+}
+
+// flattenOnCUDA is false only in the test that shows what happens without it.
+var flattenOnCUDA = true
+
+// flattenLSTM lays the LSTM's weights out as views of one buffer in cuDNN's
+// order, as nn.LSTM.flatten_parameters does whenever a module moves to CUDA.
+// Otherwise cuDNN copies every weight into such a buffer on each call, and
+// back out of its gradient, warning "RNN module weights are not part of single
+// contiguous chunk of memory". The parameters keep their handles (ATen's set_);
+// loading weights and the optimiser write into them in place, so they stay
+// views of the buffer.
+func (m *Captioner) flattenLSTM() {
+	if !ts.Must_UseCudnnRnnFlattenWeight() {
+		return
+	}
+	const cudnnLSTM, withBias = 2, 4 // cuDNN's mode for LSTM; 4 tensors per layer
+	torch.NoGrad(func() {
+		buf := ts.Must_CudnnRnnFlattenWeight(m.lstm, withBias, int64(m.Cfg.EmbedSize), cudnnLSTM,
+			int64(m.Cfg.HiddenSize), 0, int64(m.Cfg.NumLayers), false, false)
+		buf.MustDrop() // the parameters hold its storage
+	})
 }
 
 // uniform is PyTorch's default Linear/LSTM init: U(-1/sqrt(fan), 1/sqrt(fan)).

@@ -149,6 +149,16 @@ static at::Tensor lstm_step_logits(void *embed, void *table, void **lstm_params,
     at::Tensor tk = at::from_blob(const_cast<int64_t *>(tokens), {n}, at::kLong).to(T.device());
     const at::Tensor &w_hh = *static_cast<at::Tensor *>(lstm_params[1]);
     const at::Tensor &b_hh = *static_cast<at::Tensor *>(lstm_params[3]);
+    if (T.is_cuda()) {
+      // ATen's CUDA LSTM cell: one fused kernel for the gates' sum, the
+      // nonlinearities and the new state. b_ih is in the table and b_hh goes
+      // into the hidden projection: the kernel adds biases only when given
+      // both (given b_hh alone it silently leaves it out).
+      auto r = at::_thnn_fused_lstm_cell(T.index_select(0, tk), at::linear(H.select(0, 0), w_hh, b_hh), C.select(0, 0));
+      H = std::get<0>(r).unsqueeze(0);
+      C = std::get<1>(r).unsqueeze(0);
+      return at::linear(std::get<0>(r), W, B);
+    }
     at::Tensor gates = at::linear(H.select(0, 0), w_hh, b_hh).add_(T.index_select(0, tk));
     auto g = gates.unsafe_chunk(4, 1);
     at::Tensor ingate = g[0].sigmoid_(), forgetgate = g[1].sigmoid_(), cellgate = g[2].tanh_(), outgate = g[3].sigmoid_();
@@ -178,10 +188,17 @@ extern "C" int captiongo_lstm_greedy_step(void *embed, void *table, void **lstm_
   try {
     c10::AutoGradMode no_grad(false);
     at::Tensor logits = lstm_step_logits(embed, table, lstm_params, n_params, num_layers, lin_w, lin_b, h, c, tokens, n);
-    // log_softmax at the arg max = max - logsumexp = -log(sum(exp(x - max))),
-    // reusing the max that logsumexp would compute again.
     auto mx = logits.max(-1);
-    at::Tensor v = (logits - std::get<0>(mx).unsqueeze(-1)).exp_().sum(-1).log_().neg_().to(at::kCPU).contiguous();
+    at::Tensor v;
+    if (logits.is_cuda()) {
+      // On a GPU each operation costs a launch: log_softmax's one fused
+      // kernel, then the value at the arg max.
+      v = at::log_softmax(logits, -1).gather(-1, std::get<1>(mx).unsqueeze(-1)).squeeze(-1).to(at::kCPU).contiguous();
+    } else {
+      // log_softmax at the arg max = max - logsumexp = -log(sum(exp(x - max))),
+      // reusing the max that logsumexp would compute again.
+      v = (logits - std::get<0>(mx).unsqueeze(-1)).exp_().sum(-1).log_().neg_().to(at::kCPU).contiguous();
+    }
     at::Tensor i = std::get<1>(mx).to(at::kCPU).contiguous();
     std::memcpy(ids_out, i.data_ptr<int64_t>(), sizeof(int64_t) * n);
     std::memcpy(logp_out, v.data_ptr<float>(), sizeof(float) * n);

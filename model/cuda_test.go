@@ -1,0 +1,239 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// The tests in this file need a CUDA device. CI's machines have none, so there
+// they skip and say so; scripts/device_bench.sh runs them on the GPU machine
+// (a test binary built by scripts/device_pack.sh).
+
+func needCUDA(t *testing.T) {
+	t.Helper()
+	if !gotch.CUDA.IsAvailable() {
+		t.Skip("no CUDA device here: this test runs on a GPU machine (scripts/device_bench.sh)")
+	}
+}
+
+// stderrOf runs fn with file descriptor 2 sent to a file and returns what was
+// written there: libtorch's C++ warnings go straight to it.
+func stderrOf(t *testing.T, fn func()) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Dup3(int(f.Fd()), 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	syscall.Dup3(saved, 2, 0)
+	syscall.Close(saved)
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// cudaTwin builds the same captioner on the CPU and on CUDA (the CPU one's
+// weights copied over).
+func cudaTwin(t *testing.T, cfg Config) (cpu, gpu *Captioner) {
+	t.Helper()
+	torch.ManualSeed(11)
+	cpu, err := NewCaptioner(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpu, err = NewCaptioner(cfg, gotch.CudaIfAvailable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := cpu.VS.Variables()
+	torch.NoGrad(func() {
+		for name, dst := range gpu.VS.Variables() {
+			s := src[name]
+			dst.Copy_(&s)
+		}
+	})
+	// Variables() gives struct copies, which do not keep the tensors alive.
+	runtime.KeepAlive(cpu.VS)
+	runtime.KeepAlive(gpu.VS)
+	return cpu, gpu
+}
+
+const cudaRNNWarning = "not part of single contiguous chunk"
+
+// TestLSTMOnCUDA: on CUDA the LSTM's weights are one cuDNN buffer (no
+// per-call compaction, which cuDNN announces with a warning), and for three
+// steps the teacher-forced loss, every gradient and the Adam update (foreach
+// on CUDA, the single-tensor loop on the CPU) agree with the CPU's. After each
+// step the CUDA model takes the CPU's parameters again, so that the float
+// differences of one step (which Adam's normalisation magnifies for gradients
+// near zero) do not pile up into the next.
+func TestLSTMOnCUDA(t *testing.T) {
+	needCUDA(t)
+	run(t, func() {
+		cfg := Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: 2}
+		cpu, gpu := cudaTwin(t, cfg)
+		dev := gpu.Device()
+		pooled := ts.MustRandn([]int64{4, 2048}, gotch.Float, gotch.CPU)
+		defer pooled.MustDrop()
+		tok := torch.FromInt64s([]int64{1, 5, 9, 2, 1, 7, 3, 2, 1, 11, 4, 2, 1, 6, 8, 2}, []int64{4, 4}, gotch.CPU)
+		defer tok.MustDrop()
+		pooledG, tokG := pooled.MustTo(dev, false), tok.MustTo(dev, false)
+		defer pooledG.MustDrop()
+		defer tokG.MustDrop()
+		const lr = 0.01
+		adamC, adamG := NewAdam(cpu.VS, 0.01), NewAdam(gpu.VS, 0.01)
+		if adamG.Impl != torch.AdamForeach {
+			t.Errorf("Adam on CUDA uses %v, want the foreach form", adamG.Impl)
+		}
+		lossOf := func(m *Captioner, a *Adam, p, tk *ts.Tensor) float64 {
+			a.ZeroGrad()
+			feat := m.Head(p, true)
+			logits := m.DecodeTeacher(feat, tk, true)
+			loss := Loss(logits, tk)
+			loss.MustBackward()
+			v := torch.Item(loss)
+			loss.MustDrop()
+			logits.MustDrop()
+			feat.MustDrop()
+			return v
+		}
+		// compare checks every trainable variable (or its gradient) of the two models:
+		// at most tol times the CPU tensor's largest magnitude apart, plus abs.
+		compare := func(what string, tol, abs float64, get func(*ts.Tensor) *ts.Tensor) {
+			src := cpu.VS.Variables()
+			for name, g := range gpu.VS.Variables() {
+				sc := src[name]
+				if !sc.MustRequiresGrad() {
+					continue // the frozen backbone
+				}
+				c := get(&sc)
+				gc := get(&g).MustTo(gotch.CPU, false)
+				cv, gv := floats(c), floats(gc)
+				gc.MustDrop()
+				scale, worst, at := 0.0, 0.0, 0
+				for i := range cv {
+					scale = math.Max(scale, math.Abs(float64(cv[i])))
+					if d := math.Abs(float64(cv[i] - gv[i])); d > worst {
+						worst, at = d, i
+					}
+				}
+				if worst > tol*scale+abs {
+					t.Errorf("%s of %s: [%d] CPU %g, CUDA %g (largest |CPU| %g)", what, name, at, cv[at], gv[at], scale)
+				}
+			}
+			runtime.KeepAlive(cpu.VS)
+			runtime.KeepAlive(gpu.VS)
+		}
+		same := func(x *ts.Tensor) *ts.Tensor { return x }
+		grad := func(x *ts.Tensor) *ts.Tensor { return x.MustGrad(false) }
+		for i := 0; i < 3; i++ {
+			lc := lossOf(cpu, adamC, pooled, tok)
+			var lg float64
+			if w := stderrOf(t, func() { lg = lossOf(gpu, adamG, pooledG, tokG) }); strings.Contains(w, cudaRNNWarning) {
+				t.Fatalf("step %d: cuDNN compacted the LSTM's weights: %s", i, w)
+			}
+			if math.Abs(lc-lg) > 1e-5*math.Max(1, math.Abs(lc)) {
+				t.Errorf("step %d: loss on the CPU %.7f, on CUDA %.7f", i, lc, lg)
+			}
+			compare(fmt.Sprintf("step %d: gradient", i), 1e-4, 1e-7, grad)
+			adamC.Step(lr)
+			adamG.Step(lr)
+			// A wrong update (a moment, the bias correction, the decay) is off
+			// by a good part of lr; float differences stay far below 1% of it.
+			compare(fmt.Sprintf("step %d: parameter", i), 0, 1e-2*lr, same)
+			src := cpu.VS.Variables()
+			torch.NoGrad(func() {
+				for name, dst := range gpu.VS.Variables() {
+					s := src[name]
+					dst.Copy_(&s)
+				}
+			})
+			runtime.KeepAlive(cpu.VS)
+		}
+	})
+}
+
+// TestLSTMWarningIsSeen shows that TestLSTMOnCUDA's check can fail: without
+// flattening, cuDNN's warning does reach stderrOf.
+func TestLSTMWarningIsSeen(t *testing.T) {
+	needCUDA(t)
+	flattenOnCUDA = false
+	defer func() { flattenOnCUDA = true }()
+	run(t, func() {
+		torch.ManualSeed(11)
+		m, err := NewCaptioner(Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: 1}, gotch.CudaIfAvailable())
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := ts.MustRandn([]int64{3, 2, 8}, gotch.Float, m.Device())
+		defer x.MustDrop()
+		w := stderrOf(t, func() { torch.NoGrad(func() { m.lstmRun(x, nil, false).MustDrop() }) })
+		if !strings.Contains(w, cudaRNNWarning) {
+			t.Errorf("unflattened weights on CUDA, but no cuDNN warning captured (got %q)", w)
+		}
+	})
+}
+
+// TestDecodingOnCUDA: greedy and beam search on CUDA (one layer: the input
+// table and ATen's fused LSTM cell; two layers: the LSTM op) give the CPU's
+// tokens and log-probabilities.
+func TestDecodingOnCUDA(t *testing.T) {
+	needCUDA(t)
+	for _, layers := range []int{1, 2} {
+		run(t, func() {
+			cpu, gpu := cudaTwin(t, Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: layers})
+			pooled := ts.MustRandn([]int64{5, 2048}, gotch.Float, gotch.CPU)
+			defer pooled.MustDrop()
+			pooledG := pooled.MustTo(gpu.Device(), false)
+			defer pooledG.MustDrop()
+			decode := func(m *Captioner, p *ts.Tensor) (g, b []Hypothesis) {
+				s := m.StepperFromPooled(p)
+				g = Greedy(s, 5, 12)
+				CloseStepper(s)
+				s = m.StepperFromPooled(p)
+				b = Beam(s, 5, 3, 12, 1)
+				CloseStepper(s)
+				return g, b
+			}
+			gc, bc := decode(cpu, pooled)
+			gg, bg := decode(gpu, pooledG)
+			if layers == 1 && gpu.inTable.out == nil {
+				t.Error("one layer on CUDA: no input table was built")
+			}
+			for _, c := range []struct {
+				name     string
+				cpu, gpu []Hypothesis
+			}{{"greedy", gc, gg}, {"beam 3", bc, bg}} {
+				for i := range c.cpu {
+					// Twelve steps of log-probabilities around -3.4 each: float
+					// differences of the two devices' kernels stay near 1e-6 relative.
+					if !reflect.DeepEqual(c.cpu[i].Tokens, c.gpu[i].Tokens) || math.Abs(c.cpu[i].LogProb-c.gpu[i].LogProb) > 1e-5*math.Abs(c.cpu[i].LogProb) {
+						t.Errorf("%d layers, %s, image %d: CPU %v (%.6f), CUDA %v (%.6f)", layers, c.name, i,
+							c.cpu[i].Tokens, c.cpu[i].LogProb, c.gpu[i].Tokens, c.gpu[i].LogProb)
+					}
+				}
+			}
+		})
+	}
+}
