@@ -100,7 +100,8 @@ const newerTorch = "2.11.0"
 // TestSetupNewerLibtorch is `make build LIBTORCH=auto` for a Python whose torch is
 // 2.11 (PyPI's wheel, CUDA 13 build): setup must find its torch/lib and
 // torch/include without importing it, build a copy of gotch with the three
-// wrappers whose signatures changed stubbed (the module cache untouched), fall
+// wrappers whose signatures changed stubbed (and, as for 2.1.0, gotch's 100 KB Go
+// block per tensor removed; the module cache untouched), fall
 // back to a CPU build because the wheel's CUDA libraries are not installed here,
 // and the binary must report 2.11 and train. Then the golden parity tests of
 // internal/torch and model run against that libtorch.
@@ -171,7 +172,7 @@ func TestSetupNewerLibtorch(t *testing.T) {
 			t.Errorf("libtorch.mk lacks %q:\n%s", want, rec)
 		}
 	}
-	// The copy is stubbed; the module cache's gotch (used by 2.1.0 builds) is not.
+	// The copy is stubbed and has no 100 KB Go block per tensor; the module cache's gotch is untouched.
 	gomodcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +196,11 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	if n := strings.Count(string(copyH), "is not available in this captiongo build"); n != 3 {
 		t.Errorf("build copy has %d stubs, want 3", n)
 	}
+	stockTs, err1 := os.ReadFile(filepath.Join(strings.TrimSpace(string(gomodcache)), "github.com/sugarme/gotch@v0.9.1/ts/tensor.go"))
+	copyTs, err2 := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-"+newerTorch, "ts", "tensor.go"))
+	if err1 != nil || err2 != nil || !strings.Contains(string(stockTs), "\tx.d = new(bigStruct)\n") || strings.Contains(string(copyTs), "\tx.d = new(bigStruct)\n") {
+		t.Errorf("the bigStruct line: want it in the module cache and not in the copy (%v, %v)", err1, err2)
+	}
 
 	doc, err := exec.Command(exe, "doctor").CombinedOutput()
 	if err != nil {
@@ -204,6 +210,7 @@ func TestSetupNewerLibtorch(t *testing.T) {
 		"libtorch (compiled against): " + newerTorch,
 		"libtorch (loaded):           " + newerTorch + " from " + filepath.Join(site, "torch"),
 		"3 wrappers stubbed",
+		"gotch build:                 captiongo's patched copy",
 		"status:                      ok",
 	} {
 		if !strings.Contains(string(doc), want) {
@@ -235,16 +242,24 @@ func TestSetupNewerLibtorch(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"TestStubbedWrappers", "TestInceptionMatchesTorchvision", "TestCaptionerMatchesPyTorch",
-		"TestAttentionMatchesPyTorch", "TestAdamMatchesPyTorch", "TestExplanationsMatchCaptum", "TestInputTableDecoding", "TestFoldedBatchNormFollowsChanges"} {
+		"TestAttentionMatchesPyTorch", "TestAdamMatchesPyTorch", "TestExplanationsMatchCaptum", "TestInputTableDecoding", "TestFoldedBatchNormFollowsChanges", "TestGotchTensorsAreSmall"} {
 		if !strings.Contains(out, "--- PASS: "+name+" ") {
 			t.Errorf("%s did not run and pass on libtorch %s", name, newerTorch)
 		}
 	}
 	t.Logf("golden tests on libtorch %s:\n%s", newerTorch, out)
 
-	// LIBTORCH=download goes back to the downloaded 2.1.0 (make test set it up).
+	// LIBTORCH=download goes back to the downloaded 2.1.0 (make test set it up),
+	// built against its own patched copy of gotch (no stubs).
 	runMake("setup-libtorch", "LIBTORCH=download")
-	if rec := record(); !strings.Contains(rec, "LIBTORCH_VERSION := 2.1.0\n") || !strings.Contains(rec, "LIBTORCH_REUSE := \n") || !strings.Contains(rec, "LIBTORCH_GOWORK := \n") {
+	if rec := record(); !strings.Contains(rec, "LIBTORCH_VERSION := 2.1.0\n") || !strings.Contains(rec, "LIBTORCH_REUSE := \n") || !strings.Contains(rec, "LIBTORCH_GOWORK := "+filepath.Join(build, "go.work")+"\n") {
 		t.Errorf("after LIBTORCH=download the record is\n%s", rec)
+	}
+	if w, err := os.ReadFile(filepath.Join(build, "go.work")); err != nil || !strings.Contains(string(w), "=> "+filepath.Join(build, "gotch-v0.9.1-libtorch-2.1.0")+"\n") {
+		t.Errorf("after LIBTORCH=download go.work is %q (%v)", w, err)
+	}
+	h, err := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-2.1.0", "libtch", "torch_api_generated.cpp.h"))
+	if err != nil || strings.Contains(string(h), "is not available in this captiongo build") {
+		t.Errorf("the 2.1.0 copy of gotch has stubs (or is missing: %v)", err)
 	}
 }

@@ -2,6 +2,8 @@
 # device_bench.sh: on the GPU machine (the `device` tool, which has a Python with a
 # CUDA build of torch and torchvision but no Go and no network), get a captiongo
 # binary linked against that Python's libtorch with CUDA, then run on the GPU:
+#   0. the model package's CUDA tests (CPU and CUDA results of the same model
+#      agree; cuDNN gets one flat LSTM weight buffer) (tests_cuda.log);
 #   1. the decode and train bench cases, both sides on CUDA (bench_cuda.jsonl);
 #   2. the built-in experiment, experiments/shapes.toml, with device = "cuda"
 #      (demo_cuda.log: per-epoch loss and metrics, wall time);
@@ -10,9 +12,9 @@
 # Needs .device/ from scripts/device_pack.sh (carry [".device"]). The binary is
 # .device/bin/captiongo-cuda-<torch version> when device_pack.sh could build it
 # here for the device's torch version and it starts there; otherwise this script
-# builds one there (about 2 minutes) as `make setup LIBTORCH=auto` does: gotch's
-# three changed wrappers stubbed, the ABI read from libc10, CUDA libraries linked.
-# Each step has its own time limit and writes to $OUT as it goes, so a step that
+# builds one there (about 2 minutes) as `make setup LIBTORCH=auto` does: gotch patched
+# by scripts/patch_gotch.sh, the ABI read from libc10, CUDA libraries linked.
+# STEPS picks steps (default: tests bench demo finetune). Each step has its own time limit and writes to $OUT as it goes, so a step that
 # fails or runs long still leaves the others' results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,11 +43,7 @@ else
     trap 'rm -rf vendor' EXIT
     ABI=1
     grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$T/lib/libc10.so" && ABI=0
-    L=vendor/github.com/sugarme/gotch/libtch
-    cp scripts/gotch_lib.go.in "$L/lib.go"
-    if [ "$V" != 2.1.0 ]; then
-      "$PY" scripts/stub_wrappers.py "$L/torch_api_generated.cpp.h" "$V" atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out
-    fi
+    bash scripts/patch_gotch.sh vendor/github.com/sugarme/gotch "$V" "$PY"
     LIBS="-ltorch_cpu -lc10"
     [ -f "$T/lib/libtorch_cuda.so" ] && LIBS="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed"
     export CGO_ENABLED=1 GODEBUG=goindex=0
@@ -54,6 +52,7 @@ else
     export CGO_LDFLAGS="-L$T/lib -Wl,-rpath,$T/lib $LIBS"
     echo "libtorch $V at $T (ABI $ABI): building"
     time go build -o "$BIN" .
+    go test -c -o ".device/bin/model.test-cuda-$V" ./model
   ) || { echo "build failed"; exit 1; }
   "$BIN" doctor > "$OUT/doctor.txt" 2>&1
 fi
@@ -69,9 +68,15 @@ step() { # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME
   echo "rc $rc after $((SECONDS - t0)) s" >> "$OUT/$name"
   tail -n 25 "$OUT/$name"
 }
+STEPS=${STEPS:-tests bench demo finetune}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+TEST=$PWD/.device/bin/model.test-cuda-$V
+has tests && (cd model && step tests_cuda.log 120 "$TEST" -test.v -test.count=1 -test.run 'CUDA|LSTMWarning')
+has bench || exit 0
 step bench_train.jsonl 200 "$BIN" bench -case train -device "$DEVICE" -python "$PY"
 step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python "$PY"
-step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set out_dir=/tmp/runs
+has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set out_dir=/tmp/runs
+has finetune || exit 0
 cat > /tmp/finetune.toml <<'EOF'
 data = "synth"
 synth_n = 200

@@ -4,8 +4,10 @@
 # copy of the dependencies, both in .device/ (git-ignored).
 # Also, when a CUDA torch wheel of the device's version is unpacked here (DEVICE_TORCH,
 # default third_party/test-torch-2.11.0/torch, which TestSetupNewerLibtorch installs)
-# together with setup's stubbed gotch copy for it, a CUDA-linked binary
-# .device/bin/captiongo-cuda-<version>: it saves the device the 2-minute C++ build.
+# together with setup's patched gotch copy for it, a CUDA-linked binary
+# .device/bin/captiongo-cuda-<version>, and the model package's test binary
+# (model.test-cuda-<version>, for its CUDA tests): they save the device the
+# 2-minute C++ build.
 # It cannot be run here (the CUDA libraries it needs are not installed), so it is
 # linked with --allow-shlib-undefined; device_bench.sh tries it and builds there
 # if it does not start.
@@ -37,19 +39,19 @@ if [ -f "$DT/lib/libtorch_cuda.so" ]; then
   for w in "$(dirname "$DT")/build/go.work" .build/go.work; do
     [ -f "$w" ] && grep -q "gotch-v0.9.1-libtorch-$V\$" "$w" && { W=$(cd "$(dirname "$w")" && pwd)/go.work; break; }
   done
-  if [ -z "$W" ] && [ "$V" != 2.1.0 ]; then
-    echo "no stubbed gotch copy for libtorch $V here (run make setup LIBTORCH=$DT once): no packed binary"
+  if [ -z "$W" ]; then
+    echo "no patched gotch copy for libtorch $V here (run make setup LIBTORCH=$DT once): no packed binary"
   else
     ABI=1
     grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$DT/lib/libc10.so" && ABI=0
     mkdir -p .device/bin
     rm -f .device/bin/captiongo-cuda-*
     echo "building .device/bin/captiongo-cuda-$V against $DT (ABI $ABI)"
-    GOWORK=${W:-off} CGO_ENABLED=1 \
+    GOWORK=$W CGO_ENABLED=1 \
       CGO_CPPFLAGS="-I$DT/include -I$DT/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI" \
       CGO_CXXFLAGS="-O1 -g0" \
       CGO_LDFLAGS="-L$DT/lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed -Wl,--allow-shlib-undefined" \
-      go build -o ".device/bin/captiongo-cuda-$V" .
+      sh -c "go build -o .device/bin/captiongo-cuda-$V . && go test -c -o .device/bin/model.test-cuda-$V ./model"
   fi
 fi
 du -h .device/*.tar.xz .device/bin/* 2>/dev/null

@@ -21,12 +21,13 @@
 # runs: LIBTORCH_REUSE, the folder an auto or path choice resolved to, and
 # LIBTORCH_CUDA_REQUEST, the CUDA setting given, if any).
 #
-# gotch v0.9.1 is generated against libtorch 2.1.0. For 2.1.0 the module cache's gotch is
-# used as is (with its lib.go rewritten, as gotch's own setup does). A newer libtorch
-# (tested: 2.11.0) compiles except three generated wrappers whose ATen signatures changed;
-# for it setup makes a build copy of gotch in $BUILD_DIR with those wrappers replaced by a
-# clear runtime error and points Go at it through a go.work file. The module cache is never
-# patched, so switching back to 2.1.0 is `make setup` again.
+# gotch v0.9.1 is generated against libtorch 2.1.0. setup builds against a copy of it in
+# $BUILD_DIR (gotch-v0.9.1-libtorch-<version>), patched by scripts/patch_gotch.sh: its lib.go
+# takes the Makefile's cgo flags, gotch's 100 KB Go allocation per tensor handle is removed
+# (it made every libtorch op cost ~16 us of garbage collection), and for a newer libtorch
+# (tested: 2.11.0) the three generated wrappers whose ATen signatures changed raise a clear
+# runtime error instead. A go.work file points Go at the copy; the Makefile exports it as
+# GOWORK. The module cache is never patched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,10 +37,6 @@ LIBTORCH=${LIBTORCH:-}
 BUILD_DIR=${BUILD_DIR:-.build}
 GOTCH_VERSION=v0.9.1
 TORCH_VERSION=2.1.0
-# Generated wrappers of gotch v0.9.1 that do not compile against libtorch newer than
-# 2.1.0 (their ATen signatures changed); see scripts/stub_wrappers.py.
-STUBBED_WRAPPERS="atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out"
-
 die() { echo "captiongo setup: $*" >&2; exit 1; }
 say() { echo "captiongo setup: $*"; }
 
@@ -152,11 +149,7 @@ setup_libtorch() {
     die "CUDA=1 but $dir/lib has no libtorch_cuda.so: that libtorch is CPU-only."
   fi
   local v abi gowork=""; v=$(version_of "$dir"); abi=$(abi_of "$dir")
-  local src; src=$(gotch_src)
-  rewrite_gotch "$src"
-  if [ "$v" != "$TORCH_VERSION" ]; then
-    gowork=$(patched_gotch "$src" "$v")
-  fi
+  gowork=$(patched_gotch "$(gotch_src)" "$v")
   mkdir -p "$BUILD_DIR"
   cat > "$BUILD_DIR/libtorch.mk.tmp" <<MK
 # Written by scripts/setup.sh; delete it (or run make setup again) to change libtorch.
@@ -180,42 +173,33 @@ gotch_src() {
   echo "$d"
 }
 
-# rewrite_gotch SRC: gotch's libtch/lib.go hard-codes libtorch paths and CUDA libraries;
-# gotch's own setup-gotch.sh rewrites it in the module cache, and so do we, with a
-# file that names no path (the Makefile passes them in CGO_CPPFLAGS/CGO_LDFLAGS).
-rewrite_gotch() {
-  local lib=$1/libtch/lib.go
-  if ! cmp -s "$lib" scripts/gotch_lib.go.in; then
-    local d; d=$(dirname "$lib")
-    chmod u+w "$d" "$lib"
-    [ -f "$d/lib.go.orig" ] || cp "$lib" "$d/lib.go.orig"
-    cp scripts/gotch_lib.go.in "$lib.tmp" && mv "$lib.tmp" "$lib"
-    chmod a-w "$lib" "$d/lib.go.orig" "$d"
-    say "rewrote $lib (cgo flags now come from the Makefile)"
-  fi
-}
-
-# patched_gotch SRC VERSION: a build copy of gotch for a libtorch newer than 2.1.0, and a
-# go.work that replaces the module with it; prints the go.work path. The copy is made in
-# a temporary folder and renamed into place, so an interrupted setup leaves none half-made.
+# patched_gotch SRC VERSION: the build copy of gotch for libtorch VERSION (scripts/patch_gotch.sh)
+# and a go.work that replaces the module with it; prints the go.work path. The copy is made
+# in a temporary folder and renamed into place, so an interrupted setup leaves none
+# half-made; it is made again when the patch scripts change.
 patched_gotch() {
-  local src=$1 v=$2 build copy
+  local src=$1 v=$2 build copy stamp
   mkdir -p "$BUILD_DIR"; build=$(cd "$BUILD_DIR" && pwd)
   copy=$build/gotch-$GOTCH_VERSION-libtorch-$v
-  if [ ! -f "$copy/.captiongo-ok" ] || ! cmp -s scripts/gotch_lib.go.in "$copy/libtch/lib.go"; then
+  stamp=$(cat scripts/patch_gotch.sh scripts/gotch_lib.go.in scripts/stub_wrappers.py | sha256sum | cut -c1-16)
+  if ! [ "$(cat "$copy/.captiongo-ok" 2>/dev/null)" = "$stamp" ]; then
     rm -rf "$copy" "$copy.tmp"
     cp -R "$src" "$copy.tmp" && chmod -R u+w "$copy.tmp"
     rm -f "$copy.tmp/libtch/lib.go.orig"
-    cp scripts/gotch_lib.go.in "$copy.tmp/libtch/lib.go"
-    "$PYTHON" scripts/stub_wrappers.py "$copy.tmp/libtch/torch_api_generated.cpp.h" "$v" $STUBBED_WRAPPERS >&2 \
-      || die "could not patch gotch's wrappers for libtorch $v (see above)."
-    touch "$copy.tmp/.captiongo-ok"
+    bash scripts/patch_gotch.sh "$copy.tmp" "$v" "$PYTHON" >&2 || die "could not patch gotch for libtorch $v (see above)."
+    echo "$stamp" > "$copy.tmp/.captiongo-ok"
     mv "$copy.tmp" "$copy"
-    say "libtorch $v is newer than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: built a copy of gotch in $copy with $(echo $STUBBED_WRAPPERS | wc -w) wrappers whose signatures changed ($STUBBED_WRAPPERS) replaced by a runtime error; nothing captiongo uses calls them" >&2
+    if [ "$v" != "$TORCH_VERSION" ]; then
+      say "libtorch $v is newer than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: built a copy of gotch in $copy with the 3 wrappers whose signatures changed replaced by a runtime error; nothing captiongo uses calls them" >&2
+    else
+      say "built a copy of gotch in $copy (scripts/patch_gotch.sh)" >&2
+    fi
   fi
-  local gover; gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
+  local gover what="gotch $GOTCH_VERSION patched by scripts/patch_gotch.sh"
+  gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
+  [ "$v" != "$TORCH_VERSION" ] && what="$what, 3 wrappers stubbed"
   cat > "$build/go.work.tmp" <<WORK
-// Written by scripts/setup.sh for libtorch $v: gotch $GOTCH_VERSION with $(echo $STUBBED_WRAPPERS | wc -w) wrappers stubbed.
+// Written by scripts/setup.sh for libtorch $v: $what.
 go $gover
 
 use $ROOT

@@ -17,9 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // Info describes the libtorch this process runs on, as `captiongo doctor` prints it.
@@ -161,9 +163,31 @@ const GotchVersion = "2.1.0"
 
 // StubbedWrappers are gotch's generated wrappers that `make setup` replaces with a
 // runtime error when it builds against a libtorch newer than GotchVersion (their
-// ATen signatures changed; see scripts/stub_wrappers.py). Nothing captiongo does
-// calls them.
+// ATen signatures changed; the list is scripts/patch_gotch.sh's STUBBED_WRAPPERS,
+// see scripts/stub_wrappers.py). Nothing captiongo does calls them.
 var StubbedWrappers = []string{"_cslt_sparse_mm", "_scaled_mm", "_scaled_mm_out"}
+
+// GoBytesPerTensor measures how many bytes of Go heap gotch allocates for each
+// tensor handle it creates. Stock gotch v0.9.1 gives every handle a 100 KB block
+// (so that Go's collector feels libtorch's memory), which makes each libtorch op
+// pay for garbage collection; the copy `make setup` builds removes it
+// (scripts/patch_gotch.sh), leaving a few hundred bytes.
+func GoBytesPerTensor() float64 {
+	x := ts.MustOnes([]int64{1}, gotch.Float, gotch.CPU)
+	defer x.MustDrop()
+	const n = 64
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		x.MustView([]int64{1}, false).MustDrop()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / n
+}
+
+// PatchedGotch reports whether this binary was built against captiongo's
+// patched gotch (GoBytesPerTensor far below stock gotch's 100 KB).
+func PatchedGotch() bool { return GoBytesPerTensor() < 16<<10 }
 
 // ABIName names an _GLIBCXX_USE_CXX11_ABI value in words.
 func ABIName(abi int) string {

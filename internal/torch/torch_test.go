@@ -233,3 +233,16 @@ func TestInPlaceFreesReplacedHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGotchTensorsAreSmall: the build uses the gotch copy make setup patches
+// (scripts/patch_gotch.sh), whose tensor handles carry no 100 KB Go block.
+func TestGotchTensorsAreSmall(t *testing.T) {
+	var b float64
+	if err := Run(func() error { b = GoBytesPerTensor(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b >= 16<<10 {
+		t.Fatalf("gotch allocates %.0f bytes of Go heap per tensor handle: built against the stock module, not make setup's patched copy", b)
+	}
+	t.Logf("%.0f bytes of Go heap per tensor handle", b)
+}
