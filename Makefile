@@ -15,7 +15,7 @@ PKGS      ?= ./...
 LIBTCH_OPT ?= -O1
 
 BIN       ?= bin/captiongo
-# The setup record (and, for a libtorch newer than 2.1.0, a patched gotch and its go.work).
+# The setup record, and the patched copy of gotch with its go.work (scripts/patch_gotch.sh).
 BUILD_DIR ?= .build
 -include $(BUILD_DIR)/libtorch.mk
 # What `make setup` chose stays chosen for later make commands (which run setup
@@ -29,11 +29,11 @@ TORCH_LIBS := -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,-
 else
 TORCH_LIBS := -ltorch_cpu -lc10
 endif
-# Go indexes module-cache packages once and trusts the index afterwards; gotch's
-# lib.go is rewritten there by setup, so the index must not hide the rewrite.
+# Go indexes module-cache packages once and trusts the index afterwards; captiongo's
+# setup no longer touches the module cache, but older ones rewrote gotch's lib.go there.
 export GODEBUG      := goindex=0
-# A libtorch newer than 2.1.0 builds against setup's patched copy of gotch (go.work);
-# otherwise no go.work applies, wherever this checkout sits.
+# Builds use setup's patched copy of gotch through its go.work; before setup has run,
+# no go.work applies, wherever this checkout sits.
 export GOWORK       := $(or $(LIBTORCH_GOWORK),off)
 export CGO_ENABLED  := 1
 export CGO_CPPFLAGS := -I$(LIBTORCH_DIR)/include -I$(LIBTORCH_DIR)/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_ABI)

@@ -82,12 +82,16 @@ func cudaTwin(t *testing.T, cfg Config) (cpu, gpu *Captioner) {
 const cudaRNNWarning = "not part of single contiguous chunk"
 
 // TestLSTMOnCUDA: on CUDA the LSTM's weights are one cuDNN buffer (no
-// per-call compaction, which cuDNN announces with a warning), and for three
-// steps the teacher-forced loss, every gradient and the Adam update (foreach
-// on CUDA, the single-tensor loop on the CPU) agree with the CPU's. After each
-// step the CUDA model takes the CPU's parameters again, so that the float
-// differences of one step (which Adam's normalisation magnifies for gradients
-// near zero) do not pile up into the next.
+// per-call compaction, which cuDNN announces with a warning); for three steps
+// the teacher-forced loss and every gradient agree with the CPU's, and Adam's
+// update (foreach on CUDA, the single-tensor loop on the CPU) agrees given the
+// same gradients. After each step the CUDA model takes the CPU's parameters
+// and gradients, so that differences do not pile up.
+//
+// The gradients' tolerance is 2e-3 of each tensor's largest gradient: on an
+// H200 (libtorch 2.11, cuDNN) they differ from the CPU's by up to 5.5e-4 of it
+// from the second step on (about TF32's rounding; the first step agrees to
+// 1e-4), far below what a wrong gradient gives.
 func TestLSTMOnCUDA(t *testing.T) {
 	needCUDA(t)
 	run(t, func() {
@@ -118,18 +122,23 @@ func TestLSTMOnCUDA(t *testing.T) {
 			feat.MustDrop()
 			return v
 		}
-		// compare checks every trainable variable (or its gradient) of the two models:
-		// at most tol times the CPU tensor's largest magnitude apart, plus abs.
-		compare := func(what string, tol, abs float64, get func(*ts.Tensor) *ts.Tensor) {
+		// each calls fn for every trainable variable of the two models.
+		each := func(fn func(name string, c, g *ts.Tensor)) {
 			src := cpu.VS.Variables()
 			for name, g := range gpu.VS.Variables() {
 				sc := src[name]
-				if !sc.MustRequiresGrad() {
-					continue // the frozen backbone
+				if sc.MustRequiresGrad() { // not the frozen backbone
+					fn(name, &sc, &g)
 				}
-				c := get(&sc)
-				gc := get(&g).MustTo(gotch.CPU, false)
-				cv, gv := floats(c), floats(gc)
+			}
+			runtime.KeepAlive(cpu.VS)
+			runtime.KeepAlive(gpu.VS)
+		}
+		// compare: at most tol times the CPU tensor's largest magnitude apart, plus abs.
+		compare := func(what string, tol, abs float64, get func(*ts.Tensor) *ts.Tensor) {
+			each(func(name string, c, g *ts.Tensor) {
+				gc := get(g).MustTo(gotch.CPU, false)
+				cv, gv := floats(get(c)), floats(gc)
 				gc.MustDrop()
 				scale, worst, at := 0.0, 0.0, 0
 				for i := range cv {
@@ -141,9 +150,7 @@ func TestLSTMOnCUDA(t *testing.T) {
 				if worst > tol*scale+abs {
 					t.Errorf("%s of %s: [%d] CPU %g, CUDA %g (largest |CPU| %g)", what, name, at, cv[at], gv[at], scale)
 				}
-			}
-			runtime.KeepAlive(cpu.VS)
-			runtime.KeepAlive(gpu.VS)
+			})
 		}
 		same := func(x *ts.Tensor) *ts.Tensor { return x }
 		grad := func(x *ts.Tensor) *ts.Tensor { return x.MustGrad(false) }
@@ -156,20 +163,17 @@ func TestLSTMOnCUDA(t *testing.T) {
 			if math.Abs(lc-lg) > 1e-5*math.Max(1, math.Abs(lc)) {
 				t.Errorf("step %d: loss on the CPU %.7f, on CUDA %.7f", i, lc, lg)
 			}
-			compare(fmt.Sprintf("step %d: gradient", i), 1e-4, 1e-7, grad)
+			compare(fmt.Sprintf("step %d: gradient", i), 2e-3, 1e-7, grad)
+			// Adam from the same gradients: a wrong update (a moment, the bias
+			// correction, the decay) is off by a good part of lr; rounding
+			// differences stay near 1e-8.
+			torch.NoGrad(func() {
+				each(func(_ string, c, g *ts.Tensor) { g.MustGrad(false).Copy_(c.MustGrad(false)) })
+			})
 			adamC.Step(lr)
 			adamG.Step(lr)
-			// A wrong update (a moment, the bias correction, the decay) is off
-			// by a good part of lr; float differences stay far below 1% of it.
-			compare(fmt.Sprintf("step %d: parameter", i), 0, 1e-2*lr, same)
-			src := cpu.VS.Variables()
-			torch.NoGrad(func() {
-				for name, dst := range gpu.VS.Variables() {
-					s := src[name]
-					dst.Copy_(&s)
-				}
-			})
-			runtime.KeepAlive(cpu.VS)
+			compare(fmt.Sprintf("step %d: parameter after Adam", i), 0, 1e-4*lr, same)
+			torch.NoGrad(func() { each(func(_ string, c, g *ts.Tensor) { g.Copy_(c) }) })
 		}
 	})
 }

@@ -75,6 +75,9 @@ has tests && (cd model && step tests_cuda.log 120 "$TEST" -test.v -test.count=1 
 has bench || exit 0
 step bench_train.jsonl 200 "$BIN" bench -case train -device "$DEVICE" -python "$PY"
 step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python "$PY"
+# gcoff (not in the default): the train cases again with Go's garbage collector off,
+# to see how much of captiongo's time is collection.
+has gcoff && step bench_train_gogc_off.jsonl 200 env GOGC=off "$BIN" bench -case train -device "$DEVICE" -python "$PY"
 has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set out_dir=/tmp/runs
 has finetune || exit 0
 cat > /tmp/finetune.toml <<'EOF'

@@ -4,7 +4,7 @@
 # copy of the dependencies, both in .device/ (git-ignored).
 # Also, when a CUDA torch wheel of the device's version is unpacked here (DEVICE_TORCH,
 # default third_party/test-torch-2.11.0/torch, which TestSetupNewerLibtorch installs)
-# together with setup's patched gotch copy for it, a CUDA-linked binary
+# a CUDA-linked binary (against a gotch copy patched as setup does, in .device/),
 # .device/bin/captiongo-cuda-<version>, and the model package's test binary
 # (model.test-cuda-<version>, for its CUDA tests): they save the device the
 # 2-minute C++ build.
@@ -32,26 +32,27 @@ tar -cJf .device/go.tar.xz -C "$tmp" go
 GOWORK=off go mod vendor -o "$tmp/vendor"
 tar -cJf .device/vendor.tar.xz -C "$tmp" vendor
 DT=${DEVICE_TORCH:-third_party/test-torch-2.11.0/torch}
+rm -rf .device/bin # never leave binaries of an older build behind
 if [ -f "$DT/lib/libtorch_cuda.so" ]; then
   DT=$(cd "$DT" && pwd)
   V=$(sed -n 's/^__version__ = .\([0-9.]*\).*/\1/p' "$DT/version.py")
-  W=
-  for w in "$(dirname "$DT")/build/go.work" .build/go.work; do
-    [ -f "$w" ] && grep -q "gotch-v0.9.1-libtorch-$V\$" "$w" && { W=$(cd "$(dirname "$w")" && pwd)/go.work; break; }
-  done
-  if [ -z "$W" ]; then
-    echo "no patched gotch copy for libtorch $V here (run make setup LIBTORCH=$DT once): no packed binary"
-  else
-    ABI=1
-    grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$DT/lib/libc10.so" && ABI=0
-    mkdir -p .device/bin
-    rm -f .device/bin/captiongo-cuda-*
-    echo "building .device/bin/captiongo-cuda-$V against $DT (ABI $ABI)"
-    GOWORK=$W CGO_ENABLED=1 \
-      CGO_CPPFLAGS="-I$DT/include -I$DT/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI" \
-      CGO_CXXFLAGS="-O1 -g0" \
-      CGO_LDFLAGS="-L$DT/lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed -Wl,--allow-shlib-undefined" \
-      sh -c "go build -o .device/bin/captiongo-cuda-$V . && go test -c -o .device/bin/model.test-cuda-$V ./model"
-  fi
+  # gotch as setup builds it (scripts/patch_gotch.sh), in a fixed place so that Go's
+  # cache keeps the compiled C++ wrapper between packs.
+  G=$PWD/.device/gotch-v0.9.1-libtorch-$V
+  rm -rf "$G"
+  cp -R "$(go env GOMODCACHE)/github.com/sugarme/gotch@v0.9.1" "$G" && chmod -R u+w "$G"
+  bash scripts/patch_gotch.sh "$G" "$V" "${PYTHON:-python3}"
+  gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
+  printf 'go %s\n\nuse %s\n\nreplace github.com/sugarme/gotch v0.9.1 => %s\n' "$gover" "$PWD" "$G" > "$tmp/go.work"
+  ABI=1
+  grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$DT/lib/libc10.so" && ABI=0
+  mkdir -p .device/bin
+  echo "building .device/bin/captiongo-cuda-$V and model.test-cuda-$V against $DT (ABI $ABI)"
+  GOWORK=$tmp/go.work CGO_ENABLED=1 \
+    CGO_CPPFLAGS="-I$DT/include -I$DT/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI" \
+    CGO_CXXFLAGS="-O1 -g0" \
+    CGO_LDFLAGS="-L$DT/lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed -Wl,--allow-shlib-undefined" \
+    sh -c "go build -o .device/bin/captiongo-cuda-$V . && go test -c -o .device/bin/model.test-cuda-$V ./model"
+  go version -m ".device/bin/captiongo-cuda-$V" | grep -q "=>[[:space:]]*$G" || { echo "the packed binary is not built against $G"; exit 1; }
 fi
 du -h .device/*.tar.xz .device/bin/* 2>/dev/null
