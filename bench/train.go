@@ -64,7 +64,7 @@ func trainSteps(opt Options) ([]Result, error) {
 			return err
 		}
 		torch.ManualSeed(0)
-		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5}, dev)
+		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5}, dev)
 		if err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		}
 		// Full fine-tuning, batch 8: a second captioner from the same file
 		// with the backbone trainable (train mode, batch statistics).
-		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, TrainCNN: true}, dev)
+		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5, TrainCNN: true}, dev)
 		if err != nil {
 			return err
 		}
@@ -182,7 +182,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		}
 		results = append(results, Result{Case: "train_step_finetune_b8_299", Unit: "ms per step", Captiongo: round(ft.Go), PyTorch: round(ft.Py), Speedup: round(ft.Speedup()),
 			Note: fmt.Sprintf("train_CNN = True: Inception-v3 in train mode at 299 px, fc, LSTM, %d tokens, vocab %d, Adam on all %d tensors (%.1fM values); %s; of which the forward pass and loss alone: captiongo %.3f ms, PyTorch %.3f ms (speedup %.3f, per round %.2f-%.2f)",
-			T, V, len(adamF.Params), float64(nParams)/1e6, ft.Note(), fwd.Go, fwd.Py, fwd.Speedup(), fwd.Lo, fwd.Hi)})
+				T, V, len(adamF.Params), float64(nParams)/1e6, ft.Note(), fwd.Go, fwd.Py, fwd.Speedup(), fwd.Lo, fwd.Hi)})
 		upd, err := interleave(proc, "adam_ft", roundsDec, repsDec, sync, func() { adamF.Step(3e-4) })
 		if err != nil {
 			return err

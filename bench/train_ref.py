@@ -55,8 +55,13 @@ def pooled_features(inc, x):
         return backbone_pooled(inc, x)
 
 
-def head_decoder_loss(m, pooled, tokens, drop):
+def head_decoder_loss(m, pooled, tokens, drop, inner=True):
+    """inner: Inception3's own dropout before fc (its forward is avgpool ->
+    dropout -> fc, and the baseline trains in train mode); False when pooled
+    comes from the train-mode backbone, which has applied it already."""
     inc, d = m.encoderCNN.inception, m.decoderRNN
+    if inner:  # in the mode of drop (the frozen backbone itself stays in eval mode)
+        pooled = nn.functional.dropout(pooled, inc.dropout.p, drop.training)
     feat = drop(torch.relu(inc.fc(pooled)))
     emb = drop(d.embed(tokens[:, :-1].t()))
     seq = torch.cat([feat.unsqueeze(0), emb], 0)
@@ -140,12 +145,12 @@ def main():
 
     def ft_step():
         optf.zero_grad()
-        loss = head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop)
+        loss = head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop, inner=False)
         loss.backward()
         optf.step()
 
     def ft_fwd():  # the forward pass and loss alone; the graph is freed unused
-        head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop)
+        head_decoder_loss(mf, backbone_pooled(incf, images8), tok8, drop, inner=False)
 
     cases["ft8"] = ft_step
     cases["ft8_fwd"] = ft_fwd

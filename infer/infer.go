@@ -64,7 +64,7 @@ func Load(runOrFile, device string) (*Model, error) {
 	}
 	cfg := st.Config
 	m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
-		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
+		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, BackboneDropout: cfg.BackboneDropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
 		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, dev)
 	if err != nil {
 		return nil, err

@@ -13,16 +13,20 @@ import (
 
 // Config is the captioner's architecture.
 type Config struct {
-	VocabSize      int
-	EmbedSize      int     // baseline 256
-	HiddenSize     int     // baseline 256
-	NumLayers      int     // baseline 1
-	Dropout        float64 // baseline 0.5 (encoder head and word embeddings)
-	TrainCNN       bool    // fine-tune the backbone (baseline: false)
-	TransformInput bool    // torchvision's transform_input (on for Google's weights)
-	Decoder        string  // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
-	AttentionDim   int     // attention: size of the attention layer
-	FeatureLayer   string  // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
+	VocabSize  int
+	EmbedSize  int     // baseline 256
+	HiddenSize int     // baseline 256
+	NumLayers  int     // baseline 1
+	Dropout    float64 // baseline 0.5 (encoder head and word embeddings)
+	// BackboneDropout is torchvision Inception3's own Dropout between the pooled
+	// features and fc, active in training (baseline 0.5: the baseline keeps the
+	// whole model in train mode, also with a frozen backbone). LSTM decoder only.
+	BackboneDropout float64
+	TrainCNN        bool   // fine-tune the backbone (baseline: false)
+	TransformInput  bool   // torchvision's transform_input (on for Google's weights)
+	Decoder         string // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
+	AttentionDim    int    // attention: size of the attention layer
+	FeatureLayer    string // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
 }
 
 // Layer is the backbone layer the decoder reads.
@@ -48,6 +52,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("embed_size %d, hidden_size %d and num_layers %d must be positive", c.EmbedSize, c.HiddenSize, c.NumLayers)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("dropout %v must be in [0, 1)", c.Dropout)
+	case c.BackboneDropout < 0 || c.BackboneDropout >= 1:
+		return fmt.Errorf("backbone_dropout %v must be in [0, 1)", c.BackboneDropout)
 	case c.Decoder != "" && c.Decoder != "lstm" && c.Decoder != "attention":
 		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
 	case c.Attention() && c.AttentionDim <= 0:
@@ -222,9 +228,17 @@ func (m *Captioner) ForwardAlphas(images, tokens *ts.Tensor, train bool) (logits
 	return m.DecodeFeatures(f, tokens, train)
 }
 
-// Head is the baseline's encoder head: Dropout(ReLU(fc(features))).
+// Head is the baseline's encoder head: Dropout(ReLU(fc(features))), where in
+// training the features first pass torchvision Inception3's own dropout
+// (BackboneDropout), as in the baseline, whose Inception ends avgpool ->
+// dropout -> fc.
 func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
-	y := ts.MustLinear(pooled, m.fcW, m.fcB).MustRelu(true)
+	x := pooled
+	if train && m.Cfg.BackboneDropout > 0 {
+		x = ts.MustDropout(pooled, m.Cfg.BackboneDropout, true)
+		defer x.MustDrop()
+	}
+	y := ts.MustLinear(x, m.fcW, m.fcB).MustRelu(true)
 	return dropout(y, m.Cfg.Dropout, train)
 }
 

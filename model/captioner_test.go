@@ -192,3 +192,51 @@ torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1
 		_ = torch.Run
 	})
 }
+
+// TestBackboneDropout: in training the head's input first passes Inception3's
+// own dropout (BackboneDropout), as torchvision's avgpool -> dropout -> fc does;
+// in eval mode, or at 0, it does not.
+func TestBackboneDropout(t *testing.T) {
+	run(t, func() {
+		for _, p := range []float64{0, 0.5} {
+			m, err := NewCaptioner(Config{VocabSize: 10, EmbedSize: 2, HiddenSize: 4, NumLayers: 1, BackboneDropout: p}, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// fc reads feature 0 alone: out[0] = x[0] (1 kept, 0 or 2 with dropout).
+			torch.NoGrad(func() {
+				m.fcW.MustZero_()
+				m.fcB.MustZero_()
+				one := ts.MustOnes([]int64{1}, gotch.Float, gotch.CPU)
+				m.fcW.MustNarrow(0, 0, 1, false).MustNarrow(1, 0, 1, true).Copy_(one)
+				one.MustDrop()
+			})
+			pooled := ts.MustOnes([]int64{200, 2048}, gotch.Float, gotch.CPU)
+			for _, train := range []bool{false, true} {
+				var out []float32
+				torch.NoGrad(func() {
+					h := m.Head(pooled, train)
+					out = floats(h.MustSelect(1, 0, true))
+				})
+				seen := map[float32]int{}
+				for _, v := range out {
+					seen[v]++
+				}
+				want := map[float32]bool{1: true}
+				if train && p > 0 {
+					want = map[float32]bool{0: true, 2: true}
+				}
+				if len(seen) != len(want) {
+					t.Errorf("backbone_dropout %v, train %v: fc saw %v, want only %v", p, train, seen, want)
+				}
+				for v := range seen {
+					if !want[v] {
+						t.Errorf("backbone_dropout %v, train %v: fc saw %v, want only %v", p, train, seen, want)
+						break
+					}
+				}
+			}
+			pooled.MustDrop()
+		}
+	})
+}

@@ -40,18 +40,19 @@ type Config struct {
 	Normalize     string  `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
 
 	// Model.
-	Decoder        string  `toml:"decoder"`         // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
-	AttentionDim   int     `toml:"attention_dim"`   // attention: size of the attention layer
-	AlphaC         float64 `toml:"alpha_c"`         // attention: weight of the doubly stochastic regularisation
-	FeatureLayer   string  `toml:"feature_layer"`   // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
-	EmbedSize      int     `toml:"embed_size"`      //
-	HiddenSize     int     `toml:"hidden_size"`     //
-	NumLayers      int     `toml:"num_layers"`      //
-	Dropout        float64 `toml:"dropout"`         //
-	TrainCNN       bool    `toml:"train_cnn"`       // fine-tune the backbone (else frozen, BatchNorm in eval mode)
-	Weights        string  `toml:"weights"`         // "" (random init), "torchvision", or a .pth / gotch file for the backbone
-	TransformInput bool    `toml:"transform_input"` // torchvision's transform_input (for Google's weights with ImageNet normalisation)
-	CalibrateBN    int     `toml:"calibrate_bn"`    // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
+	Decoder         string  `toml:"decoder"`          // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
+	AttentionDim    int     `toml:"attention_dim"`    // attention: size of the attention layer
+	AlphaC          float64 `toml:"alpha_c"`          // attention: weight of the doubly stochastic regularisation
+	FeatureLayer    string  `toml:"feature_layer"`    // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
+	EmbedSize       int     `toml:"embed_size"`       //
+	HiddenSize      int     `toml:"hidden_size"`      //
+	NumLayers       int     `toml:"num_layers"`       //
+	Dropout         float64 `toml:"dropout"`          // the head's and the word embeddings' dropout
+	BackboneDropout float64 `toml:"backbone_dropout"` // torchvision Inception3's dropout before fc, in training (lstm decoder)
+	TrainCNN        bool    `toml:"train_cnn"`        // fine-tune the backbone (else frozen, BatchNorm in eval mode)
+	Weights         string  `toml:"weights"`          // "" (random init), "torchvision", or a .pth / gotch file for the backbone
+	TransformInput  bool    `toml:"transform_input"`  // torchvision's transform_input (for Google's weights with ImageNet normalisation)
+	CalibrateBN     int     `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
 
 	// Optimisation.
 	Epochs          int     `toml:"epochs"`           //
@@ -91,7 +92,7 @@ func DefaultConfig() Config {
 		OutDir: "runs", Data: "synth", Format: "auto", SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
-		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, FeatureLayer: "Mixed_7c", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5,
+		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, FeatureLayer: "Mixed_7c", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
@@ -299,6 +300,8 @@ func (c Config) Validate() error {
 		return bad("alpha_c", "%v: must not be negative", c.AlphaC)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return bad("dropout", "%v: must be in [0, 1)", c.Dropout)
+	case c.BackboneDropout < 0 || c.BackboneDropout >= 1:
+		return bad("backbone_dropout", "%v: must be in [0, 1)", c.BackboneDropout)
 	case c.Epochs <= 0:
 		return bad("epochs", "%d: must be positive", c.Epochs)
 	case c.BatchSize <= 0:

@@ -202,7 +202,7 @@ func (r *runner) setup() error {
 
 	// Model.
 	r.m, err = model.NewCaptioner(model.Config{VocabSize: r.vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
-		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
+		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, BackboneDropout: cfg.BackboneDropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
 		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, dev)
 	if err != nil {
 		return err
@@ -278,7 +278,7 @@ func (r *runner) setup() error {
 		return err
 	}
 	hp := map[string]any{"lr": cfg.LR, "batch_size": cfg.BatchSize, "embed_size": cfg.EmbedSize, "hidden_size": cfg.HiddenSize,
-		"num_layers": cfg.NumLayers, "dropout": cfg.Dropout, "train_cnn": cfg.TrainCNN, "decoder": cfg.Decoder, "feature_layer": cfg.FeatureLayer, "epochs": cfg.Epochs,
+		"num_layers": cfg.NumLayers, "dropout": cfg.Dropout, "backbone_dropout": cfg.BackboneDropout, "train_cnn": cfg.TrainCNN, "decoder": cfg.Decoder, "feature_layer": cfg.FeatureLayer, "epochs": cfg.Epochs,
 		"lr_schedule": cfg.LRSchedule, "grad_clip": cfg.GradClip, "weights": cfg.Weights, "image_size": cfg.ImageSize, "crop": cfg.Crop}
 	if err := r.tb.HParamsStart(hp, ""); err != nil {
 		return err

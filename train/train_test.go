@@ -140,7 +140,7 @@ print("hist count", len(tags["histograms"]))
 // an uninterrupted run (the optimiser moments are in the checkpoint).
 func TestResumeAfterStop(t *testing.T) {
 	ref := tiny(t, t.TempDir())
-	ref.Dropout = 0 // dropout masks are not part of a checkpoint
+	ref.Dropout, ref.BackboneDropout = 0, 0 // dropout masks are not part of a checkpoint
 	rres, err := runIt(t, ref, Options{})
 	if err != nil {
 		t.Fatal(err)
