@@ -211,17 +211,8 @@ func TestDecodingOnCUDA(t *testing.T) {
 			defer pooled.MustDrop()
 			pooledG := pooled.MustTo(gpu.Device(), false)
 			defer pooledG.MustDrop()
-			decode := func(m *Captioner, p *ts.Tensor) (g, b []Hypothesis) {
-				s := m.StepperFromPooled(p)
-				g = Greedy(s, 5, 12)
-				CloseStepper(s)
-				s = m.StepperFromPooled(p)
-				b = Beam(s, 5, 3, 12, 1)
-				CloseStepper(s)
-				return g, b
-			}
-			gc, bc := decode(cpu, pooled)
-			gg, bg := decode(gpu, pooledG)
+			gc, bc := greedyAndBeam(cpu, pooled, 5, 12)
+			gg, bg := greedyAndBeam(gpu, pooledG, 5, 12)
 			if layers == 1 && gpu.inTable.out == nil {
 				t.Error("one layer on CUDA: no input table was built")
 			}

@@ -128,13 +128,7 @@ func TestInputTableDecoding(t *testing.T) {
 		decode := func(table bool) (g, b []Hypothesis) {
 			useInputTable = table
 			defer func() { useInputTable = true }()
-			s := m.StepperFromPooled(pooled)
-			g = Greedy(s, 4, 10)
-			CloseStepper(s)
-			s = m.StepperFromPooled(pooled)
-			b = Beam(s, 4, 3, 10, 1)
-			CloseStepper(s)
-			return g, b
+			return greedyAndBeam(m, pooled, 4, 10)
 		}
 		compare := func(when string) {
 			t.Helper()

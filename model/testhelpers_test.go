@@ -123,3 +123,14 @@ func matchesCaptum(t *testing.T, name string, got []float32, refPath string) {
 		t.Errorf("%s differs from Captum's by %.3g (largest attribution %.3g)", name, worst, scale)
 	}
 }
+
+// greedyAndBeam decodes pooled features greedily and with beam 3 (alpha 1).
+func greedyAndBeam(m *Captioner, pooled *ts.Tensor, rows, maxLen int) (g, b []Hypothesis) {
+	s := m.StepperFromPooled(pooled)
+	g = Greedy(s, rows, maxLen)
+	CloseStepper(s)
+	s = m.StepperFromPooled(pooled)
+	b = Beam(s, rows, 3, maxLen, 1)
+	CloseStepper(s)
+	return g, b
+}
