@@ -57,3 +57,61 @@ func TestTrainStepsDropEveryTensor(t *testing.T) {
 		}
 	})
 }
+
+// TestInferenceDropsEveryTensor: captioning (greedy, beam, with attention
+// weights) and the four explanation methods leave no tensor handle behind,
+// counted with Go's collector off.
+func TestInferenceDropsEveryTensor(t *testing.T) {
+	run(t, func() {
+		torch.ManualSeed(4)
+		for _, cfg := range []Config{
+			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1},
+			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Decoder: "attention", AttentionDim: 8, FeatureLayer: "Mixed_5d"},
+		} {
+			m, err := NewCaptioner(cfg, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := ts.MustRandn([]int64{1, 3, 75, 75}, gotch.Float, gotch.CPU)
+			base := ts.MustZeros([]int64{1, 3, 75, 75}, gotch.Float, gotch.CPU)
+			caption := []int64{1, 5, 9, 2}
+			infer := func() {
+				m.Caption(x, 1, 6)
+				m.Caption(x, 3, 6)
+				if cfg.Attention() {
+					var f *ts.Tensor
+					torch.NoGrad(func() { f = m.Features(x, false) })
+					if _, _, err := m.GreedyAttention(f, 6); err != nil {
+						t.Fatal(err)
+					}
+					f.MustDrop()
+				}
+				if _, err := m.IntegratedGradients(x, base, caption, 1, 4); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.Saliency(x, caption, 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := m.GradCAM(x, caption, 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.Occlusion(x, base, caption, 1, 25, 25, 4); err != nil {
+					t.Fatal(err)
+				}
+			}
+			infer()
+			runtime.GC()
+			runtime.GC()
+			old := debug.SetGCPercent(-1)
+			before := torch.LiveTensors()
+			infer()
+			after := torch.LiveTensors()
+			debug.SetGCPercent(old)
+			if after != before {
+				t.Errorf("decoder %q: %d live tensors before captioning and explaining, %d after", cfg.Decoder, before, after)
+			}
+			x.MustDrop()
+			base.MustDrop()
+		}
+	})
+}
