@@ -443,7 +443,7 @@ func doctor(w io.Writer) error {
 		fmt.Fprintf(w, "gotch:                       v0.9.1, generated for libtorch %s; built here against %s with %d wrappers stubbed (%s raise an error; nothing captiongo does calls them)\n",
 			torch.GotchVersion, in.CompiledVersion, len(torch.StubbedWrappers), strings.Join(torch.StubbedWrappers, ", "))
 	}
-	if b := torch.GoBytesPerTensor(); b < 16<<10 {
+	if b := torch.GoBytesPerTensor(); b < torch.PatchedGotchMaxBytes {
 		fmt.Fprintf(w, "gotch build:                 captiongo's patched copy (%.0f bytes of Go heap per tensor handle)\n", b)
 	} else {
 		fmt.Fprintf(w, "gotch build:                 stock module, %.0f KB of Go heap per tensor handle: every libtorch op pays for garbage collection (build with make, which uses the copy make setup patches)\n", b/1024)

@@ -63,9 +63,7 @@ func Load(runOrFile, device string) (*Model, error) {
 		return nil, err
 	}
 	cfg := st.Config
-	m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
-		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, BackboneDropout: cfg.BackboneDropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
-		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, dev)
+	m, err := model.NewCaptioner(cfg.ModelConfig(vocab.Len()), dev)
 	if err != nil {
 		return nil, err
 	}

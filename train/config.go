@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/captiongo/captiongo/model"
 )
 
 // Config is one experiment. Every key has a default in DefaultConfig; a TOML
@@ -84,6 +86,15 @@ type Config struct {
 	Resume     bool   `toml:"resume"`     // continue out_dir/name from its last checkpoint
 	LogEvery   int    `toml:"log_every"`  // plain progress lines every n steps when stdout is not a terminal
 	Histograms bool   `toml:"histograms"` // TensorBoard histograms of every trained weight and its last gradient, each epoch
+}
+
+// ModelConfig is the captioner architecture this experiment describes, for a
+// vocabulary of vocabSize tokens (training builds it, inference rebuilds it
+// from the checkpoint's config).
+func (c Config) ModelConfig(vocabSize int) model.Config {
+	return model.Config{VocabSize: vocabSize, EmbedSize: c.EmbedSize, HiddenSize: c.HiddenSize,
+		NumLayers: c.NumLayers, Dropout: c.Dropout, BackboneDropout: c.BackboneDropout, TrainCNN: c.TrainCNN,
+		TransformInput: c.TransformInput, Decoder: c.Decoder, AttentionDim: c.AttentionDim, FeatureLayer: c.FeatureLayer}
 }
 
 // DefaultConfig is the baseline's configuration on the built-in synthetic data.

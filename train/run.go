@@ -201,9 +201,7 @@ func (r *runner) setup() error {
 	r.say("vocabulary: %d tokens (freq_threshold %d, train split)", r.vocab.Len(), cfg.FreqThreshold)
 
 	// Model.
-	r.m, err = model.NewCaptioner(model.Config{VocabSize: r.vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize,
-		NumLayers: cfg.NumLayers, Dropout: cfg.Dropout, BackboneDropout: cfg.BackboneDropout, TrainCNN: cfg.TrainCNN, TransformInput: cfg.TransformInput,
-		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, dev)
+	r.m, err = model.NewCaptioner(cfg.ModelConfig(r.vocab.Len()), dev)
 	if err != nil {
 		return err
 	}

@@ -185,9 +185,9 @@ func GoBytesPerTensor() float64 {
 	return float64(after.TotalAlloc-before.TotalAlloc) / n
 }
 
-// PatchedGotch reports whether this binary was built against captiongo's
-// patched gotch (GoBytesPerTensor far below stock gotch's 100 KB).
-func PatchedGotch() bool { return GoBytesPerTensor() < 16<<10 }
+// PatchedGotchMaxBytes separates the two builds: below it GoBytesPerTensor
+// says captiongo's patched gotch, far above it (100 KB) the stock module.
+const PatchedGotchMaxBytes = 16 << 10
 
 // ABIName names an _GLIBCXX_USE_CXX11_ABI value in words.
 func ABIName(abi int) string {
