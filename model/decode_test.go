@@ -3,10 +3,7 @@ package model
 import (
 	"math"
 	"reflect"
-	"runtime"
-	"runtime/debug"
 	"testing"
-	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -78,20 +75,15 @@ func TestDecodingOnTheLSTM(t *testing.T) {
 		x := ts.MustRandn([]int64{3, 3, 75, 75}, gotch.Float, gotch.CPU)
 		defer x.MustDrop()
 		m.Caption(x, 1, 5) // warm up lazily created state
-		// Let finalizers of earlier tests' garbage run first, then stop the
-		// collector so that a tensor this test forgets stays counted.
-		runtime.GC()
-		time.Sleep(50 * time.Millisecond)
-		runtime.GC()
-		old := debug.SetGCPercent(-1)
-		defer debug.SetGCPercent(old)
-		before := torch.LiveTensors()
-		g := m.Caption(x, 1, 12)
-		s := m.NewStepper(x)
-		g2 := Greedy(s, 3, 12)
-		CloseStepper(s)
-		b3 := m.Caption(x, 3, 12)
-		if after := torch.LiveTensors(); after > before {
+		var g, g2, b3 []Hypothesis
+		before, after := liveTensorsAround(func() {
+			g = m.Caption(x, 1, 12)
+			s := m.NewStepper(x)
+			g2 = Greedy(s, 3, 12)
+			CloseStepper(s)
+			b3 = m.Caption(x, 3, 12)
+		})
+		if after > before {
 			t.Errorf("decoding leaked %d tensor(s)", after-before)
 		}
 		if !reflect.DeepEqual(g, g2) {

@@ -1,8 +1,6 @@
 package model
 
 import (
-	"runtime"
-	"runtime/debug"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -41,14 +39,7 @@ func TestTrainStepsDropEveryTensor(t *testing.T) {
 				logits.MustDrop()
 			}
 			step()
-			runtime.GC()
-			runtime.GC()
-			old := debug.SetGCPercent(-1)
-			before := torch.LiveTensors()
-			step()
-			step()
-			after := torch.LiveTensors()
-			debug.SetGCPercent(old)
+			before, after := liveTensorsAround(func() { step(); step() })
 			if after != before {
 				t.Errorf("decoder %q, train_cnn %v: %d live tensors before two training steps, %d after", cfg.Decoder, cfg.TrainCNN, before, after)
 			}
@@ -100,13 +91,7 @@ func TestInferenceDropsEveryTensor(t *testing.T) {
 				}
 			}
 			infer()
-			runtime.GC()
-			runtime.GC()
-			old := debug.SetGCPercent(-1)
-			before := torch.LiveTensors()
-			infer()
-			after := torch.LiveTensors()
-			debug.SetGCPercent(old)
+			before, after := liveTensorsAround(infer)
 			if after != before {
 				t.Errorf("decoder %q: %d live tensors before captioning and explaining, %d after", cfg.Decoder, before, after)
 			}

@@ -5,7 +5,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch/ts"
 
@@ -133,4 +136,18 @@ func greedyAndBeam(m *Captioner, pooled *ts.Tensor, rows, maxLen int) (g, b []Hy
 	b = Beam(s, rows, 3, maxLen, 1)
 	CloseStepper(s)
 	return g, b
+}
+
+// liveTensorsAround returns the live tensor handles before and after fn, which
+// runs with Go's collector off: earlier garbage's finalizers run first, and a
+// handle fn forgets to drop cannot then be rescued by one.
+func liveTensorsAround(fn func()) (before, after int) {
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	runtime.GC()
+	old := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(old)
+	before = torch.LiveTensors()
+	fn()
+	return before, torch.LiveTensors()
 }
