@@ -448,6 +448,7 @@ func doctor(w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "gotch build:                 stock module, %.0f KB of Go heap per tensor handle: every libtorch op pays for garbage collection (build with make, which uses the copy make setup patches)\n", b/1024)
 	}
+	fmt.Fprintf(w, "CPU tensor buffer cache:     %s\n", torch.CPUCache().Why)
 	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
 		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")
 	}

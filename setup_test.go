@@ -211,6 +211,7 @@ func TestSetupNewerLibtorch(t *testing.T) {
 		"libtorch (loaded):           " + newerTorch + " from " + filepath.Join(site, "torch"),
 		"3 wrappers stubbed",
 		"gotch build:                 captiongo's patched copy",
+		"CPU tensor buffer cache:     on",
 		"status:                      ok",
 	} {
 		if !strings.Contains(string(doc), want) {
