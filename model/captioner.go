@@ -312,10 +312,12 @@ func Loss(logits, tokens *ts.Tensor) *ts.Tensor {
 	T := tokens.MustSize()[1]
 	target := tokens.MustNarrow(1, 1, T-1, false).MustT(true).MustContiguous(true).MustView([]int64{-1}, true)
 	flat := logits.MustView([]int64{-1, sz[2]}, false)
-	none := ts.NewTensor() // no class weights
-	loss := flat.MustCrossEntropyLoss(target, none, 1, data.PAD, 0, true)
-	none.MustDrop()
+	loss, err := torch.CrossEntropy(flat, target, data.PAD)
+	flat.MustDrop()
 	target.MustDrop()
+	if err != nil {
+		panic(fmt.Errorf("loss: %w", err))
+	}
 	return loss
 }
 
