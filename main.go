@@ -342,8 +342,9 @@ var commands = map[string]command{
 			n := fs.Int("images", 1000, "images per loader run")
 			workers := fs.Int("workers", 0, "decode workers on each side (0 = number of CPUs)")
 			device := fs.String("device", "cpu", "where the decode and train cases run on both sides: cpu or cuda (loader and epoch stay on the CPU)")
+			refAlloc := fs.String("ref-alloc", "default", "the PyTorch side's memory allocator: default (glibc malloc) or jemalloc (LD_PRELOAD, as PyTorch's CPU tuning guide recommends; CAPTIONGO_JEMALLOC names the library)")
 			return func([]string) error {
-				return bench.Run(bench.Options{Case: *c, Data: *dataDir, Python: *py, Images: *n, Workers: *workers, Device: *device}, os.Stdout)
+				return bench.Run(bench.Options{Case: *c, Data: *dataDir, Python: *py, Images: *n, Workers: *workers, Device: *device, RefAlloc: *refAlloc}, os.Stdout)
 			}
 		},
 	},

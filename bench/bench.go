@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -26,7 +25,10 @@ type Result struct {
 	PyTorch   float64 `json:"pytorch"`
 	Speedup   float64 `json:"speedup"` // PyTorch's time / captiongo's time (> 1: captiongo is faster)
 	Device    string  `json:"device"`  // where both sides ran: cpu or cuda
-	Note      string  `json:"note,omitempty"`
+	// Alloc names each side's CPU memory allocator: captiongo's buffer cache
+	// (internal/torch/cpucache.cpp, CAPTIONGO_CPU_CACHE), PyTorch's from -ref-alloc.
+	Alloc string `json:"alloc"`
+	Note  string `json:"note,omitempty"`
 }
 
 // Options says where the inputs and the Python reference are.
@@ -41,6 +43,11 @@ type Options struct {
 	// Device is where the decode and train cases run, on both sides: "cpu"
 	// (default) or "cuda". The loader and epoch cases are CPU pipelines.
 	Device string
+	// RefAlloc is the PyTorch side's memory allocator: "default" (glibc's
+	// malloc, what `python train.py` gets) or "jemalloc" (LD_PRELOAD of
+	// libjemalloc.so.2, as PyTorch's CPU tuning guide recommends).
+	RefAlloc   string
+	refPreload string // the library RefAlloc names, found
 }
 
 // Cases lists the benchmark cases this build has.
@@ -53,6 +60,24 @@ func Run(opt Options, w io.Writer) error {
 	}
 	if opt.Device == "" {
 		opt.Device = "cpu"
+	}
+	preload, err := refPreload(opt.RefAlloc)
+	if err != nil {
+		return err
+	}
+	opt.refPreload = preload
+	alloc := "captiongo: CPU buffer cache off; "
+	if torch.CPUCache().On {
+		alloc = "captiongo: its CPU buffer cache; "
+	}
+	if preload == "" {
+		alloc += "PyTorch: glibc malloc (its default)"
+	} else {
+		conf := os.Getenv("MALLOC_CONF")
+		if conf == "" {
+			conf = jemallocConf
+		}
+		alloc += "PyTorch: jemalloc (LD_PRELOAD=" + preload + ", MALLOC_CONF=" + conf + ")"
 	}
 	if opt.Device != "cpu" && opt.Device != "cuda" {
 		return fmt.Errorf("-device %q: use cpu or cuda", opt.Device)
@@ -87,6 +112,7 @@ func Run(opt Options, w io.Writer) error {
 		}
 		for _, r := range rs {
 			r.Device = "cpu"
+			r.Alloc = alloc
 			if c == "decode" || c == "train" {
 				r.Device = opt.Device
 			}
@@ -140,7 +166,7 @@ func loader(opt Options) (Result, error) {
 	if _, err := os.Stat(script); err != nil {
 		script = "bench/loader_ref.py"
 	}
-	out, err := exec.Command(opt.Python, script, dir, fmt.Sprint(len(ex)), "32", fmt.Sprint(opt.Workers), "356", "299").Output()
+	out, err := refCommand(opt, script, dir, fmt.Sprint(len(ex)), "32", fmt.Sprint(opt.Workers), "356", "299").Output()
 	if err != nil {
 		return Result{}, fmt.Errorf("PyTorch reference: %v", err)
 	}

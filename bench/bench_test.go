@@ -3,6 +3,9 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,7 +25,7 @@ func TestLoaderCaseRuns(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%q: %v", out.String(), err)
 	}
-	for _, k := range []string{"case", "unit", "captiongo", "pytorch", "speedup"} {
+	for _, k := range []string{"case", "unit", "captiongo", "pytorch", "speedup", "alloc"} {
 		if _, ok := r[k]; !ok {
 			t.Errorf("key %q missing from %s", k, out.String())
 		}
@@ -104,5 +107,35 @@ func TestBenchDeviceChoice(t *testing.T) {
 	err = Run(Options{Case: "decode", Python: testutil.Python(t), Device: "cuda"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "CUDA is not available") {
 		t.Errorf("-device cuda without CUDA: %v", err)
+	}
+}
+
+// TestRefAlloc: -ref-alloc jemalloc preloads the library CAPTIONGO_JEMALLOC
+// names (with MALLOC_CONF that keeps freed pages unless one is set), says so
+// when there is none, and refuses a value it does not know.
+func TestRefAlloc(t *testing.T) {
+	lib := filepath.Join(t.TempDir(), "libjemalloc.so.2")
+	os.WriteFile(lib, nil, 0o644)
+	t.Setenv("CAPTIONGO_JEMALLOC", lib)
+	t.Setenv("MALLOC_CONF", "")
+	p, err := refPreload("jemalloc")
+	if err != nil || p != lib {
+		t.Fatalf("refPreload(jemalloc) = %q, %v; want %s", p, err, lib)
+	}
+	env := strings.Join(refCommand(Options{Python: "python3", refPreload: p}).Env, "\n")
+	for _, want := range []string{"LD_PRELOAD=" + lib, "MALLOC_CONF=" + jemallocConf} {
+		if !strings.Contains(env, want) {
+			t.Errorf("reference environment lacks %s", want)
+		}
+	}
+	if cmd := refCommand(Options{Python: "python3"}); cmd.Env != nil {
+		t.Error("default allocator: the reference environment was changed")
+	}
+	t.Setenv("CAPTIONGO_JEMALLOC", filepath.Join(t.TempDir(), "none.so"))
+	if _, err := refPreload("jemalloc"); err == nil || !strings.Contains(err.Error(), "none.so") {
+		t.Errorf("missing library: %v", err)
+	}
+	if err := Run(Options{Case: "loader", Python: "x", RefAlloc: "tcmalloc"}, io.Discard); err == nil || !strings.Contains(err.Error(), "tcmalloc") {
+		t.Errorf("-ref-alloc tcmalloc: %v", err)
 	}
 }

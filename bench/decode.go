@@ -30,7 +30,7 @@ func decode(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var header map[string][][]int64
-	ref, err := startRef(opt.Python, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()), opt.Device)
+	ref, err := startRef(opt, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()), opt.Device)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -72,7 +71,7 @@ func epoch(opt Options) ([]Result, error) {
 		workers = runtime.NumCPU()
 	}
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command(opt.Python, filepath.Join(filepath.Dir(self), "epoch_ref.py"), specPath, fmt.Sprint(workers), fmt.Sprint(torchThreads()))
+	cmd := refCommand(opt, filepath.Join(filepath.Dir(self), "epoch_ref.py"), specPath, fmt.Sprint(workers), fmt.Sprint(torchThreads()))
 	cmd.Dir = filepath.Dir(self)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()

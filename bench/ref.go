@@ -27,11 +27,55 @@ type refProc struct {
 	out *bufio.Reader
 }
 
+// refCommand runs opt.Python with args in this process's environment, with
+// the allocator library -ref-alloc chose preloaded.
+func refCommand(opt Options, args ...string) *exec.Cmd {
+	cmd := exec.Command(opt.Python, args...)
+	if opt.refPreload != "" {
+		cmd.Env = append(os.Environ(), "LD_PRELOAD="+opt.refPreload)
+		if os.Getenv("MALLOC_CONF") == "" {
+			// Never hand freed pages back (jemalloc's default does after 10 s of
+			// decay, and measured slower than glibc here): the same choice as
+			// captiongo's buffer cache.
+			cmd.Env = append(cmd.Env, "MALLOC_CONF="+jemallocConf)
+		}
+	}
+	return cmd
+}
+
+// jemallocConf is the jemalloc configuration -ref-alloc jemalloc runs the
+// reference with, unless MALLOC_CONF is set.
+const jemallocConf = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+// jemallocPaths are where Debian, Ubuntu and Fedora put libjemalloc.so.2.
+var jemallocPaths = []string{"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2"}
+
+// refPreload is the library to preload into the reference for -ref-alloc
+// (CAPTIONGO_JEMALLOC names it, or it is found in the usual folders).
+func refPreload(alloc string) (string, error) {
+	switch alloc {
+	case "", "default":
+		return "", nil
+	case "jemalloc":
+		paths := jemallocPaths
+		if p := os.Getenv("CAPTIONGO_JEMALLOC"); p != "" {
+			paths = []string{p}
+		}
+		for _, p := range paths {
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+		}
+		return "", fmt.Errorf("-ref-alloc jemalloc: no libjemalloc.so.2 in %v (install libjemalloc2, or set CAPTIONGO_JEMALLOC to the library)", paths)
+	}
+	return "", fmt.Errorf("-ref-alloc %q: use default or jemalloc", alloc)
+}
+
 // startRef starts bench/SCRIPT with args and decodes the header line it prints
 // once its model and inputs are ready into header.
-func startRef(python, script string, header any, args ...string) (*refProc, error) {
+func startRef(opt Options, script string, header any, args ...string) (*refProc, error) {
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command(python, append([]string{filepath.Join(filepath.Dir(self), script)}, args...)...)
+	cmd := refCommand(opt, append([]string{filepath.Join(filepath.Dir(self), script)}, args...)...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -34,7 +34,7 @@ func trainSteps(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var ref map[string]float64
-	proc, err := startRef(opt.Python, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()), opt.Device)
+	proc, err := startRef(opt, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()), opt.Device)
 	if err != nil {
 		return nil, err
 	}
