@@ -15,8 +15,8 @@
 // (PyTorch's tuning guide recommends jemalloc or tcmalloc for the same cost.)
 //
 // Here a freed buffer of 64 KB or more goes to a free list of its size class
-// (sizes rounded up by at most 12.5%) and the next request of that class takes
-// it back. The cache holds at most a cap of free bytes (a quarter of physical
+// (sizes rounded up by at most 12.5%) and a later request takes back the
+// smallest cached buffer that fits it, if that is at most a quarter larger. The cache holds at most a cap of free bytes (a quarter of physical
 // memory, or CAPTIONGO_CPU_CACHE MiB; 0 turns it off); a request it cannot
 // serve while that full first returns every cached buffer to the system, as
 // PyTorch's CUDA caching allocator frees its cache before it gives up. Smaller
@@ -31,6 +31,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -102,13 +103,15 @@ class CachingCPUAllocator final : public c10::Allocator {
     bool full = false;
     {
       std::lock_guard<std::mutex> g(mu_);
-      auto it = free_.find(c);
-      if (it != free_.end() && !it->second.empty()) {
+      // The smallest cached class that fits, if it is at most a quarter larger:
+      // captions padded to each batch's longest make neighbouring sizes.
+      for (auto it = free_.lower_bound(c); it != free_.end() && it->first <= c + c / 4; ++it) {
+        if (it->second.empty()) continue;
         void *p = it->second.back();
         it->second.pop_back();
-        cached_ -= c;
-        live_[p] = c;
-        live_bytes_ += c;
+        cached_ -= it->first;
+        live_[p] = it->first;
+        live_bytes_ += it->first;
         hits_++;
         return p;
       }
@@ -151,7 +154,7 @@ class CachingCPUAllocator final : public c10::Allocator {
   const size_t cap_;
   size_t cached_ = 0, live_bytes_ = 0;
   int64_t hits_ = 0, misses_ = 0, emptied_ = 0;
-  std::unordered_map<size_t, std::vector<void *>> free_;
+  std::map<size_t, std::vector<void *>> free_;  // by class size
   std::unordered_map<void *, size_t> live_;
 };
 

@@ -105,8 +105,9 @@ func TestCPUCacheReusesBuffers(t *testing.T) {
 // TestCPUCacheCapAndContents: with a 100 MiB cap, tensors of many sizes never
 // leave more than 100 MiB cached (a full cache is given back when it cannot
 // serve a request); live tensors of one size class never share a buffer; a
-// 100 KB request takes at most 12.5% more; a cap that is not a number turns
-// the cache off and says why.
+// 100 KB request takes at most 12.5% more; a request takes a cached buffer up
+// to a quarter larger than it, and not one larger still; a cap that is not a
+// number turns the cache off and says why.
 func TestCPUCacheCapAndContents(t *testing.T) {
 	type res struct {
 		On               bool
@@ -114,6 +115,7 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 		Emptied          int64
 		Sums             []float64
 		LiveGrowth       int64
+		NearHit, FarHit  int64
 		ShortWhy, BadWhy string
 	}
 	if os.Getenv("CAPTIONGO_TEST_CHILD") != "1" {
@@ -132,6 +134,9 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 			if want := float64(i+1) * (5 << 20); s != want {
 				t.Errorf("tensor %d filled with %d sums to %g, want %g: buffers shared", i, i+1, s, want)
 			}
+		}
+		if r.NearHit != 1 || r.FarHit != 0 {
+			t.Errorf("after a 10 MiB buffer was freed: a 9 MiB request took it %d times (want 1), a 6 MiB one %d times (want 0)", r.NearHit, r.FarHit)
 		}
 		if r.LiveGrowth < 100_000 || r.LiveGrowth > 112_500 {
 			t.Errorf("a 100,000-byte tensor took %d cached-class bytes, want 100,000-112,500", r.LiveGrowth)
@@ -158,6 +163,7 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 				r.MaxCached = s.CachedBytes
 			}
 		}
+		r.Emptied = CPUCache().Emptied // before EmptyCPUCache below
 		var xs []*ts.Tensor
 		for i := 1; i <= 3; i++ { // 20 MB each, one class: reused buffers
 			x := ts.MustEmpty([]int64{5 << 20}, gotch.Float, gotch.CPU)
@@ -174,7 +180,19 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 		y := ts.MustEmpty([]int64{100_000}, gotch.Uint8, gotch.CPU)
 		r.LiveGrowth = CPUCache().LiveBytes - live
 		y.MustDrop()
-		r.Emptied = CPUCache().Emptied
+		// A request a little smaller than a cached buffer takes it (captions
+		// padded to each batch's longest); one less than 4/5 of it does not.
+		EmptyCPUCache()
+		big := ts.MustEmpty([]int64{10 << 20}, gotch.Uint8, gotch.CPU)
+		big.MustDrop()
+		s0 := CPUCache()
+		near := ts.MustEmpty([]int64{9 << 20}, gotch.Uint8, gotch.CPU)
+		s1 := CPUCache()
+		far := ts.MustEmpty([]int64{6 << 20}, gotch.Uint8, gotch.CPU)
+		s2 := CPUCache()
+		r.NearHit, r.FarHit = s1.Hits-s0.Hits, s2.Hits-s1.Hits
+		near.MustDrop()
+		far.MustDrop()
 		return nil
 	})
 	if err != nil {
