@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 // Sweep is a sweep file: a base experiment and lists of values for some keys.
@@ -244,6 +246,7 @@ func (s *Sweep) RunLocal(exe string, jobs int, out io.Writer) error {
 			fmt.Fprintf(out, "sweep %s: running %s (log: %s)\n", s.Name, p.Name, logf.Name())
 			cmd := exec.Command(exe, s.PointArgs(p, root)...)
 			cmd.Stdout, cmd.Stderr = logf, logf
+			cmd.Env = pointEnv(jobs)
 			if err := cmd.Run(); err != nil {
 				mu.Lock()
 				failed[p.Name] = err
@@ -258,6 +261,18 @@ func (s *Sweep) RunLocal(exe string, jobs int, out io.Writer) error {
 		return fmt.Errorf("%d of %d point(s) failed", len(failed), len(points))
 	}
 	return nil
+}
+
+// pointEnv is the environment of a point's process. With several points at
+// once and no CAPTIONGO_CPU_CACHE of the user's, each gets an equal share of
+// the CPU buffer cache's cap (internal/torch/cpucache.cpp), so that together
+// they keep no more freed memory than one run would.
+func pointEnv(jobs int) []string {
+	env := os.Environ()
+	if c := torch.CPUCache(); jobs > 1 && c.On && os.Getenv("CAPTIONGO_CPU_CACHE") == "" {
+		env = append(env, fmt.Sprintf("CAPTIONGO_CPU_CACHE=%d", max(1, c.CapBytes>>20/int64(jobs))))
+	}
+	return env
 }
 
 // PrintTable prints point, state and best metric.

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/captiongo/captiongo/internal/testutil"
+	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/train/tensorboard"
 )
 
@@ -58,4 +60,31 @@ func buildCaptiongo(t *testing.T, dir string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return exe
+}
+
+// TestPointEnvSharesTheCache: points run several at once share the CPU buffer
+// cache's cap; one at a time, or with the user's own CAPTIONGO_CPU_CACHE, the
+// environment is left as it is.
+func TestPointEnvSharesTheCache(t *testing.T) {
+	t.Setenv("CAPTIONGO_CPU_CACHE", "")
+	os.Unsetenv("CAPTIONGO_CPU_CACHE")
+	find := func(env []string) string {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "CAPTIONGO_CPU_CACHE="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if v := find(pointEnv(1)); v != "" {
+		t.Errorf("one job: CAPTIONGO_CPU_CACHE=%s set", v)
+	}
+	want := fmt.Sprint(torch.CPUCache().CapBytes >> 20 / 4)
+	if v := find(pointEnv(4)); v != want {
+		t.Errorf("four jobs: CAPTIONGO_CPU_CACHE=%q, want %s (a quarter of this process's cap)", v, want)
+	}
+	t.Setenv("CAPTIONGO_CPU_CACHE", "77")
+	if v := find(pointEnv(4)); v != "77" {
+		t.Errorf("the user's CAPTIONGO_CPU_CACHE=77 became %q", v)
+	}
 }
