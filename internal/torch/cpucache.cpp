@@ -16,8 +16,10 @@
 //
 // Here a freed buffer of 64 KB or more goes to a free list of its size class
 // (sizes rounded up by at most 12.5%) and a later request takes back the
-// smallest cached buffer that fits it, if that is at most a quarter larger. The cache holds at most a cap of free bytes (a quarter of physical
-// memory, or CAPTIONGO_CPU_CACHE MiB; 0 turns it off); a request it cannot
+// smallest cached buffer that fits it, if that is at most a quarter larger.
+// The cache holds at most a cap of free bytes (a quarter of physical
+// memory or of the process's cgroup memory limit, whichever is smaller, or
+// CAPTIONGO_CPU_CACHE MiB; 0 turns it off); a request it cannot
 // serve while that full first returns every cached buffer to the system, as
 // PyTorch's CUDA caching allocator frees its cache before it gives up. Smaller
 // requests go straight to libtorch's allocator.
@@ -31,7 +33,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <map>
+#include <string>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -158,7 +162,53 @@ class CachingCPUAllocator final : public c10::Allocator {
   std::unordered_map<void *, size_t> live_;
 };
 
+// read_limit reads a cgroup memory limit file: bytes, or 0 for "max", a value
+// no machine has (cgroup v1's "unlimited" is 2^63 rounded down to a page), or
+// anything unreadable.
+size_t read_limit(const std::string &path) {
+  std::ifstream f(path);
+  std::string v;
+  if (!(f >> v) || v.empty() || v.find_first_not_of("0123456789") != std::string::npos) return 0;
+  errno = 0;
+  unsigned long long b = std::strtoull(v.c_str(), nullptr, 10);
+  if (errno != 0 || b >= (1ULL << 62)) return 0;
+  return static_cast<size_t>(b);
+}
+
+// memory_limit is the smallest memory limit of this process's cgroups (v2
+// memory.max, v1 memory.limit_in_bytes, the process's cgroup and each one
+// above it), read from cgroup_file (/proc/self/cgroup) under root
+// (/sys/fs/cgroup); 0 if there is none. A Slurm job's --mem and a container's
+// memory limit show up here, and not in sysconf's physical memory.
+size_t memory_limit(const std::string &cgroup_file, const std::string &root) {
+  std::ifstream f(cgroup_file);
+  std::string line;
+  size_t best = 0;
+  // The limit file of base+path and of each cgroup above it, up to base.
+  auto consider = [&](const std::string &base, std::string path, const char *file) {
+    for (;;) {
+      size_t b = read_limit(base + path + "/" + file);
+      if (b > 0 && (best == 0 || b < best)) best = b;
+      if (path.empty()) break;
+      path = path.substr(0, path.find_last_of('/'));
+    }
+  };
+  while (std::getline(f, line)) {
+    size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    if (!path.empty() && path.back() == '/') path.pop_back();
+    if (line.compare(0, 2, "0:") == 0 && controllers.empty()) {
+      consider(root, path, "memory.max");  // cgroup v2
+    } else if ((',' + controllers + ',').find(",memory,") != std::string::npos) {
+      consider(root + "/memory", path, "memory.limit_in_bytes");  // cgroup v1
+    }
+  }
+  return best;
+}
+
 CachingCPUAllocator *the_cache = nullptr;  // never destroyed: tensors may outlive main
+size_t cgroup_limit = 0;
 int cache_state = 0;                       // see CPUCacheState in cpucache.go
 
 void CachingCPUAllocator::release(void *p) {
@@ -184,7 +234,10 @@ __attribute__((constructor)) void captiongo_install_cpu_cache() {
     cache_state = 2;
   } else {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    cap = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : size_t(1) << 30;
+    size_t mem = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : size_t(4) << 30;
+    cgroup_limit = memory_limit("/proc/self/cgroup", "/sys/fs/cgroup");
+    if (cgroup_limit > 0 && cgroup_limit < mem) mem = cgroup_limit;
+    cap = mem / 4;
     cache_state = 0;
   }
   the_cache = new CachingCPUAllocator(cap);
@@ -206,6 +259,15 @@ extern "C" int captiongo_cpu_cache_stats(int64_t *out) {
   if (the_cache == nullptr) return 0;
   the_cache->stats(out);
   return 1;
+}
+
+// captiongo_cgroup_memory_limit is the cgroup memory limit the default cap
+// was taken from (0: none, or the cap came from CAPTIONGO_CPU_CACHE).
+extern "C" int64_t captiongo_cgroup_memory_limit() { return static_cast<int64_t>(cgroup_limit); }
+
+// captiongo_memory_limit_from is memory_limit on other files (tests).
+extern "C" int64_t captiongo_memory_limit_from(const char *cgroup_file, const char *root) {
+  return static_cast<int64_t>(memory_limit(cgroup_file, root));
 }
 
 // captiongo_cpu_cache_empty returns every cached buffer to the system.

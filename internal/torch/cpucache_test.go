@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,4 +200,52 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 		t.Fatal(err)
 	}
 	report(r)
+}
+
+// TestCgroupMemoryLimit: the default cap is a quarter of the smallest memory
+// limit among the process's cgroups and those above them (a Slurm job's --mem,
+// a container's limit), for cgroup v2 and v1 trees; "max" and v1's
+// "unlimited" are no limit.
+func TestCgroupMemoryLimit(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, body string) {
+		p := filepath.Join(root, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proc-v2", "0::/slurm/job_7/step_0\n")
+	write("v2/memory.max", "max\n")
+	write("v2/slurm/memory.max", "max\n")
+	write("v2/slurm/job_7/memory.max", "8589934592\n")
+	write("v2/slurm/job_7/step_0/memory.max", "max\n")
+	write("proc-v1", "9:name=systemd:/\n4:cpu,memory:/docker/abc\n0::/\n")
+	write("v1/memory/memory.limit_in_bytes", "9223372036854771712\n")
+	write("v1/memory/docker/abc/memory.limit_in_bytes", "4294967296\n")
+	write("proc-none", "0::/user.slice\n")
+	write("none/memory.max", "max\n")
+	for _, c := range []struct {
+		proc, root string
+		want       int64
+	}{
+		{"proc-v2", "v2", 8 << 30},
+		{"proc-v1", "v1", 4 << 30},
+		{"proc-none", "none", 0},
+		{"no-such-file", "none", 0},
+	} {
+		if got := memoryLimitFrom(filepath.Join(root, c.proc), filepath.Join(root, c.root)); got != c.want {
+			t.Errorf("%s under %s: limit %d, want %d", c.proc, c.root, got, c.want)
+		}
+	}
+	var si syscall.Sysinfo_t
+	if c := CPUCache(); c.On && os.Getenv("CAPTIONGO_CPU_CACHE") == "" && syscall.Sysinfo(&si) == nil {
+		want := int64(si.Totalram) * int64(si.Unit)
+		if c.CgroupLimit > 0 {
+			want = min(want, c.CgroupLimit)
+		}
+		if d := c.CapBytes - want/4; d < -(1<<20) || d > 1<<20 {
+			t.Errorf("this process: memory %d, cgroup limit %d, cap %d; want a quarter of the smaller", int64(si.Totalram)*int64(si.Unit), c.CgroupLimit, c.CapBytes)
+		}
+	}
 }
