@@ -73,11 +73,7 @@ func Run(opt Options, w io.Writer) error {
 	if preload == "" {
 		alloc += "PyTorch: glibc malloc (its default)"
 	} else {
-		conf := os.Getenv("MALLOC_CONF")
-		if conf == "" {
-			conf = jemallocConf
-		}
-		alloc += "PyTorch: jemalloc (LD_PRELOAD=" + preload + ", MALLOC_CONF=" + conf + ")"
+		alloc += "PyTorch: jemalloc (LD_PRELOAD=" + preload + ", MALLOC_CONF=" + refMallocConf() + ")"
 	}
 	if opt.Device != "cpu" && opt.Device != "cuda" {
 		return fmt.Errorf("-device %q: use cpu or cuda", opt.Device)

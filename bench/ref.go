@@ -32,20 +32,25 @@ type refProc struct {
 func refCommand(opt Options, args ...string) *exec.Cmd {
 	cmd := exec.Command(opt.Python, args...)
 	if opt.refPreload != "" {
-		cmd.Env = append(os.Environ(), "LD_PRELOAD="+opt.refPreload)
-		if os.Getenv("MALLOC_CONF") == "" {
-			// Never hand freed pages back (jemalloc's default does after 10 s of
-			// decay, and measured slower than glibc here): the same choice as
-			// captiongo's buffer cache.
-			cmd.Env = append(cmd.Env, "MALLOC_CONF="+jemallocConf)
-		}
+		cmd.Env = append(os.Environ(), "LD_PRELOAD="+opt.refPreload, "MALLOC_CONF="+refMallocConf())
 	}
 	return cmd
 }
 
 // jemallocConf is the jemalloc configuration -ref-alloc jemalloc runs the
-// reference with, unless MALLOC_CONF is set.
+// reference with, unless MALLOC_CONF is set: never hand freed pages back
+// (jemalloc's default does after 10 s of decay, and measured slower than glibc
+// here), the same choice as captiongo's buffer cache.
 const jemallocConf = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+// refMallocConf is the MALLOC_CONF the jemalloc reference runs with: the
+// user's, or jemallocConf.
+func refMallocConf() string {
+	if c := os.Getenv("MALLOC_CONF"); c != "" {
+		return c
+	}
+	return jemallocConf
+}
 
 // jemallocPaths are where Debian, Ubuntu and Fedora put libjemalloc.so.2.
 var jemallocPaths = []string{"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2"}
