@@ -40,17 +40,19 @@ func CPUCache() CPUCacheStats {
 		s.Hits, s.Misses, s.Emptied = int64(out[3]), int64(out[4]), int64(out[5])
 	}
 	s.CgroupLimit = int64(C.captiongo_cgroup_memory_limit())
-	switch C.captiongo_cpu_cache_state() {
-	case 0:
-		of := "memory"
-		if s.CgroupLimit > 0 && s.CgroupLimit/4 == s.CapBytes {
-			of = fmt.Sprintf("this process's %d MiB cgroup memory limit", s.CgroupLimit>>20)
+	switch state := C.captiongo_cpu_cache_state(); state {
+	case 0, 2: // on: the default cap, or CAPTIONGO_CPU_CACHE's
+		from := "CAPTIONGO_CPU_CACHE"
+		if state == 0 {
+			of := "memory"
+			if s.CgroupLimit > 0 && s.CgroupLimit/4 == s.CapBytes {
+				of = fmt.Sprintf("this process's %d MiB cgroup memory limit", s.CgroupLimit>>20)
+			}
+			from = "a quarter of " + of + "; CAPTIONGO_CPU_CACHE=MiB sets it, 0 turns it off"
 		}
-		s.On, s.Why = true, fmt.Sprintf("on: freed CPU tensor buffers of 64 KB or more are kept for reuse, up to %d MiB (a quarter of %s; CAPTIONGO_CPU_CACHE=MiB sets it, 0 turns it off)", s.CapBytes>>20, of)
+		s.On, s.Why = true, fmt.Sprintf("on: freed CPU tensor buffers of 64 KB or more are kept for reuse, up to %d MiB (%s)", s.CapBytes>>20, from)
 	case 1:
 		s.Why = "off (CAPTIONGO_CPU_CACHE=0): every large CPU tensor is a fresh mmap, paid for in page faults"
-	case 2:
-		s.On, s.Why = true, fmt.Sprintf("on: freed CPU tensor buffers of 64 KB or more are kept for reuse, up to %d MiB (CAPTIONGO_CPU_CACHE)", s.CapBytes>>20)
 	case 3:
 		s.Why = fmt.Sprintf("off: CAPTIONGO_CPU_CACHE=%q is not a whole number of MiB", os.Getenv("CAPTIONGO_CPU_CACHE"))
 	default:
