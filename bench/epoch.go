@@ -45,7 +45,7 @@ func epoch(opt Options) ([]Result, error) {
 	}
 
 	// The rows PyTorch trains on: the same split and vocabulary.
-	ds, err := data.Load(src, data.Options{Format: base.Format, Seed: base.SplitSeed, Ratios: [3]float64{base.TrainRatio, base.ValRatio, base.TestRatio}})
+	ds, err := data.Load(src, base.DataOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,11 @@ type Options struct {
 	Ratios [3]float64
 	// CaptionsOnly skips the check that listed images exist (for text-only use).
 	CaptionsOnly bool
+	// SplitLists names a folder with the standard Flickr8k split lists
+	// (Flickr_8k.trainImages.txt, Flickr_8k.testImages.txt and, if present,
+	// Flickr_8k.devImages.txt) that assign the splits of a Kaggle or original
+	// Flickr8k folder; without a dev list the images in neither list are val.
+	SplitLists string
 }
 
 // DefaultOptions returns the options Load uses for zero fields.
@@ -96,6 +101,14 @@ func Load(path string, opt Options) (*Dataset, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if opt.SplitLists != "" {
+		if format != "kaggle" && format != "flickr8k" {
+			return nil, fmt.Errorf("split lists %s: only Flickr8k folders (Kaggle or original layout) take Flickr_8k.*Images.txt lists; %s is %s", opt.SplitLists, path, format)
+		}
+		if err := d.applySplitLists(opt.SplitLists, true); err != nil {
+			return nil, err
+		}
 	}
 	if len(d.Examples) == 0 {
 		return nil, fmt.Errorf("data set %s: no captions found", path)

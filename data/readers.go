@@ -199,27 +199,55 @@ func readFlickr8k(dir string, opt Options) (*Dataset, error) {
 		}
 	}
 	d := &Dataset{Format: "flickr8k", Source: name, Examples: group(lines, imageDir)}
+	if opt.SplitLists != "" {
+		return d, nil // Load applies them
+	}
+	if err := d.applySplitLists(dir, false); err != nil {
+		return nil, err
+	}
+	if d.Examples[0].Split == "" {
+		splitByImage(d.Examples, opt.Seed, opt.Ratios)
+		d.note("no Flickr_8k.*Images.txt lists in %s: split by image with seed %d and ratios %v", dir, opt.Seed, opt.Ratios)
+	}
+	return d, nil
+}
+
+// splitListFiles are the standard Flickr8k split lists, by split.
+var splitListFiles = map[string]string{Train: "Flickr_8k.trainImages.txt", Val: "Flickr_8k.devImages.txt", Test: "Flickr_8k.testImages.txt"}
+
+// applySplitLists assigns splits from the Flickr_8k.*Images.txt lists in dir.
+// Images in no list are val when there is no dev list, else skipped; names in
+// a list that the data set lacks are noted. With required, a missing train or
+// test list is an error naming the file; otherwise no lists at all leave the
+// splits unassigned.
+func (d *Dataset) applySplitLists(dir string, required bool) error {
+	if st, err := os.Stat(dir); required && (err != nil || !st.IsDir()) {
+		return fmt.Errorf("split lists %s: not a folder (want one holding Flickr_8k.trainImages.txt and Flickr_8k.testImages.txt)", dir)
+	}
 	lists := map[string]map[string]bool{}
-	found := 0
-	for split, file := range map[string]string{Train: "Flickr_8k.trainImages.txt", Val: "Flickr_8k.devImages.txt", Test: "Flickr_8k.testImages.txt"} {
-		set, ok, err := readList(filepath.Join(dir, file))
+	for _, split := range []string{Train, Val, Test} {
+		file := filepath.Join(dir, splitListFiles[split])
+		set, ok, err := readList(file)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("split list %s: %w", file, err)
+		}
+		if !ok && required && split != Val {
+			return fmt.Errorf("split list %s: does not exist (the standard Flickr8k %s list is needed to split %s)", file, split, d.Source)
 		}
 		if ok {
 			lists[split] = set
-			found++
 		}
 	}
-	if found == 0 {
-		splitByImage(d.Examples, opt.Seed, opt.Ratios)
-		d.note("no Flickr_8k.*Images.txt lists in %s: split by image with seed %d and ratios %v", dir, opt.Seed, opt.Ratios)
-		return d, nil
+	if len(lists) == 0 {
+		return nil
 	}
 	_, haveDev := lists[Val]
+	present := map[string]bool{}
 	var unlisted []string
 	kept := d.Examples[:0]
 	for _, e := range d.Examples {
+		present[e.ImageID] = true
+		e.Split = ""
 		for _, s := range []string{Train, Val, Test} {
 			if lists[s][e.ImageID] {
 				e.Split = s
@@ -227,11 +255,10 @@ func readFlickr8k(dir string, opt Options) (*Dataset, error) {
 		}
 		if e.Split == "" {
 			unlisted = append(unlisted, e.ImageID)
-			if !haveDev {
-				e.Split = Val
-			} else {
+			if haveDev {
 				continue
 			}
+			e.Split = Val
 		}
 		kept = append(kept, e)
 	}
@@ -239,12 +266,24 @@ func readFlickr8k(dir string, opt Options) (*Dataset, error) {
 	if len(unlisted) > 0 {
 		sort.Strings(unlisted)
 		if haveDev {
-			d.note("%d image(s) in %s are in none of the split lists and were skipped (first: %s)", len(unlisted), name, unlisted[0])
+			d.note("%d image(s) in %s are in none of the split lists and were skipped (first: %s)", len(unlisted), d.Source, unlisted[0])
 		} else {
 			d.note("Flickr_8k.devImages.txt is absent: the %d image(s) in neither the train nor the test list form the val split", len(unlisted))
 		}
 	}
-	return d, nil
+	for _, split := range []string{Train, Val, Test} {
+		var absent []string
+		for name := range lists[split] {
+			if !present[name] {
+				absent = append(absent, name)
+			}
+		}
+		if len(absent) > 0 {
+			sort.Strings(absent)
+			d.note("%d name(s) in %s are not in %s and were skipped (first: %s)", len(absent), filepath.Join(dir, splitListFiles[split]), d.Source, absent[0])
+		}
+	}
+	return nil
 }
 
 // karpathyFile is the layout of Karpathy's dataset_{flickr8k,flickr30k,coco}.json.

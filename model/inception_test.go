@@ -188,7 +188,7 @@ func TestFoldedBatchNormFollowsChanges(t *testing.T) {
 	run(t, func() {
 		torch.ManualSeed(4)
 		vs := nn.NewVarStore(gotch.CPU)
-		c := newBasicConv(vs.Root(), 3, 8, 3, 3, 1, 1, 1, 1, true)
+		c := newBasicConv(vs.Root(), 3, 8, 3, 3, 1, 1, 1, 1, trainability{all: true, scale: true})
 		x := ts.MustRandn([]int64{2, 3, 9, 9}, gotch.Float, gotch.CPU)
 		defer x.MustDrop()
 		defer func() { useFolding = true }()

@@ -31,7 +31,7 @@ func LoadTensors(path string) (map[string]*ts.Tensor, error) {
 	}
 	named, gerr := ts.LoadMulti(path)
 	if gerr != nil {
-		return nil, fmt.Errorf("weights %s: neither a torch.save state_dict (%v) nor a gotch weight file (%v)", path, perr, gerr)
+		return nil, fmt.Errorf("weights %s: neither a torch.save state_dict (%s) nor a gotch weight file (%s)", path, firstLine(perr.Error()), firstLine(gerr.Error()))
 	}
 	out := make(map[string]*ts.Tensor, len(named))
 	for _, n := range named {

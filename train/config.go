@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/model"
 )
 
@@ -40,6 +41,7 @@ type Config struct {
 	Crop          int     `toml:"crop"`           // crop side after resizing (0 = none)
 	RandomCrop    bool    `toml:"random_crop"`    // random crop in training (centre crop otherwise)
 	Normalize     string  `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
+	SplitLists    string  `toml:"split_lists"`    // Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
 
 	// Model.
 	Decoder         string  `toml:"decoder"`          // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
@@ -52,7 +54,8 @@ type Config struct {
 	Dropout         float64 `toml:"dropout"`          // the head's and the word embeddings' dropout
 	BackboneDropout float64 `toml:"backbone_dropout"` // torchvision Inception3's dropout before fc, in training (lstm decoder)
 	TrainCNN        bool    `toml:"train_cnn"`        // fine-tune the backbone (else frozen, BatchNorm in eval mode)
-	Weights         string  `toml:"weights"`          // "" (random init), "torchvision", or a .pth / gotch file for the backbone
+	Weights         string  `toml:"weights"`          // "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
+	Backbone        string  `toml:"backbone"`         // Inception-v3 variant: auto (from the weights file), torchvision or fid
 	TransformInput  bool    `toml:"transform_input"`  // torchvision's transform_input (for Google's weights with ImageNet normalisation)
 	CalibrateBN     int     `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
 
@@ -94,7 +97,23 @@ type Config struct {
 func (c Config) ModelConfig(vocabSize int) model.Config {
 	return model.Config{VocabSize: vocabSize, EmbedSize: c.EmbedSize, HiddenSize: c.HiddenSize,
 		NumLayers: c.NumLayers, Dropout: c.Dropout, BackboneDropout: c.BackboneDropout, TrainCNN: c.TrainCNN,
-		TransformInput: c.TransformInput, Decoder: c.Decoder, AttentionDim: c.AttentionDim, FeatureLayer: c.FeatureLayer}
+		TransformInput: c.TransformInput, Decoder: c.Decoder, AttentionDim: c.AttentionDim, FeatureLayer: c.FeatureLayer,
+		Backbone: c.backboneKind()}
+}
+
+// backboneKind is the resolved backbone variant; "auto" (unresolved) and ""
+// (runs from before the key existed) are torchvision's.
+func (c Config) backboneKind() model.BackboneKind {
+	if c.Backbone == "auto" {
+		return model.BackboneTorchvision
+	}
+	k, _ := model.ParseBackboneKind(c.Backbone)
+	return k
+}
+
+// DataOptions are the data.Load options this experiment describes.
+func (c Config) DataOptions() data.Options {
+	return data.Options{Format: c.Format, Seed: c.SplitSeed, Ratios: [3]float64{c.TrainRatio, c.ValRatio, c.TestRatio}, SplitLists: c.SplitLists}
 }
 
 // DefaultConfig is the baseline's configuration on the built-in synthetic data.
@@ -106,7 +125,7 @@ func DefaultConfig() Config {
 		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, FeatureLayer: "Mixed_7c", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
-		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50,
+		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
 	}
 }
 
@@ -276,6 +295,7 @@ func (c Config) Validate() error {
 		oneOf("normalize", c.Normalize, "half", "imagenet"),
 		oneOf("decoder", c.Decoder, "lstm", "attention"),
 		oneOf("feature_layer", c.FeatureLayer, "Mixed_7c", "Mixed_6e", "Mixed_5d"),
+		oneOf("backbone", c.Backbone, "auto", string(model.BackboneTorchvision), string(model.BackboneFID)),
 		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
 		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
@@ -353,13 +373,16 @@ func (c Config) TOML() string {
 }
 
 // ArchKeys are the keys a checkpoint must share with a run that resumes it.
-var ArchKeys = []string{"decoder", "attention_dim", "feature_layer", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
+var ArchKeys = []string{"backbone", "decoder", "attention_dim", "feature_layer", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
 
 // archDiff names the architecture keys on which two configs differ.
 func archDiff(a, b Config) []string {
 	for _, c := range []*Config{&a, &b} {
 		if c.FeatureLayer == "" { // runs from before feature_layer existed
 			c.FeatureLayer = "Mixed_7c"
+		}
+		if c.Backbone == "" { // runs from before backbone existed
+			c.Backbone = string(model.BackboneTorchvision)
 		}
 		if c.Decoder != "attention" { // attention_dim shapes nothing then
 			c.AttentionDim = 0

@@ -93,6 +93,9 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	paths = uniq
 	h := sha256.New()
 	fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", backboneHash(m), tf, m.Cfg.TransformInput)
+	if k := m.Cfg.BackboneKind(); k != model.BackboneTorchvision { // torchvision's caches keep their v1 keys
+		fmt.Fprintf(h, "blocks: %s\n", k)
+	}
 	maps := m.Cfg.Attention()
 	if maps {
 		fmt.Fprintf(h, "rows: %s map\n", m.Cfg.Layer()) // pooled Mixed_7c caches keep their v1 keys

@@ -127,6 +127,30 @@ func Run(cfg Config, opt Options) (*Result, error) {
 func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.opt.Out, format+"\n", args...) }
 
 func (r *runner) setup() error {
+	// The weights come first: with backbone = "auto" they decide the backbone
+	// variant, which a resumed run must share with its checkpoint.
+	wpath, err := model.ResolveWeights(r.cfg.Weights, r.opt.Out)
+	if err != nil {
+		return err
+	}
+	var weights map[string]*ts.Tensor
+	if wpath != "" {
+		tensors, kind, err := model.ReadBackboneWeights(wpath)
+		if err != nil {
+			return err
+		}
+		weights = tensors
+		defer model.DropAll(weights)
+		switch r.cfg.Backbone {
+		case "auto":
+			r.cfg.Backbone = string(kind)
+		case string(kind):
+		default:
+			return &ConfigError{Field: "backbone", Msg: fmt.Sprintf("%q, but weights %s are for the %s backbone (set backbone = \"auto\" or %q)", r.cfg.Backbone, wpath, kind, kind)}
+		}
+	} else if r.cfg.Backbone == "auto" {
+		r.cfg.Backbone = string(model.BackboneTorchvision)
+	}
 	cfg := r.cfg
 	statePath := filepath.Join(r.dir, "state.json")
 	resuming := false
@@ -168,7 +192,7 @@ func (r *runner) setup() error {
 			return err
 		}
 	}
-	r.ds, err = data.Load(src, data.Options{Format: cfg.Format, Seed: cfg.SplitSeed, Ratios: [3]float64{cfg.TrainRatio, cfg.ValRatio, cfg.TestRatio}})
+	r.ds, err = data.Load(src, cfg.DataOptions())
 	if err != nil {
 		return err
 	}
@@ -205,16 +229,15 @@ func (r *runner) setup() error {
 	if err != nil {
 		return err
 	}
-	if w, err := model.ResolveWeights(cfg.Weights, r.opt.Out); err != nil {
-		return err
-	} else if w != "" {
-		notes, err := r.m.LoadBackbone(w)
+	if weights != nil {
+		notes, err := r.m.LoadBackboneTensors(wpath, weights)
 		if err != nil {
 			return err
 		}
 		for _, n := range notes {
 			r.say("note: %s", n)
 		}
+		r.say("backbone: %s Inception-v3, weights %s", cfg.Backbone, wpath)
 	}
 	r.adam = model.NewAdam(r.m.VS, cfg.WeightDecay)
 	norm := data.HalfMeanStd
@@ -277,7 +300,7 @@ func (r *runner) setup() error {
 	}
 	hp := map[string]any{"lr": cfg.LR, "batch_size": cfg.BatchSize, "embed_size": cfg.EmbedSize, "hidden_size": cfg.HiddenSize,
 		"num_layers": cfg.NumLayers, "dropout": cfg.Dropout, "backbone_dropout": cfg.BackboneDropout, "train_cnn": cfg.TrainCNN, "decoder": cfg.Decoder, "feature_layer": cfg.FeatureLayer, "epochs": cfg.Epochs,
-		"lr_schedule": cfg.LRSchedule, "grad_clip": cfg.GradClip, "weights": cfg.Weights, "image_size": cfg.ImageSize, "crop": cfg.Crop}
+		"lr_schedule": cfg.LRSchedule, "grad_clip": cfg.GradClip, "weights": cfg.Weights, "backbone": cfg.Backbone, "image_size": cfg.ImageSize, "crop": cfg.Crop}
 	if err := r.tb.HParamsStart(hp, ""); err != nil {
 		return err
 	}
