@@ -1,12 +1,15 @@
 package train
 
 import (
+	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 
+	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 	"github.com/captiongo/captiongo/train/tensorboard"
@@ -84,6 +87,82 @@ func TestAttentionDecoderTrains(t *testing.T) {
 		c := &FeatureCache{dim: 9 * model.EncoderDim, maps: m.Cfg.Attention(), chans: m.Cfg.FeatureDim()}
 		if got := c.Shape(4); len(got) != 3 || got[1] != 9 || got[2] != 2048 {
 			t.Errorf("cache shape %v", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPooledCacheFromMapCache: with the attention decoder's map cache on disk,
+// the LSTM decoder's pooled cache of the same backbone, transform and images
+// is the mean of its places (no backbone run), equal to the backbone's own
+// pooled features; another backbone's map cache is not used.
+func TestPooledCacheFromMapCache(t *testing.T) {
+	src := t.TempDir()
+	if err := data.WriteSynth(src, 12, 3); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := data.Load(src, data.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := data.Transform{Size: 139, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
+	err = torch.Run(func() error {
+		build := func(att bool, dir string, seed int64) *FeatureCache {
+			cfg := model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, AttentionDim: 8}
+			if att {
+				cfg.Decoder = "attention"
+			}
+			torch.ManualSeed(seed)
+			m, err := model.NewCaptioner(cfg, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := BuildFeatureCache(m, ds.Examples, tf, dir, 1, 8, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		shared, fresh := t.TempDir(), t.TempDir()
+		mapc := build(true, shared, 1)
+		derived := build(false, shared, 1)
+		direct := build(false, fresh, 1)
+		if mapc.Path == derived.Path || derived.Path != filepath.Join(shared, filepath.Base(direct.Path)) {
+			t.Errorf("cache files: map %s, derived %s, direct %s", mapc.Path, derived.Path, direct.Path)
+		}
+		worst, scale := 0.0, 0.0
+		for _, e := range ds.Examples {
+			a, b := derived.Row(e.Path), direct.Row(e.Path)
+			for i := range a {
+				worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+				scale = math.Max(scale, math.Abs(float64(b[i])))
+			}
+		}
+		t.Logf("pooled from the map cache vs the backbone's pooling: max |diff| %.3g (max |feature| %.3g)", worst, scale)
+		if worst > 1e-5*math.Max(1, scale) {
+			t.Errorf("derived pooled features differ by %.3g", worst)
+		}
+		// The pooled rows really come from the map file: with that file's
+		// values halved, a rebuilt pooled cache is halved too.
+		half := make([]float32, len(mapc.feats))
+		for i, v := range mapc.feats {
+			half[i] = v / 2
+		}
+		if err := writeFloats(mapc.Path, half); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(derived.Path)
+		again := build(false, shared, 1)
+		if a, b := again.Row(ds.Examples[0].Path), direct.Row(ds.Examples[0].Path); math.Abs(float64(a[0]-b[0]/2)) > 1e-6*math.Max(1, scale) {
+			t.Errorf("pooled cache rebuilt beside a halved map cache: %v, want %v / 2: not derived from the map file", a[0], b[0])
+		}
+		// Other weights: the map cache of seed 1 must not serve a backbone of seed 2.
+		other := build(false, shared, 2)
+		if a, b := other.Row(ds.Examples[0].Path), derived.Row(ds.Examples[0].Path); a[0] == b[0] && a[1] == b[1] {
+			t.Errorf("a pooled cache for other backbone weights equals the derived one")
 		}
 		return nil
 	})

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
@@ -91,37 +92,51 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		}
 	}
 	paths = uniq
-	h := sha256.New()
-	fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", backboneHash(m), tf, m.Cfg.TransformInput)
-	if k := m.Cfg.BackboneKind(); k != model.BackboneTorchvision { // torchvision's caches keep their v1 keys
-		fmt.Fprintf(h, "blocks: %s\n", k)
+	bh := backboneHash(m)
+	keyOf := func(maps bool) string {
+		h := sha256.New()
+		fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", bh, tf, m.Cfg.TransformInput)
+		if k := m.Cfg.BackboneKind(); k != model.BackboneTorchvision { // torchvision's caches keep their v1 keys
+			fmt.Fprintf(h, "blocks: %s\n", k)
+		}
+		if maps {
+			fmt.Fprintf(h, "rows: %s map\n", m.Cfg.Layer()) // pooled Mixed_7c caches keep their v1 keys
+		} else if m.Cfg.Layer() != "Mixed_7c" {
+			fmt.Fprintf(h, "rows: %s pooled\n", m.Cfg.Layer())
+		}
+		for _, p := range paths {
+			abs, _ := filepath.Abs(p)
+			st, err := os.Stat(p)
+			if err == nil {
+				fmt.Fprintf(h, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
+			}
+		}
+		return hex.EncodeToString(h.Sum(nil))[:16]
 	}
 	maps := m.Cfg.Attention()
-	if maps {
-		fmt.Fprintf(h, "rows: %s map\n", m.Cfg.Layer()) // pooled Mixed_7c caches keep their v1 keys
-	} else if m.Cfg.Layer() != "Mixed_7c" {
-		fmt.Fprintf(h, "rows: %s pooled\n", m.Cfg.Layer())
-	}
 	D := int(m.Cfg.FeatureDim())
-	for _, p := range paths {
-		abs, _ := filepath.Abs(p)
-		st, err := os.Stat(p)
-		if err == nil {
-			fmt.Fprintf(h, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
-		}
-	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
+	key := keyOf(maps)
 	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}, dim: D, maps: maps, chans: int64(D)}
 	for i, p := range paths {
 		c.index[p] = i
 	}
-	if b, err := os.ReadFile(c.Path); err == nil && len(paths) > 0 && len(b)%(4*D*len(paths)) == 0 && (maps || len(b) == 4*D*len(paths)) {
-		c.dim = len(b) / 4 / len(paths)
-		c.feats = make([]float32, c.dim*len(paths))
-		for i := range c.feats {
-			c.feats[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	if n := fileFloats(c.Path); n > 0 && len(paths) > 0 && n%(D*len(paths)) == 0 && (maps || n == D*len(paths)) {
+		if feats, err := readFloats(c.Path, n); err == nil {
+			c.feats = feats
+			c.dim = n / len(paths)
+			return c, nil
 		}
-		return c, nil
+	}
+	// Pooled features of the same images are the mean of a cached map's
+	// places: the LSTM decoder reuses the attention decoder's cache instead of
+	// running the backbone again.
+	if mapPath := filepath.Join(dir, "features-"+keyOf(true)+".f32"); !maps {
+		if n := fileFloats(mapPath); n > 0 && len(paths) > 0 && n%(D*len(paths)) == 0 {
+			if mf, err := readFloats(mapPath, n); err == nil {
+				c.feats = poolRows(mf, len(paths), n/len(paths)/D, D)
+				return c, writeFloats(c.Path, c.feats)
+			}
+		}
 	}
 	exs := make([]data.Example, len(paths))
 	for i, p := range paths {
@@ -155,12 +170,78 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	if s := l.SkipSummary(); s != "" {
 		return nil, fmt.Errorf("feature cache: %s", s)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return c, writeFloats(c.Path, c.feats)
+}
+
+// poolRows averages n maps of P places x D channels to n x D.
+func poolRows(maps []float32, n, P, D int) []float32 {
+	out := make([]float32, n*D)
+	sum := make([]float64, D)
+	for i := 0; i < n; i++ {
+		clear(sum)
+		for p := 0; p < P; p++ {
+			row := maps[(i*P+p)*D : (i*P+p+1)*D]
+			for d, v := range row {
+				sum[d] += float64(v)
+			}
+		}
+		for d := range sum {
+			out[i*D+d] = float32(sum[d] / float64(P))
+		}
+	}
+	return out
+}
+
+// fileFloats is the number of float32 values a cache file holds (0 if none).
+func fileFloats(path string) int {
+	st, err := os.Stat(path)
+	if err != nil || st.Size()%4 != 0 {
+		return 0
+	}
+	return int(st.Size() / 4)
+}
+
+// readFloats reads a little-endian float32 file straight into the slice it
+// returns (a 3.7 GB Flickr8k attention cache costs 3.7 GB, not twice that).
+func readFloats(path string, n int) ([]float32, error) {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 4*len(c.feats))
-	for i, f := range c.feats {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	defer f.Close()
+	out := make([]float32, n)
+	if _, err := io.ReadFull(f, floatBytes(out)); err != nil {
+		return nil, fmt.Errorf("feature cache %s: %w", path, err)
 	}
-	return c, data.WriteFileAtomic(c.Path, out)
+	if !littleEndian {
+		for i, v := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(floatBytes([]float32{v})))
+		}
+	}
+	return out, nil
+}
+
+// writeFloats writes the values little-endian, atomically (temp file, then rename).
+func writeFloats(path string, v []float32) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b := floatBytes(v)
+	if !littleEndian {
+		b = make([]byte, 4*len(v))
+		for i, f := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+		}
+	}
+	return data.WriteFileAtomic(path, b)
+}
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// floatBytes views a float32 slice as its bytes in memory.
+func floatBytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
