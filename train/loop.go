@@ -227,7 +227,14 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	r.tb.Scalar("images per second", step, ips)
 	r.tb.Scalar("Training loss (epoch mean)", step, trainLoss)
 
-	// Samples.
+	// Samples: test photographs when the data set has a test split (shown,
+	// never scored or used to choose anything), else the val images above.
+	if test := r.ds.SplitExamples(data.Test); len(test) > 0 && len(r.ds.SplitExamples(data.Val)) > 0 {
+		ex = test[:min(r.cfg.SampleImages, len(test))]
+		if hyps, err = r.decode(ex); err != nil {
+			return em, nil, err
+		}
+	}
 	var samples []Sample
 	var md strings.Builder
 	md.WriteString("| image | generated | reference |\n|---|---|---|\n")
@@ -263,8 +270,8 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 // attention weights the model gives each when teacher-forced on it.
 func (r *runner) attentionOf(e data.Example, caption string) ([]string, [][]float32, error) {
 	var x *ts.Tensor
-	if r.cache != nil {
-		x = torch.FromFloat32s(r.cache.Row(e.Path), r.cache.Shape(1), r.device)
+	if row := r.cachedRow(e.Path); row != nil {
+		x = torch.FromFloat32s(row, r.cache.Shape(1), r.device)
 	} else {
 		img, err := data.DecodeImage(e.Path)
 		if err != nil {
@@ -328,6 +335,25 @@ func (r *runner) logHistograms(step int64) {
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
+// cachedRow is an image's cached features (nil without a cache or when the
+// cache does not hold it: test images are not cached).
+func (r *runner) cachedRow(path string) []float32 {
+	if r.cache == nil {
+		return nil
+	}
+	return r.cache.Row(path)
+}
+
+// cached reports whether the cache holds every image of ex.
+func (r *runner) cached(ex []data.Example) bool {
+	for _, e := range ex {
+		if r.cachedRow(e.Path) == nil {
+			return false
+		}
+	}
+	return r.cache != nil
+}
+
 // decode captions images (greedy or beam) and returns the words joined.
 func (r *runner) decode(ex []data.Example) ([]string, error) {
 	out := make([]string, 0, len(ex))
@@ -335,7 +361,7 @@ func (r *runner) decode(ex []data.Example) ([]string, error) {
 	for lo := 0; lo < len(ex); lo += bs {
 		part := ex[lo:min(lo+bs, len(ex))]
 		var st model.Stepper
-		if r.cache != nil {
+		if r.cached(part) {
 			f := make([]float32, 0, len(part)*r.cache.dim)
 			for _, e := range part {
 				f = append(f, r.cache.Row(e.Path)...)

@@ -108,8 +108,19 @@ func TestTrainOnRealPhotosWithPretrainedWeights(t *testing.T) {
 	if len(res.Samples) == 0 {
 		t.Fatal("no sample captions")
 	}
+	ds, err := data.Load(cfg.Data, cfg.DataOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	split := map[string]string{}
+	for _, e := range ds.Examples {
+		split[e.Path] = e.Split
+	}
 	distinct := map[string]bool{}
 	for _, s := range res.Samples {
+		if split[s.Image] != data.Test {
+			t.Errorf("sample %s is a %q image, want the test photographs", s.Image, split[s.Image])
+		}
 		t.Logf("%s: %q (a reference: %q)", filepath.Base(s.Image), s.Generated, s.Refs[0])
 		words := strings.Fields(s.Generated)
 		if len(words) < 3 {
