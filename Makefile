@@ -44,10 +44,10 @@ export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 # ... and which libtorch this build was set up for.
 export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 
-.PHONY: env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor experiment clean distclean help
+.PHONY: flickr8k env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor experiment clean distclean help
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv + pretrained weights; idempotent
 	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
@@ -79,6 +79,10 @@ train: build ## train EXP=experiments/x.toml
 
 experiment: build ## sweep EXP=experiments/sweep_shapes.toml (ARGS="-j 2" runs points in parallel; BACKEND=slurm submits a job array)
 	$(BIN) experiment -backend $(or $(BACKEND),local) $(ARGS) $(if $(filter experiments/shapes.toml,$(EXP)),experiments/sweep_shapes.toml,$(EXP))
+
+flickr8k: setup build ## the Flickr8k reproduction: attention + LSTM baseline, test scores beside the PyTorch reference (SEEDS="1 2 3", REF=0, EPOCHS=n)
+	scripts/flickr8k.sh attention $(or $(SEEDS),1)
+	scripts/flickr8k.sh baseline $(or $(SEEDS),1)
 
 doctor: build ## libtorch path, version, ABI, CUDA
 	$(BIN) doctor

