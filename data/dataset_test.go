@@ -397,3 +397,47 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("absent image folder: %v", err)
 	}
 }
+
+// TestSplitListsOnFlickr8k224: the standard split lists assign all of
+// Flickr8k in the Kaggle layout: the lists' own line counts (6,000 train, 1,001
+// test names of which one is in no image set), the rest val; the stray name
+// is noted; a folder without the lists is an error naming the missing file.
+func TestSplitListsOnFlickr8k224(t *testing.T) {
+	dir := testutil.SharedData(t, "flickr8k-224")
+	lists := testutil.SharedData(t, "flickr8k-text")
+	lines := func(name string) []string {
+		b, err := os.ReadFile(filepath.Join(lists, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(b))
+	}
+	trainNames, testNames := lines("Flickr_8k.trainImages.txt"), lines("Flickr_8k.testImages.txt")
+	d, err := Load(dir, Options{SplitLists: lists})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, e := range d.Examples {
+		counts[e.Split]++
+	}
+	all := len(d.Examples)
+	if counts[Train] != len(trainNames) || counts[Test] != len(testNames)-1 || counts[Val] != all-len(trainNames)-(len(testNames)-1) {
+		t.Errorf("splits %v of %d images; the lists name %d train and %d test (one of them absent)", counts, all, len(trainNames), len(testNames))
+	}
+	if all != 8091 || counts[Train] != 6000 || counts[Test] != 1000 {
+		t.Errorf("splits %v of %d images, want the standard 6,000 / 1,091 / 1,000", counts, all)
+	}
+	joined := strings.Join(d.Notes, "\n")
+	if !strings.Contains(joined, "9000268201_993b08cb0e.jpg") || !strings.Contains(joined, "Flickr_8k.testImages.txt") {
+		t.Errorf("notes do not name the stray test-list entry: %q", d.Notes)
+	}
+	empty := t.TempDir()
+	_, err = Load(dir, Options{SplitLists: empty})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(empty, "Flickr_8k.trainImages.txt")) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("split lists folder without lists: %v, want an error naming Flickr_8k.trainImages.txt", err)
+	}
+	if _, err := Load(dir, Options{SplitLists: filepath.Join(empty, "nope")}); err == nil || !strings.Contains(err.Error(), "not a folder") {
+		t.Errorf("missing split lists folder: %v", err)
+	}
+}
