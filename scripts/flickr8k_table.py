@@ -1,0 +1,55 @@
+"""Prints the Flickr8k quality table (README) from what scripts/flickr8k.sh left in runs/.
+
+Usage: python3 scripts/flickr8k_table.py [RUNS_DIR]
+Rows: captiongo and the PyTorch reference per recipe (mean over the seeds run, with
+the range when there are several), greedy and beam 3, then the published rows.
+"""
+import glob
+import json
+import os
+import sys
+
+runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
+KEYS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "CIDEr"]
+
+
+def fmt(vals, k):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    scale = 1 if k == "CIDEr" else 100
+    m = sum(vals) / len(vals) * scale
+    if len(vals) == 1:
+        return "%.1f" % m if k != "CIDEr" else "%.3f" % m
+    lo, hi = min(vals) * scale, max(vals) * scale
+    return ("%.1f (%.1f-%.1f)" if k != "CIDEr" else "%.3f (%.3f-%.3f)") % (m, lo, hi)
+
+
+def ours(recipe, beam):
+    out = []
+    for d in sorted(glob.glob(os.path.join(runs, "flickr8k_%s" % recipe)) + glob.glob(os.path.join(runs, "flickr8k_%s_s*" % recipe))):
+        p = os.path.join(d, "scores_test_beam%d.json" % beam)
+        if os.path.exists(p):
+            out.append(json.load(open(p))["scores"])
+    return out
+
+
+def ref(recipe, beam):
+    out = []
+    for p in sorted(glob.glob(os.path.join(runs, "flickr8k_ref", "%s_s*" % recipe, "scores.json"))):
+        out.append(json.load(open(p))["greedy" if beam == 1 else "beam3"])
+    return out
+
+
+print("| model | decoding | seeds | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | CIDEr-D |")
+print("|---|---|---|---|---|---|---|---|---|")
+for recipe, label in (("attention", "Show, Attend and Tell"), ("baseline", "LSTM baseline")):
+    for side, get in (("captiongo", ours), ("PyTorch reference", ref)):
+        for beam in (1, 3):
+            rows = get(recipe, beam)
+            if rows:
+                cells = [fmt([r.get(k) for r in rows], k) for k in KEYS]
+                print("| %s, %s | %s | %d | %s |" % (label, side, "greedy" if beam == 1 else "beam 3", len(rows), " | ".join(cells)))
+print("| Xu et al. 2015, soft attention | | | 67 | 44.8 | 29.9 | 19.5 | 18.93 | - |")
+print("| Xu et al. 2015, hard attention | | | 67 | 45.7 | 31.4 | 21.3 | 20.30 | - |")
+print("| Show and Tell (as Xu et al. report it) | | | 63 | 41 | 27 | - | - | - |")
