@@ -134,6 +134,8 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 			gap := a.Sum - (a.FX - a.FBaseline)
 			fmt.Fprintf(log, "  %-12s logit %8.4f  baseline %8.4f  sum of attributions %8.4f  completeness gap %.2g (%.1f%%)  %s\n",
 				words[t], a.FX, a.FBaseline, a.Sum, gap, 100*math.Abs(gap)/math.Max(1e-12, math.Abs(a.FX-a.FBaseline)), name)
+		} else if o.Method == "gradcam" { // GradCAM reports the map, not the logit
+			fmt.Fprintf(log, "  %-12s %s\n", words[t], name)
 		} else {
 			fmt.Fprintf(log, "  %-12s logit %8.4f  %s\n", words[t], a.FX, name)
 		}
