@@ -17,7 +17,10 @@ shift
 seeds=("${@:-1}")
 [ -f "experiments/flickr8k_$recipe.toml" ] || { echo "flickr8k.sh: no experiments/flickr8k_$recipe.toml" >&2; exit 2; }
 PY=${CAPTIONGO_PYTHON:-.venv/bin/python}
-BIN=${BIN:-bin/captiongo}
+if [ -z "${BIN:-}" ]; then # build first: a stale bin/captiongo once ran old code here
+  BIN=bin/captiongo
+  make --no-print-directory -s build >/dev/null
+fi
 sets=()
 [ -n "${EPOCHS:-}" ] && sets+=(-set "epochs=$EPOCHS")
 
