@@ -69,8 +69,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
 	case c.Attention() && c.AttentionDim <= 0:
 		return fmt.Errorf("attention_dim %d must be positive", c.AttentionDim)
-	case c.Backbone != "" && c.Backbone != BackboneTorchvision && c.Backbone != BackboneFID:
-		return fmt.Errorf("backbone %q: use %s or %s", c.Backbone, BackboneTorchvision, BackboneFID)
+	}
+	if _, err := ParseBackboneKind(string(c.Backbone)); err != nil {
+		return err
+	}
+	switch {
 	case FeatureLayers[c.Layer()] == 0:
 		return fmt.Errorf("feature_layer %q: use Mixed_7c, Mixed_6e or Mixed_5d", c.FeatureLayer)
 	case c.Attention() && c.NumLayers != 1:

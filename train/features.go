@@ -93,6 +93,13 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	}
 	paths = uniq
 	bh := backboneHash(m)
+	var files strings.Builder // the images as the key sees them: path, size, time
+	for _, p := range paths {
+		abs, _ := filepath.Abs(p)
+		if st, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&files, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
+		}
+	}
 	keyOf := func(maps bool) string {
 		h := sha256.New()
 		fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", bh, tf, m.Cfg.TransformInput)
@@ -104,13 +111,7 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		} else if m.Cfg.Layer() != "Mixed_7c" {
 			fmt.Fprintf(h, "rows: %s pooled\n", m.Cfg.Layer())
 		}
-		for _, p := range paths {
-			abs, _ := filepath.Abs(p)
-			st, err := os.Stat(p)
-			if err == nil {
-				fmt.Fprintf(h, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
-			}
-		}
+		io.WriteString(h, files.String())
 		return hex.EncodeToString(h.Sum(nil))[:16]
 	}
 	maps := m.Cfg.Attention()
