@@ -39,6 +39,13 @@ export CGO_ENABLED  := 1
 export CGO_CPPFLAGS := -I$(LIBTORCH_DIR)/include -I$(LIBTORCH_DIR)/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_ABI)
 export CGO_CXXFLAGS := $(LIBTCH_OPT) -g0
 export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TORCH_LIBS)
+# JPEGs are decoded by libjpeg-turbo (PIL's exact pixels) when its header is
+# here (Debian: libjpeg62-turbo-dev); without it the build falls back to Go's
+# decoder through the nolibjpeg tag. JPEG=go forces the fallback.
+JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $${CC:-cc} -E -x c - >/dev/null 2>&1 && echo turbo || echo go)
+ifeq ($(JPEG),go)
+export GOFLAGS := $(strip $(GOFLAGS) -tags=nolibjpeg)
+endif
 # captiongo's tests find the Python reference side here.
 export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 # ... and which libtorch this build was set up for.
@@ -104,4 +111,4 @@ distclean: clean ## also remove libtorch, .venv and the setup record
 	rm -rf third_party .venv .build
 
 env: ## print the environment `go` needs outside make: eval "$$(make -s env)"
-	@echo "export GODEBUG='$(GODEBUG)' GOWORK='$(GOWORK)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)' CAPTIONGO_LIBTORCH_VERSION='$(CAPTIONGO_LIBTORCH_VERSION)'"
+	@echo "export GODEBUG='$(GODEBUG)' GOWORK='$(GOWORK)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)' CAPTIONGO_LIBTORCH_VERSION='$(CAPTIONGO_LIBTORCH_VERSION)' GOFLAGS='$(GOFLAGS)'"

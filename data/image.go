@@ -7,8 +7,8 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
-	_ "image/jpeg" // decoders
-	_ "image/png"
+	"image/jpeg"
+	_ "image/png" // registers PNG with image.Decode
 	"math"
 	"os"
 )
@@ -19,12 +19,31 @@ type RGB struct {
 	Pix  []uint8
 }
 
-// DecodeImage reads a JPEG or PNG file into RGB. A missing, truncated or
-// corrupt file is an error that names it.
+// MaxPixels is the largest picture DecodeImage accepts: twice PIL's
+// Image.MAX_IMAGE_PIXELS, where PIL raises DecompressionBombError.
+const MaxPixels = 2 * 89478485
+
+// DecodeImage reads a JPEG or PNG file into RGB, choosing the decoder by the
+// file's first bytes as PIL does (a PNG named .jpg is read as the PNG it is).
+// JPEGs go through JPEGDecoder, which gives PIL's pixels exactly when built
+// with libjpeg-turbo. A missing, empty, truncated, corrupt or oversized file is
+// an error that names it.
 func DecodeImage(path string) (*RGB, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", path, notExist(err))
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("image %s: empty file (0 bytes)", path)
+	}
+	if isJPEG(b) {
+		return decodeJPEG(path, b)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if err == nil {
+		if err := checkPixels(path, cfg.Width, cfg.Height); err != nil {
+			return nil, err
+		}
 	}
 	img, format, err := image.Decode(bytes.NewReader(b))
 	if err != nil {
@@ -32,6 +51,36 @@ func DecodeImage(path string) (*RGB, error) {
 			return nil, fmt.Errorf("image %s: not a JPEG or PNG file", path)
 		}
 		return nil, fmt.Errorf("image %s: corrupt or truncated %s: %v", path, format, err)
+	}
+	return ToRGB(img), nil
+}
+
+// isJPEG reports whether b starts with a JPEG's SOI marker.
+func isJPEG(b []byte) bool { return len(b) >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff }
+
+func checkPixels(path string, w, h int) error {
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("image %s: %dx%d pixels: empty picture", path, w, h)
+	}
+	if int64(w)*int64(h) > MaxPixels {
+		return fmt.Errorf("image %s: %dx%d pixels is over the limit of %d (PIL's decompression-bomb limit)", path, w, h, MaxPixels)
+	}
+	return nil
+}
+
+// decodeJPEGGo is Go's image/jpeg decoder: the fallback when built with the
+// nolibjpeg tag, and the comparison the tests and the loader benchmark make.
+func decodeJPEGGo(path string, b []byte) (*RGB, error) {
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: corrupt or truncated jpeg: %v", path, err)
+	}
+	if err := checkPixels(path, cfg.Width, cfg.Height); err != nil {
+		return nil, err
+	}
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("image %s: corrupt or truncated jpeg: %v", path, err)
 	}
 	return ToRGB(img), nil
 }
