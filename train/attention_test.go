@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 
@@ -163,6 +164,105 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 		other := build(false, shared, 2)
 		if a, b := other.Row(ds.Examples[0].Path), derived.Row(ds.Examples[0].Path); a[0] == b[0] && a[1] == b[1] {
 			t.Errorf("a pooled cache for other backbone weights equals the derived one")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFeatureCacheKeyFollowsContent: the cache key follows what the features
+// depend on and nothing else. The same images copied to another folder (new
+// paths, new times) or touched keep the cache; one image's bytes changed, the
+// transform changed or other backbone weights each give another cache.
+func TestFeatureCacheKeyFollowsContent(t *testing.T) {
+	src := t.TempDir()
+	if err := data.WriteSynth(src, 6, 5); err != nil {
+		t.Fatal(err)
+	}
+	copyDir := func(from, to string) {
+		err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(from, p)
+			if d.IsDir() {
+				return os.MkdirAll(filepath.Join(to, rel), 0o755)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := filepath.Join(t.TempDir(), "elsewhere")
+	copyDir(src, moved)
+	tf := data.Transform{Size: 75, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
+	cacheDir := t.TempDir()
+	err := torch.Run(func() error {
+		build := func(dir string, tf data.Transform, seed int64) *FeatureCache {
+			ds, err := data.Load(dir, data.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			torch.ManualSeed(seed)
+			m, err := model.NewCaptioner(model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1}, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := BuildFeatureCache(m, ds.Examples, tf, cacheDir, 2, 8, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		first := build(src, tf, 1)
+		if c := build(moved, tf, 1); c.Key != first.Key {
+			t.Errorf("the same images in another folder: key %s, want %s", c.Key, first.Key)
+		}
+		images, _ := filepath.Glob(filepath.Join(moved, "Images", "*"))
+		if len(images) < 2 {
+			t.Fatalf("no images under %s", moved)
+		}
+		later := time.Now().Add(time.Hour)
+		for _, p := range images {
+			if err := os.Chtimes(p, later, later); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c := build(moved, tf, 1); c.Key != first.Key {
+			t.Errorf("the same images touched: key %s, want %s", c.Key, first.Key)
+		}
+		other := tf
+		other.Size = 80
+		if c := build(moved, other, 1); c.Key == first.Key {
+			t.Error("another transform kept the key")
+		}
+		if c := build(moved, tf, 2); c.Key == first.Key {
+			t.Error("other backbone weights kept the key")
+		}
+		// One image replaced by another's bytes: its features change, so must the key.
+		b, err := os.ReadFile(images[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(images[0], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		changed := build(moved, tf, 1)
+		if changed.Key == first.Key {
+			t.Fatal("an image's content changed and the key did not")
+		}
+		rel0, _ := filepath.Rel(moved, images[0])
+		rel1, _ := filepath.Rel(moved, images[1])
+		a, b0 := changed.Row(images[0]), changed.Row(images[1])
+		if a == nil || b0 == nil || a[0] != b0[0] {
+			t.Errorf("%s now holds %s's bytes: rows %v, %v should start alike", rel0, rel1, a[:2], b0[:2])
 		}
 		return nil
 	})

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/captiongo/captiongo/data"
@@ -77,8 +78,10 @@ func backboneHash(m *model.Captioner) string {
 
 // BuildFeatureCache loads the cache for these images from dir, or computes it
 // (with a progress reporter) and writes it atomically. A partial or stale file
-// is never used: the key covers weights, transform and image list, and the
-// file is complete only once renamed into place.
+// is never used: the key covers the backbone's weights, the transform, the
+// feature layer and the images' contents in order (not their paths or times,
+// so a data folder copied, moved or staged to a node's local disk keeps its
+// cache), and the file is complete only once renamed into place.
 func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform, dir string, workers, batch int, progress func(done, total int)) (*FeatureCache, error) {
 	paths := make([]string, len(ex))
 	for i, e := range ex {
@@ -93,25 +96,16 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 	}
 	paths = uniq
 	bh := backboneHash(m)
-	var files strings.Builder // the images as the key sees them: path, size, time
-	for _, p := range paths {
-		abs, _ := filepath.Abs(p)
-		if st, err := os.Stat(p); err == nil {
-			fmt.Fprintf(&files, "%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano())
-		}
-	}
+	files := contentDigests(paths, workers)
 	keyOf := func(maps bool) string {
 		h := sha256.New()
-		fmt.Fprintf(h, "captiongo feature cache v1\nbackbone %s\ntransform %+v transform_input %v\n", bh, tf, m.Cfg.TransformInput)
-		if k := m.Cfg.BackboneKind(); k != model.BackboneTorchvision { // torchvision's caches keep their v1 keys
-			fmt.Fprintf(h, "blocks: %s\n", k)
-		}
+		fmt.Fprintf(h, "captiongo feature cache v2\nbackbone %s (%s blocks)\ntransform %+v transform_input %v\n", bh, m.Cfg.BackboneKind(), tf, m.Cfg.TransformInput)
+		kind := "pooled"
 		if maps {
-			fmt.Fprintf(h, "rows: %s map\n", m.Cfg.Layer()) // pooled Mixed_7c caches keep their v1 keys
-		} else if m.Cfg.Layer() != "Mixed_7c" {
-			fmt.Fprintf(h, "rows: %s pooled\n", m.Cfg.Layer())
+			kind = "map"
 		}
-		io.WriteString(h, files.String())
+		fmt.Fprintf(h, "rows: %s %s\n", m.Cfg.Layer(), kind)
+		io.WriteString(h, files)
 		return hex.EncodeToString(h.Sum(nil))[:16]
 	}
 	maps := m.Cfg.Attention()
@@ -172,6 +166,41 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		return nil, fmt.Errorf("feature cache: %s", s)
 	}
 	return c, writeFloats(c.Path, c.feats)
+}
+
+// contentDigests lists the SHA-256 of every image's bytes, one line each in
+// the given order (an unreadable file is listed as such; the loader then
+// reports it). Hashing reads the images once: about a second for Flickr8k.
+func contentDigests(paths []string, workers int) string {
+	lines := make([]string, len(paths))
+	workers = max(1, min(workers, 8))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				lines[i] = "unreadable\n"
+				f, err := os.Open(paths[i])
+				if err != nil {
+					continue
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, f)
+				f.Close()
+				if err == nil {
+					lines[i] = fmt.Sprintf("%d %x\n", n, h.Sum(nil))
+				}
+			}
+		}()
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return strings.Join(lines, "")
 }
 
 // poolRows averages n maps of P places x D channels to n x D.
