@@ -219,9 +219,19 @@ func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, 0, 0, w, h) }
 // coefficients, so the bytes equal Resize followed by Crop). When a side keeps
 // its size PIL skips that pass; its identity coefficients ([1, 0] in fixed
 // point) give the same bytes, so both passes always run here.
+//
+// The pass order is Pillow's (13.0, ImagingResampleInner): horizontal first,
+// unless the height shrinks by more than twice what the width does; the
+// 8-bit rounding between the passes makes the order visible in the bytes.
+// (Older Pillows, such as the 10.x torchvision 0.16 first shipped with, always
+// ran the horizontal pass first: portrait photos then differ by one level in
+// some pixels.)
 func (m *RGB) ResizeCrop(w, h, x0, y0, cw, ch int) *RGB {
 	bh, kh, ksh := coeffs(m.W, w)
 	bv, kv, ksv := coeffs(m.H, h)
+	if dh := m.H - h; dh > 0 && dh > 2*(m.W-w) {
+		return m.resizeCropVerticalFirst(x0, y0, cw, ch, bh, kh, ksh, bv, kv, ksv)
+	}
 	first := bv[2*y0]
 	last := bv[2*(y0+ch-1)] + bv[2*(y0+ch-1)+1]
 	rows := last - first
@@ -263,6 +273,55 @@ func (m *RGB) ResizeCrop(w, h, x0, y0, cw, ch int) *RGB {
 		o := res.Pix[3*cw*oy : 3*cw*(oy+1)]
 		for i, a := range acc {
 			o[i] = clip8(a)
+		}
+	}
+	return res
+}
+
+// resizeCropVerticalFirst is ResizeCrop's vertical-first order: the vertical
+// pass over the columns the window's horizontal pass reads, rounded to 8 bits,
+// then the horizontal pass.
+func (m *RGB) resizeCropVerticalFirst(x0, y0, cw, ch int, bh []int, kh []int32, ksh int, bv []int, kv []int32, ksv int) *RGB {
+	first := bh[2*x0]
+	cols := bh[2*(x0+cw-1)] + bh[2*(x0+cw-1)+1] - first
+	const half = int32(1 << (precisionBits - 1))
+	tmp := make([]uint8, 3*cols*ch)
+	acc := make([]int32, 3*cols)
+	for oy := 0; oy < ch; oy++ {
+		yy := oy + y0
+		ymin, ymax := bv[2*yy], bv[2*yy+1]
+		for i := range acc {
+			acc[i] = half
+		}
+		for j, kk := range kv[yy*ksv : yy*ksv+ymax] {
+			row := m.Pix[3*(m.W*(ymin+j)+first) : 3*(m.W*(ymin+j)+first+cols)]
+			for i, v := range row {
+				acc[i] += int32(v) * kk
+			}
+		}
+		o := tmp[3*cols*oy : 3*cols*(oy+1)]
+		for i, a := range acc {
+			o[i] = clip8(a)
+		}
+	}
+	res := &RGB{W: cw, H: ch, Pix: make([]uint8, 3*cw*ch)}
+	for y := 0; y < ch; y++ {
+		in := tmp[3*cols*y : 3*cols*(y+1)]
+		out := res.Pix[3*cw*y : 3*cw*(y+1)]
+		for ox := 0; ox < cw; ox++ {
+			xx := ox + x0
+			xmin, xmax := bh[2*xx]-first, bh[2*xx+1]
+			k := kh[xx*ksh : xx*ksh+xmax]
+			px := in[3*xmin : 3*(xmin+xmax)]
+			s0, s1, s2 := half, half, half
+			for i, kk := range k {
+				p := px[3*i : 3*i+3]
+				s0 += int32(p[0]) * kk
+				s1 += int32(p[1]) * kk
+				s2 += int32(p[2]) * kk
+			}
+			o := out[3*ox : 3*ox+3]
+			o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
 		}
 	}
 	return res

@@ -76,6 +76,13 @@ func TestTransformMatchesTorchvision(t *testing.T) {
 		{640, 480, 96, 75, ImageNetMeanStd[0], ImageNetMeanStd[1]},
 		{356, 120, 356, 299, HalfMeanStd[0], HalfMeanStd[1]},
 		{128, 128, 128, 0, HalfMeanStd[0], HalfMeanStd[1]},
+		// Portrait shrinks: Pillow runs the vertical pass first when the height
+		// shrinks by more than twice the width (21 > 2 x 10 here, 20 is not).
+		{374, 500, 356, 299, HalfMeanStd[0], HalfMeanStd[1]},
+		{100, 121, 111, 0, ImageNetMeanStd[0], ImageNetMeanStd[1]},
+		{110, 130, 100, 0, ImageNetMeanStd[0], ImageNetMeanStd[1]},
+		{110, 120, 100, 0, ImageNetMeanStd[0], ImageNetMeanStd[1]},
+		{90, 400, 80, 75, HalfMeanStd[0], HalfMeanStd[1]},
 	}
 	var script strings.Builder
 	script.WriteString("import sys, numpy as np, torchvision.transforms as T\nfrom PIL import Image\n")
