@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 )
 
 // Normalisations.
@@ -82,4 +83,68 @@ func (t Transform) Apply(img *RGB, rng *rand.Rand, dst []float32) error {
 	}
 	img.Normalize(dst, t.Mean, t.Std)
 	return nil
+}
+
+// Preprocess decodes the files and applies the transform to each (in order,
+// on up to workers goroutines): N x 3 x side x side float32 values, the exact
+// tensor the model is fed. Without a resize or crop every image must share
+// one square size. A random crop is taken centred, as evaluation takes it.
+func Preprocess(files []string, t Transform, workers int) ([]float32, int, error) {
+	t.Random = false
+	if len(files) == 0 {
+		return nil, 0, fmt.Errorf("preprocess: no images given")
+	}
+	if err := t.Validate(); err != nil {
+		return nil, 0, err
+	}
+	side := t.OutSide()
+	imgs := make([]*RGB, len(files))
+	if side == 0 {
+		first, err := DecodeImage(files[0])
+		if err != nil {
+			return nil, 0, err
+		}
+		if first.W != first.H {
+			return nil, 0, fmt.Errorf("image %s: %dx%d is not square; give a resize (image_size) or a crop", files[0], first.W, first.H)
+		}
+		side, imgs[0] = first.W, first
+	}
+	out := make([]float32, len(files)*3*side*side)
+	errs := make([]error, len(files))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < max(1, workers); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				img := imgs[i]
+				if img == nil {
+					var err error
+					if img, err = DecodeImage(files[i]); err != nil {
+						errs[i] = err
+						continue
+					}
+				}
+				if t.OutSide() == 0 && (img.W != side || img.H != side) {
+					errs[i] = fmt.Errorf("image %s: %dx%d, but the first image is %dx%d and there is no resize or crop", files[i], img.W, img.H, side, side)
+					continue
+				}
+				if err := t.Apply(img, nil, out[i*3*side*side:(i+1)*3*side*side]); err != nil {
+					errs[i] = fmt.Errorf("image %s: %w", files[i], err)
+				}
+			}
+		}()
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, side, nil
 }

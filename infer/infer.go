@@ -70,11 +70,7 @@ func Load(runOrFile, device string) (*Model, error) {
 	if err := m.LoadFile(weights); err != nil {
 		return nil, err
 	}
-	norm := data.HalfMeanStd
-	if cfg.Normalize == "imagenet" {
-		norm = data.ImageNetMeanStd
-	}
-	tf := data.Transform{Size: cfg.ImageSize, Crop: cfg.Crop, Mean: norm[0], Std: norm[1]}
+	_, tf := cfg.Transforms()
 	return &Model{M: m, Vocab: vocab, Cfg: cfg, TF: tf, Weights: weights, Dir: dir}, nil
 }
 

@@ -111,6 +111,19 @@ func (c Config) backboneKind() model.BackboneKind {
 	return k
 }
 
+// Transforms are the experiment's image pipelines: training (a random crop
+// when random_crop is on) and evaluation (the centre crop).
+func (c Config) Transforms() (trainTF, evalTF data.Transform) {
+	norm := data.HalfMeanStd
+	if c.Normalize == "imagenet" {
+		norm = data.ImageNetMeanStd
+	}
+	trainTF = data.Transform{Size: c.ImageSize, Crop: c.Crop, Random: c.RandomCrop, Mean: norm[0], Std: norm[1]}
+	evalTF = trainTF
+	evalTF.Random = false
+	return trainTF, evalTF
+}
+
 // DataOptions are the data.Load options this experiment describes.
 func (c Config) DataOptions() data.Options {
 	return data.Options{Format: c.Format, Seed: c.SplitSeed, Ratios: [3]float64{c.TrainRatio, c.ValRatio, c.TestRatio}, SplitLists: c.SplitLists}

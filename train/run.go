@@ -240,13 +240,7 @@ func (r *runner) setup() error {
 		r.say("backbone: %s Inception-v3, weights %s", cfg.Backbone, wpath)
 	}
 	r.adam = model.NewAdam(r.m.VS, cfg.WeightDecay)
-	norm := data.HalfMeanStd
-	if cfg.Normalize == "imagenet" {
-		norm = data.ImageNetMeanStd
-	}
-	r.tfTrain = data.Transform{Size: cfg.ImageSize, Crop: cfg.Crop, Random: cfg.RandomCrop, Mean: norm[0], Std: norm[1]}
-	r.tfEval = r.tfTrain
-	r.tfEval.Random = false
+	r.tfTrain, r.tfEval = cfg.Transforms()
 	if cfg.CalibrateBN > 0 && !resuming {
 		if cfg.Weights != "" {
 			r.say("note: calibrate_bn is ignored: the backbone has pretrained weights (%s)", cfg.Weights)
