@@ -83,31 +83,7 @@ func backboneHash(m *model.Captioner) string {
 // so a data folder copied, moved or staged to a node's local disk keeps its
 // cache), and the file is complete only once renamed into place.
 func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform, dir string, workers, batch int, progress func(done, total int)) (*FeatureCache, error) {
-	paths := make([]string, len(ex))
-	for i, e := range ex {
-		paths[i] = e.Path
-	}
-	sort.Strings(paths)
-	uniq := paths[:0]
-	for i, p := range paths {
-		if i == 0 || p != paths[i-1] {
-			uniq = append(uniq, p)
-		}
-	}
-	paths = uniq
-	bh := backboneHash(m)
-	files := contentDigests(paths, workers)
-	keyOf := func(maps bool) string {
-		h := sha256.New()
-		fmt.Fprintf(h, "captiongo feature cache v2\nbackbone %s (%s blocks)\ntransform %+v transform_input %v\n", bh, m.Cfg.BackboneKind(), tf, m.Cfg.TransformInput)
-		kind := "pooled"
-		if maps {
-			kind = "map"
-		}
-		fmt.Fprintf(h, "rows: %s %s\n", m.Cfg.Layer(), kind)
-		io.WriteString(h, files)
-		return hex.EncodeToString(h.Sum(nil))[:16]
-	}
+	paths, keyOf := cacheKeys(m, ex, tf, workers)
 	maps := m.Cfg.Attention()
 	D := int(m.Cfg.FeatureDim())
 	key := keyOf(maps)
@@ -166,6 +142,37 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 		return nil, fmt.Errorf("feature cache: %s", s)
 	}
 	return c, writeFloats(c.Path, c.feats)
+}
+
+// cacheKeys returns the cache's images (sorted, each once: the rows' order)
+// and the key of their pooled (maps false) or map cache under this backbone
+// and transform.
+func cacheKeys(m *model.Captioner, ex []data.Example, tf data.Transform, workers int) ([]string, func(maps bool) string) {
+	paths := make([]string, len(ex))
+	for i, e := range ex {
+		paths[i] = e.Path
+	}
+	sort.Strings(paths)
+	uniq := paths[:0]
+	for i, p := range paths {
+		if i == 0 || p != paths[i-1] {
+			uniq = append(uniq, p)
+		}
+	}
+	paths = uniq
+	bh := backboneHash(m)
+	files := contentDigests(paths, workers)
+	return paths, func(maps bool) string {
+		h := sha256.New()
+		fmt.Fprintf(h, "captiongo feature cache v2\nbackbone %s (%s blocks)\ntransform %+v transform_input %v\n", bh, m.Cfg.BackboneKind(), tf, m.Cfg.TransformInput)
+		kind := "pooled"
+		if maps {
+			kind = "map"
+		}
+		fmt.Fprintf(h, "rows: %s %s\n", m.Cfg.Layer(), kind)
+		io.WriteString(h, files)
+		return hex.EncodeToString(h.Sum(nil))[:16]
+	}
 }
 
 // contentDigests lists the SHA-256 of every image's bytes, one line each in
