@@ -42,7 +42,7 @@ export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TO
 # JPEGs are decoded by libjpeg-turbo (PIL's exact pixels) when its header is
 # here (Debian: libjpeg62-turbo-dev); without it the build falls back to Go's
 # decoder through the nolibjpeg tag. JPEG=go forces the fallback.
-JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $${CC:-cc} -E -x c - >/dev/null 2>&1 && echo turbo || echo go)
+JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo turbo || echo go)
 ifeq ($(JPEG),go)
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nolibjpeg)
 endif

@@ -501,6 +501,11 @@ func doctor(w io.Writer) error {
 		fmt.Fprintf(w, "gotch build:                 stock module, %.0f KB of Go heap per tensor handle: every libtorch op pays for garbage collection (build with make, which uses the copy make setup patches)\n", b/1024)
 	}
 	fmt.Fprintf(w, "CPU tensor buffer cache:     %s\n", torch.CPUCache().Why)
+	if data.JPEGMatchesPIL {
+		fmt.Fprintf(w, "JPEG decoder:                %s (pixels equal PIL's, as torchvision reads them)\n", data.JPEGDecoder)
+	} else {
+		fmt.Fprintf(w, "JPEG decoder:                %s: pixels are not PIL's (on Flickr8k 1.5 levels apart on average, up to 48) and decoding takes about 4x as long; install libjpeg-turbo's header (Debian/Ubuntu: libjpeg62-turbo-dev) and rebuild with make\n", data.JPEGDecoder)
+	}
 	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
 		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")
 	}

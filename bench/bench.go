@@ -93,9 +93,7 @@ func Run(opt Options, w io.Writer) error {
 		var err error
 		switch c {
 		case "loader":
-			var r Result
-			r, err = loader(opt)
-			rs = []Result{r}
+			rs, err = loader(opt)
 		case "decode":
 			rs, err = decode(opt)
 		case "train":
@@ -125,17 +123,20 @@ func Run(opt Options, w io.Writer) error {
 // loader: images/s from JPEG files to ready, normalised batches (baseline
 // transform, batch 32), captiongo's worker pool against torch's DataLoader with
 // the same number of worker processes.
-func loader(opt Options) (Result, error) {
+//
+// Two lines: the build's own decoder (libjpeg-turbo unless built with the
+// nolibjpeg tag) and Go's image/jpeg in the same loader, each against PyTorch.
+func loader(opt Options) ([]Result, error) {
 	dir := filepath.Join(opt.Data, "Images")
 	if _, err := os.Stat(dir); err != nil {
-		return Result{}, fmt.Errorf("%s: %w (point -data at flickr8k-mini or another Kaggle-layout folder)", dir, err)
+		return nil, fmt.Errorf("%s: %w (point -data at flickr8k-mini or another Kaggle-layout folder)", dir, err)
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = runtime.NumCPU()
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	var ex []data.Example
 	for _, e := range entries {
@@ -144,18 +145,28 @@ func loader(opt Options) (Result, error) {
 		}
 		ex = append(ex, data.Example{ImageID: e.Name(), Path: filepath.Join(dir, e.Name()), Split: data.Train})
 	}
-	l, err := data.NewLoader(ex, data.ImageItems(ex), nil, data.BaselineTransform(true), data.LoaderConfig{BatchSize: 32, Workers: opt.Workers, Shuffle: true, Seed: 1})
+	rate := func(decode func(string) (*data.RGB, error)) (float64, error) {
+		l, err := data.NewLoader(ex, data.ImageItems(ex), nil, data.BaselineTransform(true), data.LoaderConfig{BatchSize: 32, Workers: opt.Workers, Shuffle: true, Seed: 1, Decode: decode})
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		n := 0
+		for b := range l.Epoch(context.Background(), 0, 0) {
+			n += b.Size()
+		}
+		if s := l.SkipSummary(); s != "" {
+			return 0, fmt.Errorf("%s", s)
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	}
+	goRate, err := rate(nil)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	start := time.Now()
-	n := 0
-	for b := range l.Epoch(context.Background(), 0, 0) {
-		n += b.Size()
-	}
-	goRate := float64(n) / time.Since(start).Seconds()
-	if s := l.SkipSummary(); s != "" {
-		return Result{}, fmt.Errorf("%s", s)
+	goJPEGRate, err := rate(data.DecodeImageGo)
+	if err != nil {
+		return nil, err
 	}
 	_, self, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(self), "loader_ref.py")
@@ -164,19 +175,22 @@ func loader(opt Options) (Result, error) {
 	}
 	out, err := refCommand(opt, script, dir, fmt.Sprint(len(ex)), "32", fmt.Sprint(opt.Workers), "356", "299").Output()
 	if err != nil {
-		return Result{}, fmt.Errorf("PyTorch reference: %v", err)
+		return nil, fmt.Errorf("PyTorch reference: %v", err)
 	}
 	var ref struct {
 		Images  int     `json:"images"`
 		Seconds float64 `json:"seconds"`
 	}
 	if err := json.Unmarshal(out, &ref); err != nil {
-		return Result{}, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
+		return nil, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
 	}
 	pyRate := float64(ref.Images) / ref.Seconds
-	return Result{
-		Case: "loader", Unit: "images/s", Captiongo: round(goRate), PyTorch: round(pyRate), Speedup: round(goRate / pyRate),
-		Note: fmt.Sprintf("%d JPEGs of %s, Resize 356 + RandomCrop 299 + Normalize, batch 32, %d workers each", len(ex), opt.Data, opt.Workers),
+	note := fmt.Sprintf("%d JPEGs of %s, Resize 356 + RandomCrop 299 + Normalize, batch 32, %d workers each", len(ex), opt.Data, opt.Workers)
+	return []Result{
+		{Case: "loader", Unit: "images/s", Captiongo: round(goRate), PyTorch: round(pyRate), Speedup: round(goRate / pyRate),
+			Note: note + "; JPEG decoder: " + data.JPEGDecoder},
+		{Case: "loader_go_jpeg", Unit: "images/s", Captiongo: round(goJPEGRate), PyTorch: round(pyRate), Speedup: round(goJPEGRate / pyRate),
+			Note: note + "; JPEG decoder: Go's image/jpeg (the nolibjpeg fallback; pixels differ from PIL's)"},
 	}, nil
 }
 

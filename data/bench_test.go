@@ -26,3 +26,22 @@ func BenchmarkBaselineTransform(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeJPEG decodes real Flickr8k JPEGs with the build's decoder
+// (libjpeg-turbo) and with Go's image/jpeg (the nolibjpeg fallback).
+func BenchmarkDecodeJPEG(b *testing.B) {
+	dir := testutil.SharedData(b, "flickr8k-mini/Images")
+	entries, _ := os.ReadDir(dir)
+	for _, c := range []struct {
+		name   string
+		decode func(string) (*RGB, error)
+	}{{"build", DecodeImage}, {"go", DecodeImageGo}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := c.decode(filepath.Join(dir, entries[i%100].Name())); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

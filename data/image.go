@@ -55,6 +55,16 @@ func DecodeImage(path string) (*RGB, error) {
 	return ToRGB(img), nil
 }
 
+// DecodeImageGo is DecodeImage with Go's image/jpeg for JPEGs, whatever the
+// build: what the nolibjpeg fallback gives, for comparisons and benchmarks.
+func DecodeImageGo(path string) (*RGB, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && isJPEG(b) {
+		return decodeJPEGGo(path, b)
+	}
+	return DecodeImage(path)
+}
+
 // isJPEG reports whether b starts with a JPEG's SOI marker.
 func isJPEG(b []byte) bool { return len(b) >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff }
 

@@ -61,6 +61,9 @@ type LoaderConfig struct {
 	Shuffle   bool   // seeded shuffle of the items every epoch
 	Seed      uint64 // shuffling and random crops derive from it and the epoch
 	DropLast  bool
+	// Decode reads one image (nil: DecodeImage; DecodeImageGo measures the
+	// pure-Go JPEG decoder in the same build).
+	Decode func(path string) (*RGB, error)
 }
 
 // Loader turns items into batches on a pool of decode goroutines. Batches
@@ -233,7 +236,11 @@ func (l *Loader) build(epoch, idx int, items []Item) *Batch {
 	buf := make([]float32, per)
 	for _, it := range items {
 		e := l.ex[it.Example]
-		img, err := DecodeImage(e.Path)
+		decode := l.cfg.Decode
+		if decode == nil {
+			decode = DecodeImage
+		}
+		img, err := decode(e.Path)
 		if err == nil {
 			err = l.tf.Apply(img, rng, buf)
 		}
