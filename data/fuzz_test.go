@@ -2,6 +2,8 @@ package data
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,6 +60,86 @@ func FuzzTokenize(f *testing.F) {
 		for _, tok := range PTBTokens(s) {
 			if tok == "" || strings.ContainsAny(tok, " \t\n") {
 				t.Fatalf("PTBTokens(%q) gave token %q", s, tok)
+			}
+		}
+	})
+}
+
+// fuzzFile writes b as name in a fresh folder and returns its path.
+func fuzzFile(t *testing.T, name string, b []byte) string {
+	dir := t.TempDir()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// FuzzLoadVocab: vocab.json never panics the reader; what it accepts starts
+// with the four specials, has no word twice, and encodes and decodes.
+func FuzzLoadVocab(f *testing.F) {
+	v := BuildVocab([]string{"a dog runs", "a dog"}, 1)
+	dir := f.TempDir()
+	if err := v.Save(filepath.Join(dir, "vocab.json")); err != nil {
+		f.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "vocab.json"))
+	f.Add(b)
+	f.Add([]byte(`{"itos": ["<PAD>", "<SOS>", "<EOS>", "<UNK>", "a", "a"]}`))
+	f.Add([]byte(`{"itos": ["<PAD>"]}`))
+	f.Add([]byte(`{"itos": 3}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := fuzzFile(t, "vocab.json", b)
+		v, err := LoadVocab(p)
+		if err != nil {
+			if !strings.Contains(err.Error(), p) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if v.Len() < 4 || v.Itos[0] != "<PAD>" || v.Itos[3] != "<UNK>" {
+			t.Fatalf("accepted %v", v.Itos)
+		}
+		ids := v.Encode("a dog")
+		_ = v.Decode(ids)
+	})
+}
+
+// FuzzKarpathyAndCOCO: a Karpathy dataset_*.json or a COCO captions file never
+// panics the readers; errors name the file, and an accepted data set has a
+// caption for every example.
+func FuzzKarpathyAndCOCO(f *testing.F) {
+	f.Add(true, []byte(`{"images": [{"filename": "a.jpg", "split": "train", "sentences": [{"raw": "A dog ."}]}]}`))
+	f.Add(true, []byte(`{"images": [{"filename": "a.jpg", "split": "dev", "sentences": [{"raw": "x"}]}]}`))
+	f.Add(true, []byte(`{"images": [{"filename": "", "sentences": null}]}`))
+	f.Add(false, []byte(`{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1, "caption": "A dog ."}]}`))
+	f.Add(false, []byte(`{"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [{"image_id": 2, "caption": ""}]}`))
+	f.Fuzz(func(t *testing.T, karpathy bool, b []byte) {
+		dir := t.TempDir()
+		name := filepath.Join(dir, "dataset_flickr8k.json")
+		if !karpathy {
+			name = filepath.Join(dir, "annotations", "captions_val2017.json")
+			os.MkdirAll(filepath.Dir(name), 0o755)
+			os.MkdirAll(filepath.Join(dir, "val2017"), 0o755)
+		} else {
+			os.MkdirAll(filepath.Join(dir, "Images"), 0o755)
+		}
+		if err := os.WriteFile(name, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range []string{"Images/a.jpg", "val2017/a.jpg"} {
+			os.WriteFile(filepath.Join(dir, img), []byte("x"), 0o644)
+		}
+		ds, err := Load(dir, Options{})
+		if err != nil {
+			if !strings.Contains(err.Error(), dir) && !strings.Contains(err.Error(), filepath.Base(name)) {
+				t.Fatalf("error names neither the folder nor the file: %v", err)
+			}
+			return
+		}
+		for _, e := range ds.Examples {
+			if len(e.Captions) == 0 {
+				t.Fatalf("accepted an example without captions: %+v", e)
 			}
 		}
 	})

@@ -1,10 +1,8 @@
 package torch
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"regexp"
@@ -14,44 +12,58 @@ import (
 
 // ReadNpy reads a float32 little-endian, C-order .npy file (version 1-3).
 func ReadNpy(path string) (data []float32, shape []int64, err error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, nil, fmt.Errorf("%s: does not exist", path)
 		}
 		return nil, nil, err
 	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	magic := make([]byte, 8)
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic[:6]) != "\x93NUMPY" {
-		return nil, nil, fmt.Errorf("%s: not a .npy file", path)
+	data, shape, err = ParseNpy(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var hlen int
-	if magic[6] == 1 {
-		var n uint16
-		binary.Read(r, binary.LittleEndian, &n)
-		hlen = int(n)
-	} else {
-		var n uint32
-		binary.Read(r, binary.LittleEndian, &n)
-		hlen = int(n)
+	return data, shape, nil
+}
+
+var (
+	npyDescr = regexp.MustCompile(`'descr':\s*'([^']+)'`)
+	npyShape = regexp.MustCompile(`'shape':\s*\(([^)]*)\)`)
+)
+
+// ParseNpy decodes the bytes of a float32 .npy file. Whatever the bytes, it
+// returns an error rather than panicking or allocating more than they hold.
+func ParseNpy(b []byte) (data []float32, shape []int64, err error) {
+	if len(b) < 10 || string(b[:6]) != "\x93NUMPY" {
+		return nil, nil, fmt.Errorf("not a .npy file")
 	}
-	h := make([]byte, hlen)
-	if _, err := io.ReadFull(r, h); err != nil {
-		return nil, nil, fmt.Errorf("%s: truncated header", path)
+	var hlen, off int
+	switch b[6] {
+	case 1:
+		hlen, off = int(binary.LittleEndian.Uint16(b[8:])), 10
+	case 2, 3:
+		if len(b) < 12 {
+			return nil, nil, fmt.Errorf("truncated header")
+		}
+		hlen, off = int(binary.LittleEndian.Uint32(b[8:])), 12
+	default:
+		return nil, nil, fmt.Errorf(".npy version %d.%d is not supported (1-3 are)", b[6], b[7])
 	}
-	header := string(h)
-	descr := regexp.MustCompile(`'descr':\s*'([^']+)'`).FindStringSubmatch(header)
+	if hlen > len(b)-off {
+		return nil, nil, fmt.Errorf("truncated header (%d bytes announced, %d present)", hlen, len(b)-off)
+	}
+	header := string(b[off : off+hlen])
+	body := b[off+hlen:]
+	descr := npyDescr.FindStringSubmatch(header)
 	if descr == nil || (descr[1] != "<f4" && descr[1] != "|f4") {
-		return nil, nil, fmt.Errorf("%s: dtype %v, want float32 ('<f4')", path, descr)
+		return nil, nil, fmt.Errorf("dtype %v, want float32 ('<f4')", descr)
 	}
 	if strings.Contains(header, "'fortran_order': True") {
-		return nil, nil, fmt.Errorf("%s: Fortran-order arrays are not supported (save with np.ascontiguousarray)", path)
+		return nil, nil, fmt.Errorf("Fortran-order arrays are not supported (save with np.ascontiguousarray)")
 	}
-	sm := regexp.MustCompile(`'shape':\s*\(([^)]*)\)`).FindStringSubmatch(header)
+	sm := npyShape.FindStringSubmatch(header)
 	if sm == nil {
-		return nil, nil, fmt.Errorf("%s: no shape in header", path)
+		return nil, nil, fmt.Errorf("no shape in header")
 	}
 	n := int64(1)
 	for _, s := range strings.Split(sm[1], ",") {
@@ -59,19 +71,21 @@ func ReadNpy(path string) (data []float32, shape []int64, err error) {
 			continue
 		}
 		d, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: bad shape %q", path, sm[1])
+		if err != nil || d < 0 {
+			return nil, nil, fmt.Errorf("bad shape (%s)", sm[1])
+		}
+		if d > 0 && n > int64(len(body))/4/d {
+			return nil, nil, fmt.Errorf("truncated: shape (%s) needs more than the %d bytes of data present", sm[1], len(body))
 		}
 		shape = append(shape, d)
 		n *= d
 	}
-	raw := make([]byte, 4*n)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, nil, fmt.Errorf("%s: truncated: want %d values of shape %v", path, n, shape)
+	if int64(len(body)) < 4*n {
+		return nil, nil, fmt.Errorf("truncated: want %d values of shape %v, %d bytes present", n, shape, len(body))
 	}
 	data = make([]float32, n)
 	for i := range data {
-		data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		data[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[4*i:]))
 	}
 	return data, shape, nil
 }

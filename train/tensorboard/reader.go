@@ -40,26 +40,37 @@ func ReadEvents(path string) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := ParseEvents(b)
+	if err != nil {
+		return out, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// ParseEvents decodes the records of an event file's bytes (see ReadEvents).
+// Whatever the bytes, it returns an error rather than panicking.
+func ParseEvents(b []byte) ([]Event, error) {
 	var out []Event
 	off := 0
 	for off < len(b) {
 		if len(b)-off < 12 {
 			break
 		}
-		n := int(binary.LittleEndian.Uint64(b[off:]))
+		n64 := binary.LittleEndian.Uint64(b[off:])
 		if MaskedCRC(b[off:off+8]) != binary.LittleEndian.Uint32(b[off+8:]) {
-			return out, fmt.Errorf("%s: bad length CRC at offset %d", path, off)
+			return out, fmt.Errorf("bad length CRC at offset %d", off)
 		}
-		if len(b)-off < 12+n+4 {
+		if n64 > uint64(len(b)-off-12) || int(n64) > len(b)-off-16 {
 			break // cut record
 		}
+		n := int(n64)
 		data := b[off+12 : off+12+n]
 		if MaskedCRC(data) != binary.LittleEndian.Uint32(b[off+12+n:]) {
-			return out, fmt.Errorf("%s: bad data CRC at offset %d", path, off)
+			return out, fmt.Errorf("bad data CRC at offset %d", off)
 		}
 		ev, err := decodeEvent(data)
 		if err != nil {
-			return out, fmt.Errorf("%s: record at offset %d: %w", path, off, err)
+			return out, fmt.Errorf("record at offset %d: %w", off, err)
 		}
 		out = append(out, ev)
 		off += 12 + n + 4
