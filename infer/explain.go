@@ -12,9 +12,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/render"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
-	"github.com/captiongo/captiongo/train"
 )
 
 // ExplainOptions choose the attribution method and where the maps go.
@@ -94,7 +94,7 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 			if err != nil {
 				return nil, err
 			}
-			heat = train.Upsample(cam, side)
+			heat = render.Upsample(cam, side)
 		case "occlusion":
 			w := o.Window
 			if w <= 0 {
@@ -120,7 +120,7 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 				}
 			}
 		}
-		png, err := train.HeatPNG(file, side, heat, words[t])
+		png, err := render.HeatPNG(file, side, heat, words[t])
 		if err != nil {
 			return nil, err
 		}

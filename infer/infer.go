@@ -16,62 +16,49 @@ import (
 
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/infer/metrics"
+	"github.com/captiongo/captiongo/internal/render"
+	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
-	"github.com/captiongo/captiongo/train"
 )
 
 // Model is a trained captioner ready to decode.
 type Model struct {
 	M       *model.Captioner
 	Vocab   *data.Vocab
-	Cfg     train.Config
+	Info    runfolder.Info // the run's manifest: model, transform, data, best metric
 	TF      data.Transform
 	Weights string
 	Dir     string // the run folder
 }
 
 // Load opens a run folder (its best.gt if present, else its last checkpoint)
-// or a weight file inside one. Must run on a locked thread (torch.Run).
+// or a weight file inside one, through the run's manifest. Must run on a
+// locked thread (torch.Run).
 func Load(runOrFile, device string) (*Model, error) {
-	dir, weights := runOrFile, ""
-	if st, err := os.Stat(runOrFile); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: does not exist", runOrFile)
-	} else if !st.IsDir() {
-		dir, weights = filepath.Dir(runOrFile), runOrFile
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: no state.json (give a run folder made by captiongo train)", dir)
-	}
-	var st train.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, "state.json"), err)
-	}
-	if weights == "" {
-		weights = filepath.Join(dir, "best.gt")
-		if _, err := os.Stat(weights); err != nil {
-			weights = filepath.Join(dir, st.Weights)
-		}
-	}
-	vocab, err := data.LoadVocab(filepath.Join(dir, "vocab.json"))
+	run, err := runfolder.Open(runOrFile)
 	if err != nil {
 		return nil, err
+	}
+	vocab, err := run.LoadVocab()
+	if err != nil {
+		return nil, err
+	}
+	if vocab.Len() != run.Info.Model.VocabSize {
+		return nil, fmt.Errorf("checkpoint %s: the vocabulary has %d entries, the model %d", run.Dir, vocab.Len(), run.Info.Model.VocabSize)
 	}
 	dev, err := torch.Device(device)
 	if err != nil {
 		return nil, err
 	}
-	cfg := st.Config
-	m, err := model.NewCaptioner(cfg.ModelConfig(vocab.Len()), dev)
+	m, err := model.NewCaptioner(run.Info.Model, dev)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.LoadFile(weights); err != nil {
+	if err := m.LoadFile(run.Weights); err != nil {
 		return nil, err
 	}
-	_, tf := cfg.Transforms()
-	return &Model{M: m, Vocab: vocab, Cfg: cfg, TF: tf, Weights: weights, Dir: dir}, nil
+	return &Model{M: m, Vocab: vocab, Info: run.Info, TF: run.Info.Transform, Weights: run.Weights, Dir: run.Dir}, nil
 }
 
 // Caption is one decoded image.
@@ -202,12 +189,9 @@ type EvalResult struct {
 // METEOR is added when meteorJar is not "" (see metrics.FindMeteorJar).
 func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, meteorJar string) (*EvalResult, error) {
 	if dataPath == "" {
-		dataPath = m.Cfg.Data
-		if dataPath == "synth" {
-			dataPath = filepath.Join(m.Cfg.OutDir, ".data", fmt.Sprintf("shapes-n%d-s%d", m.Cfg.SynthN, m.Cfg.SynthSeed))
-		}
+		dataPath = m.Info.Data
 	}
-	ds, err := data.Load(dataPath, m.Cfg.DataOptions())
+	ds, err := data.Load(dataPath, m.Info.DataOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -251,10 +235,10 @@ func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, 
 
 // AttentionPNG draws, for an attention run, every word of a caption of an
 // image with the attention weights the model gives it (teacher-forced on the
-// caption, eval mode), one panel per word (train.AttentionPNG).
+// caption, eval mode), one panel per word (render.AttentionPNG).
 func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	if !m.M.Cfg.Attention() {
-		return nil, fmt.Errorf("%s: decoder %q has no attention maps (train with decoder = \"attention\")", m.Dir, m.Cfg.Decoder)
+		return nil, fmt.Errorf("%s: decoder %q has no attention maps (train with decoder = \"attention\")", m.Dir, m.Info.Model.Decoder)
 	}
 	x, err := m.ImageTensor(file)
 	if err != nil {
@@ -263,11 +247,11 @@ func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	f := m.M.Features(x, false)
 	x.MustDrop()
 	defer f.MustDrop()
-	words, ws, err := train.CaptionAttention(m.M, m.Vocab, f, caption)
+	words, ws, err := m.M.CaptionAttention(m.Vocab, f, caption)
 	if err != nil {
 		return nil, err
 	}
-	png, _, _, err := train.AttentionPNG(file, words, ws)
+	png, _, _, err := render.AttentionPNG(file, words, ws)
 	return png, err
 }
 

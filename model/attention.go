@@ -202,3 +202,25 @@ func (m *Captioner) AttentionWeights(feat, tokens *ts.Tensor) ([][][]float32, er
 	}
 	return out, nil
 }
+
+// CaptionAttention teacher-forces a caption on one image's features (1 x P x
+// D, from Features) and returns its tokens after <SOS> (the words as the
+// vocabulary spells them, then <EOS>) with each one's attention weights.
+func (m *Captioner) CaptionAttention(vocab *data.Vocab, feat *ts.Tensor, caption string) ([]string, [][]float32, error) {
+	ids := vocab.Encode(caption)
+	tok := make([]int64, len(ids))
+	words := make([]string, 0, len(ids)-1)
+	for i, id := range ids {
+		tok[i] = int64(id)
+		if i > 0 {
+			words = append(words, vocab.Itos[id])
+		}
+	}
+	tt := torch.FromInt64s(tok, []int64{1, int64(len(tok))}, m.Device())
+	defer tt.MustDrop()
+	ws, err := m.AttentionWeights(feat, tt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return words, ws[0], nil
+}

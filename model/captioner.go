@@ -13,23 +13,23 @@ import (
 
 // Config is the captioner's architecture.
 type Config struct {
-	VocabSize  int
-	EmbedSize  int     // baseline 256
-	HiddenSize int     // baseline 256
-	NumLayers  int     // baseline 1
-	Dropout    float64 // baseline 0.5 (encoder head and word embeddings)
+	VocabSize  int     `json:"vocab_size"`
+	EmbedSize  int     `json:"embed_size"`  // baseline 256
+	HiddenSize int     `json:"hidden_size"` // baseline 256
+	NumLayers  int     `json:"num_layers"`  // baseline 1
+	Dropout    float64 `json:"dropout"`     // baseline 0.5 (encoder head and word embeddings)
 	// BackboneDropout is torchvision Inception3's own Dropout between the pooled
 	// features and fc, active in training (baseline 0.5: the baseline keeps the
 	// whole model in train mode, also with a frozen backbone). LSTM decoder only.
-	BackboneDropout float64
-	TrainCNN        bool   // fine-tune the backbone (baseline: false)
-	TransformInput  bool   // torchvision's transform_input (on for Google's weights)
-	Decoder         string // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
-	AttentionDim    int    // attention: size of the attention layer
-	FeatureLayer    string // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
+	BackboneDropout float64 `json:"backbone_dropout"`
+	TrainCNN        bool    `json:"train_cnn"`       // fine-tune the backbone (baseline: false)
+	TransformInput  bool    `json:"transform_input"` // torchvision's transform_input (on for Google's weights)
+	Decoder         string  `json:"decoder"`         // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
+	AttentionDim    int     `json:"attention_dim"`   // attention: size of the attention layer
+	FeatureLayer    string  `json:"feature_layer"`   // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
 	// Backbone is the Inception-v3 variant (torchvision's, also when empty, or
 	// the FID/TensorFlow one that the "fid-inception" weights need).
-	Backbone BackboneKind
+	Backbone BackboneKind `json:"backbone"`
 }
 
 // BackboneKind is the backbone variant ("" means torchvision's).

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/captiongo/captiongo/internal/runfolder"
 )
 
 // TestUpdateBest: the best checkpoint follows best_metric in its direction
@@ -91,5 +93,27 @@ func TestEarlyStopAndBestFiles(t *testing.T) {
 	json.Unmarshal(b, &best)
 	if res.State.BestEpoch != want || best.Epoch != want {
 		t.Errorf("best epoch %d (best.json %d), want %d, the epoch of the lowest validation loss in %+v", res.State.BestEpoch, best.Epoch, want, res.State.History)
+	}
+
+	// The manifest says the same, with the direction; a run from before the
+	// manifest gets one when it is resumed.
+	if err := os.Remove(filepath.Join(res.RunDir, runfolder.Manifest)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runfolder.Open(res.RunDir); err == nil || !strings.Contains(err.Error(), "-set resume=true") {
+		t.Errorf("a run without a manifest: %v", err)
+	}
+	cfg.Resume = true
+	if _, err := runIt(t, cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := runfolder.Open(res.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bm := run.Info.BestMetric
+	if bm.Name != "val_loss" || bm.HigherIsBetter || bm.Epoch != want || bm.Value != res.State.History[want-1].ValLoss ||
+		!run.Info.Finished || run.Weights != filepath.Join(res.RunDir, runfolder.Best) || run.Info.Model.VocabSize == 0 {
+		t.Errorf("manifest %+v, weights %s", run.Info, run.Weights)
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/infer/metrics"
+	"github.com/captiongo/captiongo/internal/render"
+	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 )
@@ -27,6 +29,11 @@ func (r *runner) loop() (*Result, error) {
 	var samples []Sample
 	if r.st.Finished {
 		r.say("run %s already finished (epoch %d, step %d)", r.dir, r.st.Epoch, r.st.Step)
+		if _, err := os.Stat(filepath.Join(r.dir, runfolder.Manifest)); err != nil {
+			if err := r.writeState(); err != nil { // a run from before the manifest gets one
+				return nil, err
+			}
+		}
 		return &Result{RunDir: r.dir, State: r.st}, nil
 	}
 	for epoch := r.st.Epoch; epoch < cfg.Epochs; epoch++ {
@@ -242,7 +249,7 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 		s := Sample{Image: ex[i].Path, Generated: hyps[i], Refs: ex[i].Captions}
 		samples = append(samples, s)
 		fmt.Fprintf(&md, "| %s | %s | %s |\n", filepath.Base(s.Image), mdEscape(s.Generated), mdEscape(s.Refs[0]))
-		if png, w, h, err := CaptionedPNG(s.Image, s.Generated); err == nil {
+		if png, w, h, err := render.CaptionedPNG(s.Image, s.Generated); err == nil {
 			r.tb.Image(fmt.Sprintf("samples/image%d", i), step, png, w, h)
 		}
 		if r.m.Cfg.Attention() && s.Generated != "" {
@@ -250,7 +257,7 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 			if err != nil {
 				return em, nil, err
 			}
-			if png, w, h, err := AttentionPNG(s.Image, words, ws); err == nil {
+			if png, w, h, err := render.AttentionPNG(s.Image, words, ws); err == nil {
 				r.tb.Image(fmt.Sprintf("attention/image%d", i), step, png, w, h)
 				name := fmt.Sprintf("epoch%03d-%s.png", epoch+1, strings.TrimSuffix(filepath.Base(s.Image), filepath.Ext(s.Image)))
 				if err := os.MkdirAll(filepath.Join(r.dir, "attention"), 0o755); err == nil {
@@ -287,29 +294,7 @@ func (r *runner) attentionOf(e data.Example, caption string) ([]string, [][]floa
 		in.MustDrop()
 	}
 	defer x.MustDrop()
-	return CaptionAttention(r.m, r.vocab, x, caption)
-}
-
-// CaptionAttention teacher-forces a caption on one image's features (1 x P x
-// D, from Features) and returns its tokens after <SOS> (the words as the
-// vocabulary spells them, then <EOS>) with each one's attention weights.
-func CaptionAttention(m *model.Captioner, vocab *data.Vocab, feat *ts.Tensor, caption string) ([]string, [][]float32, error) {
-	ids := vocab.Encode(caption)
-	tok := make([]int64, len(ids))
-	words := make([]string, 0, len(ids)-1)
-	for i, id := range ids {
-		tok[i] = int64(id)
-		if i > 0 {
-			words = append(words, vocab.Itos[id])
-		}
-	}
-	tt := torch.FromInt64s(tok, []int64{1, int64(len(tok))}, m.Device())
-	defer tt.MustDrop()
-	ws, err := m.AttentionWeights(feat, tt)
-	if err != nil {
-		return nil, nil, err
-	}
-	return words, ws[0], nil
+	return r.m.CaptionAttention(r.vocab, x, caption)
 }
 
 // logHistograms logs every trained tensor ("weights/<name>") and the
@@ -419,7 +404,7 @@ func (r *runner) checkpoint() error {
 	r.st.Weights = filepath.Join(name, "model.gt")
 	r.st.Moments = filepath.Join(name, "optim.gt")
 	r.st.AdamSteps = r.adam.Steps
-	r.st.VocabFile = "vocab.json"
+	r.st.VocabFile = runfolder.Vocab
 	r.st.WallSeconds += time.Since(r.started).Seconds()
 	r.started = time.Now()
 	if err := r.writeState(); err != nil {
@@ -431,25 +416,34 @@ func (r *runner) checkpoint() error {
 	return r.tb.Flush()
 }
 
+// writeState writes state.json (the trainer's own) and then the manifest
+// everything after training reads (runfolder.Info).
 func (r *runner) writeState() error {
 	b, err := json.MarshalIndent(r.st, "", " ")
 	if err != nil {
 		return err
 	}
-	return data.WriteFileAtomic(filepath.Join(r.dir, "state.json"), b)
+	if err := data.WriteFileAtomic(filepath.Join(r.dir, runfolder.State), b); err != nil {
+		return err
+	}
+	return runfolder.Write(r.dir, runfolder.Info{
+		Model: r.m.Cfg, Transform: r.tfEval, Data: r.dataDir, DataOptions: r.cfg.DataOptions(),
+		Vocab: runfolder.Vocab, Weights: r.st.Weights, Epoch: r.st.Epoch, Step: r.st.Step, Finished: r.st.Finished,
+		BestMetric: runfolder.BestMetric{Name: r.cfg.BestMetric, Value: r.bestValue(), HigherIsBetter: r.cfg.BestMetric != "val_loss", Epoch: r.st.BestEpoch},
+	})
 }
 
 // saveBest keeps a copy of the best weights as best.gt with best.json.
 func (r *runner) saveBest() error {
-	tmp := filepath.Join(r.dir, "best.gt.tmp")
+	tmp := filepath.Join(r.dir, runfolder.Best+".tmp")
 	if err := r.m.VS.Save(tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(r.dir, "best.gt")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(r.dir, runfolder.Best)); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(map[string]any{"epoch": r.st.BestEpoch, "metric": r.cfg.BestMetric, "value": r.bestValue(), "step": r.st.Step, "config": r.cfg}, "", " ")
-	return data.WriteFileAtomic(filepath.Join(r.dir, "best.json"), b)
+	return data.WriteFileAtomic(filepath.Join(r.dir, runfolder.BestInfo), b)
 }
 
 // loadCheckpoint restores weights and optimiser moments named in state.json.

@@ -18,6 +18,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 	"github.com/captiongo/captiongo/train/tensorboard"
@@ -98,6 +99,7 @@ type runner struct {
 	device   gotch.Device
 	stepsPer int
 	started  time.Time
+	dataDir  string // the data folder read (the synthetic set's, for data = "synth")
 }
 
 // Run trains one experiment into cfg.OutDir/cfg.Name. It must be called on a
@@ -152,7 +154,7 @@ func (r *runner) setup() error {
 		r.cfg.Backbone = string(model.BackboneTorchvision)
 	}
 	cfg := r.cfg
-	statePath := filepath.Join(r.dir, "state.json")
+	statePath := filepath.Join(r.dir, runfolder.State)
 	resuming := false
 	if b, err := os.ReadFile(statePath); err == nil {
 		if !cfg.Resume {
@@ -171,7 +173,7 @@ func (r *runner) setup() error {
 	}
 	r.say("captiongo train: run %s", r.dir)
 	r.say("--- resolved config ---\n%s-----------------------", cfg.TOML())
-	if err := data.WriteFileAtomic(filepath.Join(r.dir, "config.toml"), []byte(cfg.TOML())); err != nil {
+	if err := data.WriteFileAtomic(filepath.Join(r.dir, runfolder.Config), []byte(cfg.TOML())); err != nil {
 		return err
 	}
 	if cfg.Threads > 0 {
@@ -192,6 +194,7 @@ func (r *runner) setup() error {
 			return err
 		}
 	}
+	r.dataDir = src
 	r.ds, err = data.Load(src, cfg.DataOptions())
 	if err != nil {
 		return err
@@ -207,7 +210,7 @@ func (r *runner) setup() error {
 	r.say("data: %s (%s): %d train / %d val images", src, r.ds.Format, len(r.train), len(r.val))
 
 	// Vocabulary (train split only), saved beside every checkpoint.
-	vocabPath := filepath.Join(r.dir, "vocab.json")
+	vocabPath := filepath.Join(r.dir, runfolder.Vocab)
 	if resuming {
 		if r.vocab, err = data.LoadVocab(vocabPath); err != nil {
 			return err

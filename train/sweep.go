@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -190,7 +191,7 @@ func (s *Sweep) PointArgs(p Point, root string) []string {
 
 // PointStatus reads a point's state.json: "done", "partial" (a checkpoint) or "new".
 func PointStatus(root string, p Point) (string, *State) {
-	b, err := os.ReadFile(filepath.Join(root, p.Name, "state.json"))
+	b, err := os.ReadFile(filepath.Join(root, p.Name, runfolder.State))
 	if err != nil {
 		return "new", nil
 	}

@@ -1,4 +1,6 @@
-package train
+// Package render draws the pictures training and captioning write: captioned
+// samples, attention panels and attribution heat maps, as PNG.
+package render
 
 import (
 	"bytes"

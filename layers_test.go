@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/captiongo/captiongo/internal/testutil"
+)
+
+// layer ranks captiongo's packages: a package imports only packages of a lower
+// rank, so inference never climbs back into the trainer (or the reverse) and
+// the model never into either.
+var layer = map[string]int{
+	"internal/torch": 0, "internal/testutil": 0, "data": 0, "train/tensorboard": 0,
+	"model": 1, "infer/metrics": 1,
+	"internal/render": 2, "internal/runfolder": 2,
+	"infer": 3, "train": 3,
+	"bench": 4,
+	"": 5, // the command
+}
+
+// TestPackageLayers reads every package's imports from go list and checks the
+// ranks above; a package missing from the table fails too, so a new one gets
+// a place.
+func TestPackageLayers(t *testing.T) {
+	const mod = "github.com/captiongo/captiongo"
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
+	cmd.Dir = testutil.Root()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	rel := func(p string) (string, bool) {
+		if p == mod {
+			return "", true
+		}
+		r, ok := strings.CutPrefix(p, mod+"/")
+		return r, ok
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, _ := rel(f[0])
+		rank, ok := layer[pkg]
+		if !ok {
+			t.Errorf("package %q has no layer in layers_test.go", pkg)
+			continue
+		}
+		seen++
+		for _, imp := range f[1:] {
+			dep, own := rel(imp)
+			if !own {
+				continue
+			}
+			if r, ok := layer[dep]; !ok || r >= rank {
+				t.Errorf("%s (layer %d) imports %s (layer %d): only lower layers may be imported", f[0], rank, imp, r)
+			}
+		}
+	}
+	if seen < 10 {
+		t.Errorf("go list named %d packages:\n%s", seen, out)
+	}
+}
