@@ -17,7 +17,7 @@ var layer = map[string]int{
 	"internal/render": 2, "internal/runfolder": 2,
 	"infer": 3, "train": 3,
 	"bench": 4,
-	"": 5, // the command
+	"":      5, // the command
 }
 
 // TestPackageLayers reads every package's imports from go list and checks the
