@@ -62,3 +62,16 @@ func TestPackageLayers(t *testing.T) {
 		t.Errorf("go list named %d packages:\n%s", seen, out)
 	}
 }
+
+// TestGoModTidy: go.mod and go.sum are what `go mod tidy` makes of the code
+// (no dependency marked indirect that is imported directly, none missing,
+// none left over).
+func TestGoModTidy(t *testing.T) {
+	cmd := exec.Command("go", "mod", "tidy", "-diff")
+	cmd.Dir = testutil.Root()
+	cmd.Env = append(cmd.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("go mod tidy -diff: %v (run `GOWORK=off go mod tidy`)\n%s", err, out)
+	}
+}
