@@ -33,7 +33,7 @@ func init() {
 						return err
 					}
 					for _, f := range args {
-						if _, err := m.Explain(f, infer.ExplainOptions{Method: *method, Steps: *steps, Baseline: *baseline, Window: *window, Stride: *stride, Beam: *beam, MaxLen: 50, Out: *out}, os.Stdout); err != nil {
+						if _, err := m.Explain(f, infer.ExplainOptions{Method: infer.Method(*method), Steps: *steps, Baseline: *baseline, Window: *window, Stride: *stride, Beam: *beam, MaxLen: 50, Out: *out}, os.Stdout); err != nil {
 							return err
 						}
 					}

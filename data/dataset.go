@@ -31,7 +31,7 @@ type Example struct {
 
 // Dataset is a loaded data set: its examples and what was skipped, in words.
 type Dataset struct {
-	Format   string    // kaggle, flickr8k, karpathy or coco
+	Format   Format    // kaggle, flickr8k, karpathy or coco
 	Source   string    // the file or folder it was read from
 	Examples []Example // in the order of the source file
 	Notes    []string  // one summary line per kind of skipped or re-assigned entry
@@ -39,9 +39,8 @@ type Dataset struct {
 
 // Options controls Load.
 type Options struct {
-	// Format is "auto" (detect from the folder), "kaggle", "flickr8k",
-	// "karpathy" or "coco".
-	Format string
+	// Format is FormatAuto (detect from the folder) or one of the formats.
+	Format Format
 	// ImageDir overrides where images are looked up (default: the format's own).
 	ImageDir string
 	// Seed and Ratios (train, val, test) split data sets that have no split of
@@ -57,9 +56,24 @@ type Options struct {
 	SplitLists string
 }
 
+// Format names a caption data set layout.
+type Format string
+
+// The layouts (see Load).
+const (
+	FormatAuto     Format = "auto"
+	FormatKaggle   Format = "kaggle"   // Images/ + captions.txt
+	FormatFlickr8k Format = "flickr8k" // Flickr8k.token.txt + split lists + Flicker8k_Dataset/
+	FormatKarpathy Format = "karpathy" // dataset_flickr8k.json / dataset_coco.json
+	FormatCOCO     Format = "coco"     // annotations/captions_{train,val}2017.json
+)
+
+// Formats lists the accepted values, FormatAuto first.
+var Formats = []Format{FormatAuto, FormatKaggle, FormatFlickr8k, FormatKarpathy, FormatCOCO}
+
 // DefaultOptions returns the options Load uses for zero fields.
 func DefaultOptions() Options {
-	return Options{Format: "auto", Seed: 1, Ratios: [3]float64{0.8, 0.1, 0.1}}
+	return Options{Format: FormatAuto, Seed: 1, Ratios: [3]float64{0.8, 0.1, 0.1}}
 }
 
 // Load reads a data set from a folder (or a Karpathy/COCO JSON file) and assigns
@@ -81,20 +95,20 @@ func Load(path string, opt Options) (*Dataset, error) {
 		return nil, fmt.Errorf("data set %s: %w", path, notExist(err))
 	}
 	format := opt.Format
-	if format == "auto" {
+	if format == FormatAuto {
 		if format, err = Detect(path); err != nil {
 			return nil, err
 		}
 	}
 	var d *Dataset
 	switch format {
-	case "kaggle":
+	case FormatKaggle:
 		d, err = readKaggle(path, opt)
-	case "flickr8k":
+	case FormatFlickr8k:
 		d, err = readFlickr8k(path, opt)
-	case "karpathy":
+	case FormatKarpathy:
 		d, err = readKarpathy(path, st.IsDir(), opt)
-	case "coco":
+	case FormatCOCO:
 		d, err = readCOCO(path, st.IsDir(), opt)
 	default:
 		return nil, fmt.Errorf("data set %s: unknown format %q (want auto, kaggle, flickr8k, karpathy or coco)", path, format)
@@ -103,7 +117,7 @@ func Load(path string, opt Options) (*Dataset, error) {
 		return nil, err
 	}
 	if opt.SplitLists != "" {
-		if format != "kaggle" && format != "flickr8k" {
+		if format != FormatKaggle && format != FormatFlickr8k {
 			return nil, fmt.Errorf("split lists %s: only Flickr8k folders (Kaggle or original layout) take Flickr_8k.*Images.txt lists; %s is %s", opt.SplitLists, path, format)
 		}
 		if err := d.applySplitLists(opt.SplitLists, true); err != nil {
@@ -137,7 +151,7 @@ func checkRatios(r [3]float64) error {
 }
 
 // Detect names the format of a data set folder or file.
-func Detect(path string) (string, error) {
+func Detect(path string) (Format, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("data set %s: %w", path, notExist(err))
@@ -146,9 +160,9 @@ func Detect(path string) (string, error) {
 		base := filepath.Base(path)
 		switch {
 		case strings.HasPrefix(base, "dataset_") && strings.HasSuffix(base, ".json"):
-			return "karpathy", nil
+			return FormatKarpathy, nil
 		case strings.HasPrefix(base, "captions_") && strings.HasSuffix(base, ".json"):
-			return "coco", nil
+			return FormatCOCO, nil
 		case base == "captions.txt":
 			return "", fmt.Errorf("data set %s: give the folder that holds captions.txt and Images/", path)
 		}
@@ -157,16 +171,16 @@ func Detect(path string) (string, error) {
 	has := func(name string) bool { _, err := os.Stat(filepath.Join(path, name)); return err == nil }
 	switch {
 	case has("captions.txt"):
-		return "kaggle", nil
+		return FormatKaggle, nil
 	case has("Flickr8k.token.txt"):
-		return "flickr8k", nil
+		return FormatFlickr8k, nil
 	}
 	if m, _ := filepath.Glob(filepath.Join(path, "dataset_*.json")); len(m) > 0 {
-		return "karpathy", nil
+		return FormatKarpathy, nil
 	}
 	for _, pat := range []string{"annotations/captions_*.json", "captions_*.json"} {
 		if m, _ := filepath.Glob(filepath.Join(path, pat)); len(m) > 0 {
-			return "coco", nil
+			return FormatCOCO, nil
 		}
 	}
 	return "", fmt.Errorf("data set %s: no captions.txt (Kaggle Flickr8k), Flickr8k.token.txt (original Flickr8k), dataset_*.json (Karpathy) or annotations/captions_*.json (COCO) in it", path)

@@ -141,7 +141,10 @@ func TestFourLayoutsLoadTheSameCaptions(t *testing.T) {
 	write(t, filepath.Join(coco, "annotations", "captions_train2017.json"), string(cb))
 	touchImages(t, filepath.Join(coco, "train2017"))
 
-	for _, c := range []struct{ dir, format string }{{kaggle, "kaggle"}, {orig, "flickr8k"}, {karp, "karpathy"}, {coco, "coco"}} {
+	for _, c := range []struct {
+		dir    string
+		format Format
+	}{{kaggle, "kaggle"}, {orig, "flickr8k"}, {karp, "karpathy"}, {coco, "coco"}} {
 		f, err := Detect(c.dir)
 		if err != nil || f != c.format {
 			t.Errorf("Detect(%s) = %q, %v; want %q", c.dir, f, err, c.format)

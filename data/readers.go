@@ -155,7 +155,7 @@ func readKaggle(dir string, opt Options) (*Dataset, error) {
 	if imageDir == "" {
 		imageDir = filepath.Join(dir, "Images")
 	}
-	d := &Dataset{Format: "kaggle", Source: name, Examples: group(lines, imageDir)}
+	d := &Dataset{Format: FormatKaggle, Source: name, Examples: group(lines, imageDir)}
 	splitByImage(d.Examples, opt.Seed, opt.Ratios)
 	return d, nil
 }
@@ -198,7 +198,7 @@ func readFlickr8k(dir string, opt Options) (*Dataset, error) {
 			}
 		}
 	}
-	d := &Dataset{Format: "flickr8k", Source: name, Examples: group(lines, imageDir)}
+	d := &Dataset{Format: FormatFlickr8k, Source: name, Examples: group(lines, imageDir)}
 	if opt.SplitLists != "" {
 		return d, nil // Load applies them
 	}
@@ -322,7 +322,7 @@ func readKarpathy(path string, isDir bool, opt Options) (*Dataset, error) {
 			}
 		}
 	}
-	d := &Dataset{Format: "karpathy", Source: file}
+	d := &Dataset{Format: FormatKarpathy, Source: file}
 	restval := 0
 	for i, im := range kf.Images {
 		where := fmt.Sprintf("%s: images[%d]", file, i)
@@ -408,7 +408,7 @@ func readCOCO(path string, isDir bool, opt Options) (*Dataset, error) {
 			root = filepath.Dir(root)
 		}
 	}
-	d := &Dataset{Format: "coco", Source: strings.Join(files, ", ")}
+	d := &Dataset{Format: FormatCOCO, Source: strings.Join(files, ", ")}
 	for _, file := range files {
 		var cf cocoFile
 		if err := ReadJSON(file, &cf); err != nil {

@@ -17,9 +17,20 @@ import (
 	"github.com/captiongo/captiongo/model"
 )
 
+// Method is an attribution method.
+type Method string
+
+// The methods, as Captum names them.
+const (
+	MethodIG        Method = "ig"        // Integrated Gradients
+	MethodSaliency  Method = "saliency"  // |gradient|
+	MethodGradCAM   Method = "gradcam"   // LayerGradCam on the map the decoder reads
+	MethodOcclusion Method = "occlusion" // sliding windows of the baseline
+)
+
 // ExplainOptions choose the attribution method and where the maps go.
 type ExplainOptions struct {
-	Method   string // "ig" (Integrated Gradients), "saliency", "gradcam" or "occlusion"
+	Method   Method
 	Steps    int    // ig: Gauss-Legendre points
 	Baseline string // ig: "zero" (the normalised mean, Captum's default) or "black"
 	Window   int    // occlusion: window side in pixels (0: a ninth of the picture)
@@ -42,7 +53,7 @@ type WordExplanation struct {
 // heat-map PNG per word and an HTML page linking the caption's words to them.
 func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExplanation, error) {
 	switch o.Method {
-	case "ig", "saliency", "gradcam", "occlusion":
+	case MethodIG, MethodSaliency, MethodGradCAM, MethodOcclusion:
 	default:
 		return nil, fmt.Errorf("-method %q: use ig, saliency, gradcam or occlusion", o.Method)
 	}
@@ -81,21 +92,21 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 		var a model.Attribution
 		heat := make([]float64, side*side)
 		switch o.Method {
-		case "ig":
+		case MethodIG:
 			if a, err = m.M.IntegratedGradients(x, base, caption, t, o.Steps); err != nil {
 				return nil, err
 			}
-		case "saliency":
+		case MethodSaliency:
 			if a, err = m.M.Saliency(x, caption, t); err != nil {
 				return nil, err
 			}
-		case "gradcam":
+		case MethodGradCAM:
 			cam, _, err := m.M.GradCAM(x, caption, t)
 			if err != nil {
 				return nil, err
 			}
 			heat = render.Upsample(cam, side)
-		case "occlusion":
+		case MethodOcclusion:
 			w := o.Window
 			if w <= 0 {
 				w = max(3, side/9)
@@ -130,11 +141,11 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 		}
 		we := WordExplanation{Word: words[t], PNG: name, FX: a.FX, FBaseline: a.FBaseline, Sum: a.Sum}
 		out = append(out, we)
-		if o.Method == "ig" {
+		if o.Method == MethodIG {
 			gap := a.Sum - (a.FX - a.FBaseline)
 			fmt.Fprintf(log, "  %-12s logit %8.4f  baseline %8.4f  sum of attributions %8.4f  completeness gap %.2g (%.1f%%)  %s\n",
 				words[t], a.FX, a.FBaseline, a.Sum, gap, 100*math.Abs(gap)/math.Max(1e-12, math.Abs(a.FX-a.FBaseline)), name)
-		} else if o.Method == "gradcam" { // GradCAM reports the map, not the logit
+		} else if o.Method == MethodGradCAM { // GradCAM reports the map, not the logit
 			fmt.Fprintf(log, "  %-12s %s\n", words[t], name)
 		} else {
 			fmt.Fprintf(log, "  %-12s logit %8.4f  %s\n", words[t], a.FX, name)
@@ -142,8 +153,8 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "<!doctype html><meta charset=utf-8><title>%s</title>\n<style>body{font-family:sans-serif} a{margin-right:.4em} img{image-rendering:pixelated;width:384px}</style>\n", html.EscapeString(stem))
-	fmt.Fprintf(&b, "<h2>%s</h2><p>method: %s", html.EscapeString(filepath.Base(file)), html.EscapeString(o.Method))
-	if o.Method == "ig" {
+	fmt.Fprintf(&b, "<h2>%s</h2><p>method: %s", html.EscapeString(filepath.Base(file)), html.EscapeString(string(o.Method)))
+	if o.Method == MethodIG {
 		fmt.Fprintf(&b, ", %d Gauss-Legendre steps, %s baseline", o.Steps, html.EscapeString(o.Baseline))
 	}
 	b.WriteString("</p>\n<p style=\"font-size:1.4em\">")
@@ -153,7 +164,7 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	b.WriteString("</p>\n")
 	for i, w := range out {
 		fmt.Fprintf(&b, "<div id=\"w%d\"><h3>%s</h3><img src=\"%s\"><p>logit %.4f", i, html.EscapeString(w.Word), html.EscapeString(w.PNG), w.FX)
-		if o.Method == "ig" {
+		if o.Method == MethodIG {
 			fmt.Fprintf(&b, ", baseline %.4f, sum of attributions %.4f", w.FBaseline, w.Sum)
 		}
 		b.WriteString("</p></div>\n")

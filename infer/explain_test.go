@@ -66,8 +66,8 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 		if _, err := m.Explain(img, ExplainOptions{Method: "saliency", Beam: 1, MaxLen: 6, Baseline: "zero", Out: dir}, &log); err != nil {
 			return err
 		}
-		for _, method := range []string{"gradcam", "occlusion"} {
-			ws, err := m.Explain(img, ExplainOptions{Method: method, Beam: 1, MaxLen: 6, Baseline: "zero", Out: filepath.Join(out, method)}, &log)
+		for _, method := range []Method{MethodGradCAM, MethodOcclusion} {
+			ws, err := m.Explain(img, ExplainOptions{Method: method, Beam: 1, MaxLen: 6, Baseline: "zero", Out: filepath.Join(out, string(method))}, &log)
 			if err != nil {
 				return err
 			}

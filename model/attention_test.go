@@ -109,11 +109,11 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		x := npyTensor(t, filepath.Join(dir, "x.npy"))
 		tok := npyTensor(t, filepath.Join(dir, "tok.npy")).MustTotype(gotch.Int64, true)
 		// The earlier layers a decoder can read instead (feature_layer).
-		for _, layer := range []string{"Mixed_5d", "Mixed_6e"} {
+		for _, layer := range []Layer{Mixed5d, Mixed6e} {
 			var f *ts.Tensor
 			torch.NoGrad(func() { f = m.Backbone.MapAt(x, layer, false) })
 			// Folded BatchNorm (eval, no grad): float32 rounding at the 1e-6 level.
-			if d := maxRelDiff(t, f, filepath.Join(dir, layer+".npy")); d > 1e-5 {
+			if d := maxRelDiff(t, f, filepath.Join(dir, string(layer)+".npy")); d > 1e-5 {
 				t.Errorf("%s map: max |go - torchvision| / max |torchvision| = %.3g", layer, d)
 			}
 			f.MustDrop()

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
@@ -21,12 +22,12 @@ type Config struct {
 	// BackboneDropout is torchvision Inception3's own Dropout between the pooled
 	// features and fc, active in training (baseline 0.5: the baseline keeps the
 	// whole model in train mode, also with a frozen backbone). LSTM decoder only.
-	BackboneDropout float64 `json:"backbone_dropout"`
-	TrainCNN        bool    `json:"train_cnn"`       // fine-tune the backbone (baseline: false)
-	TransformInput  bool    `json:"transform_input"` // torchvision's transform_input (on for Google's weights)
-	Decoder         string  `json:"decoder"`         // "lstm" (the baseline, also when empty) or "attention" (Show, Attend and Tell)
-	AttentionDim    int     `json:"attention_dim"`   // attention: size of the attention layer
-	FeatureLayer    string  `json:"feature_layer"`   // backbone map the decoder reads: Mixed_7c (the default, also when empty), Mixed_6e or Mixed_5d
+	BackboneDropout float64     `json:"backbone_dropout"`
+	TrainCNN        bool        `json:"train_cnn"`       // fine-tune the backbone (baseline: false)
+	TransformInput  bool        `json:"transform_input"` // torchvision's transform_input (on for Google's weights)
+	Decoder         DecoderKind `json:"decoder"`         // DecoderLSTM (the baseline, also when empty) or DecoderAttention
+	AttentionDim    int         `json:"attention_dim"`   // attention: size of the attention layer
+	FeatureLayer    Layer       `json:"feature_layer"`   // backbone map the decoder reads: Mixed7c (the default, also when empty), Mixed6e or Mixed5d
 	// Backbone is the Inception-v3 variant (torchvision's, also when empty, or
 	// the FID/TensorFlow one that the "fid-inception" weights need).
 	Backbone BackboneKind `json:"backbone"`
@@ -40,10 +41,22 @@ func (c Config) BackboneKind() BackboneKind {
 	return c.Backbone
 }
 
+// DecoderKind names a caption decoder.
+type DecoderKind string
+
+// The decoders.
+const (
+	DecoderLSTM      DecoderKind = "lstm"      // the baseline's CNNtoRNN
+	DecoderAttention DecoderKind = "attention" // Show, Attend and Tell
+)
+
+// DecoderKinds lists the decoders (config validation and help).
+var DecoderKinds = []DecoderKind{DecoderLSTM, DecoderAttention}
+
 // Layer is the backbone layer the decoder reads.
-func (c Config) Layer() string {
+func (c Config) Layer() Layer {
 	if c.FeatureLayer == "" {
-		return "Mixed_7c"
+		return Mixed7c
 	}
 	return c.FeatureLayer
 }
@@ -52,7 +65,7 @@ func (c Config) Layer() string {
 func (c Config) FeatureDim() int64 { return FeatureLayers[c.Layer()] }
 
 // Attention reports whether the decoder is Show, Attend and Tell's.
-func (c Config) Attention() bool { return c.Decoder == "attention" }
+func (c Config) Attention() bool { return c.Decoder == DecoderAttention }
 
 // Validate checks the sizes.
 func (c Config) Validate() error {
@@ -65,7 +78,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dropout %v must be in [0, 1)", c.Dropout)
 	case c.BackboneDropout < 0 || c.BackboneDropout >= 1:
 		return fmt.Errorf("backbone_dropout %v must be in [0, 1)", c.BackboneDropout)
-	case c.Decoder != "" && c.Decoder != "lstm" && c.Decoder != "attention":
+	case c.Decoder != "" && !slices.Contains(DecoderKinds, c.Decoder):
 		return fmt.Errorf("decoder %q: use lstm or attention", c.Decoder)
 	case c.Attention() && c.AttentionDim <= 0:
 		return fmt.Errorf("attention_dim %d must be positive", c.AttentionDim)

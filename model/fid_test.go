@@ -132,7 +132,7 @@ func TestFIDInceptionMatchesTorchScript(t *testing.T) {
 				torch.NoGrad(func() {
 					check("pooled", enc.Pooled(x, false))
 					for layer := range FeatureLayers {
-						check(layer, enc.MapAt(x, layer, false))
+						check(string(layer), enc.MapAt(x, layer, false))
 					}
 				})
 			}

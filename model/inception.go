@@ -363,15 +363,28 @@ func transformInput(x *ts.Tensor) *ts.Tensor {
 
 // Map returns the Mixed_7c feature map (N x 2048 x h x w; 8 x 8 at 299 x 299).
 // train puts BatchNorm in training mode (batch statistics, running ones updated).
-func (m *Inception) Map(x *ts.Tensor, train bool) *ts.Tensor { return m.MapAt(x, "Mixed_7c", train) }
+func (m *Inception) Map(x *ts.Tensor, train bool) *ts.Tensor { return m.MapAt(x, Mixed7c, train) }
+
+// Layer names a backbone layer whose map a decoder can read.
+type Layer string
+
+// The layers a decoder can read.
+const (
+	Mixed5d Layer = "Mixed_5d"
+	Mixed6e Layer = "Mixed_6e"
+	Mixed7c Layer = "Mixed_7c" // the baseline's, and the default
+)
+
+// Layers lists them, the default last.
+var Layers = []Layer{Mixed5d, Mixed6e, Mixed7c}
 
 // FeatureLayers are the maps a captioner can read, with their channel counts
 // (and map sides at 299 px: Mixed_5d 35, Mixed_6e 17, Mixed_7c 8).
-var FeatureLayers = map[string]int64{"Mixed_5d": 288, "Mixed_6e": 768, "Mixed_7c": 2048}
+var FeatureLayers = map[Layer]int64{Mixed5d: 288, Mixed6e: 768, Mixed7c: 2048}
 
 // MapAt runs the backbone up to a layer of FeatureLayers and returns its map;
 // the layers after it are not run.
-func (m *Inception) MapAt(x *ts.Tensor, layer string, train bool) *ts.Tensor {
+func (m *Inception) MapAt(x *ts.Tensor, layer Layer, train bool) *ts.Tensor {
 	if _, ok := FeatureLayers[layer]; !ok {
 		panic(fmt.Sprintf("inception: no feature layer %q", layer))
 	}
@@ -389,14 +402,14 @@ func (m *Inception) MapAt(x *ts.Tensor, layer string, train bool) *ts.Tensor {
 	for _, a := range []*inceptionA{m.m5b, m.m5c, m.m5d} {
 		y = dropAfter(y, a.forward(y, train))
 	}
-	if layer == "Mixed_5d" {
+	if layer == Mixed5d {
 		return y
 	}
 	y = dropAfter(y, m.m6a.forward(y, train))
 	for _, c := range []*inceptionC{m.m6b, m.m6c, m.m6d, m.m6e} {
 		y = dropAfter(y, c.forward(y, train))
 	}
-	if layer == "Mixed_6e" {
+	if layer == Mixed6e {
 		return y
 	}
 	y = dropAfter(y, m.m7a.forward(y, train))

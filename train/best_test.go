@@ -17,7 +17,7 @@ func TestUpdateBest(t *testing.T) {
 	type ep struct{ cider, bleu, loss float64 }
 	hist := []ep{{0.5, 0.2, 3.0}, {0.7, 0.1, 2.5}, {0.7, 0.3, 2.6}, {0.6, 0.3, 2.4}, {0.2, 0.05, 2.4}}
 	for _, c := range []struct {
-		metric    string
+		metric    Metric
 		bestEpoch []int // after each epoch
 		since     []int
 		best      float64

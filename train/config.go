@@ -28,36 +28,36 @@ type Config struct {
 	OutDir string `toml:"out_dir"` // where runs go
 
 	// Data.
-	Data          string  `toml:"data"`           // "synth" (built-in shapes) or a data set folder / Karpathy or COCO JSON
-	Format        string  `toml:"format"`         // auto, kaggle, flickr8k, karpathy, coco
-	SynthN        int     `toml:"synth_n"`        // pictures in the synthetic set
-	SynthSeed     uint64  `toml:"synth_seed"`     // its seed
-	SplitSeed     uint64  `toml:"split_seed"`     // split by image for sets without their own split
-	TrainRatio    float64 `toml:"train_ratio"`    //
-	ValRatio      float64 `toml:"val_ratio"`      //
-	TestRatio     float64 `toml:"test_ratio"`     //
-	FreqThreshold int     `toml:"freq_threshold"` // words seen fewer times in train become <UNK>
-	ImageSize     int     `toml:"image_size"`     // Resize((n, n))
-	Crop          int     `toml:"crop"`           // crop side after resizing (0 = none)
-	RandomCrop    bool    `toml:"random_crop"`    // random crop in training (centre crop otherwise)
-	Normalize     string  `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
-	SplitLists    string  `toml:"split_lists"`    // Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
+	Data          string      `toml:"data"`           // "synth" (built-in shapes) or a data set folder / Karpathy or COCO JSON
+	Format        data.Format `toml:"format"`         // auto, kaggle, flickr8k, karpathy, coco
+	SynthN        int         `toml:"synth_n"`        // pictures in the synthetic set
+	SynthSeed     uint64      `toml:"synth_seed"`     // its seed
+	SplitSeed     uint64      `toml:"split_seed"`     // split by image for sets without their own split
+	TrainRatio    float64     `toml:"train_ratio"`    //
+	ValRatio      float64     `toml:"val_ratio"`      //
+	TestRatio     float64     `toml:"test_ratio"`     //
+	FreqThreshold int         `toml:"freq_threshold"` // words seen fewer times in train become <UNK>
+	ImageSize     int         `toml:"image_size"`     // Resize((n, n))
+	Crop          int         `toml:"crop"`           // crop side after resizing (0 = none)
+	RandomCrop    bool        `toml:"random_crop"`    // random crop in training (centre crop otherwise)
+	Normalize     string      `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
+	SplitLists    string      `toml:"split_lists"`    // Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
 
 	// Model.
-	Decoder         string  `toml:"decoder"`          // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
-	AttentionDim    int     `toml:"attention_dim"`    // attention: size of the attention layer
-	AlphaC          float64 `toml:"alpha_c"`          // attention: weight of the doubly stochastic regularisation
-	FeatureLayer    string  `toml:"feature_layer"`    // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
-	EmbedSize       int     `toml:"embed_size"`       //
-	HiddenSize      int     `toml:"hidden_size"`      //
-	NumLayers       int     `toml:"num_layers"`       //
-	Dropout         float64 `toml:"dropout"`          // the head's and the word embeddings' dropout
-	BackboneDropout float64 `toml:"backbone_dropout"` // torchvision Inception3's dropout before fc, in training (lstm decoder)
-	TrainCNN        bool    `toml:"train_cnn"`        // fine-tune the backbone (else frozen, BatchNorm in eval mode)
-	Weights         string  `toml:"weights"`          // "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
-	Backbone        string  `toml:"backbone"`         // Inception-v3 variant: auto (from the weights file), torchvision or fid
-	TransformInput  bool    `toml:"transform_input"`  // torchvision's transform_input (for Google's weights with ImageNet normalisation)
-	CalibrateBN     int     `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
+	Decoder         model.DecoderKind `toml:"decoder"`          // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
+	AttentionDim    int               `toml:"attention_dim"`    // attention: size of the attention layer
+	AlphaC          float64           `toml:"alpha_c"`          // attention: weight of the doubly stochastic regularisation
+	FeatureLayer    model.Layer       `toml:"feature_layer"`    // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
+	EmbedSize       int               `toml:"embed_size"`       //
+	HiddenSize      int               `toml:"hidden_size"`      //
+	NumLayers       int               `toml:"num_layers"`       //
+	Dropout         float64           `toml:"dropout"`          // the head's and the word embeddings' dropout
+	BackboneDropout float64           `toml:"backbone_dropout"` // torchvision Inception3's dropout before fc, in training (lstm decoder)
+	TrainCNN        bool              `toml:"train_cnn"`        // fine-tune the backbone (else frozen, BatchNorm in eval mode)
+	Weights         string            `toml:"weights"`          // "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
+	Backbone        string            `toml:"backbone"`         // Inception-v3 variant: auto (from the weights file), torchvision or fid
+	TransformInput  bool              `toml:"transform_input"`  // torchvision's transform_input (for Google's weights with ImageNet normalisation)
+	CalibrateBN     int               `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
 
 	// Optimisation.
 	Epochs          int     `toml:"epochs"`           //
@@ -78,7 +78,7 @@ type Config struct {
 	Beam         int    `toml:"beam"`          // beam size for the metrics (1 = greedy)
 	EvalImages   int    `toml:"eval_images"`   // val images decoded for the metrics each epoch (0 = all)
 	SampleImages int    `toml:"sample_images"` // val images shown in TensorBoard each epoch
-	BestMetric   string `toml:"best_metric"`   // CIDEr, Bleu_4 or val_loss: picks best.gt
+	BestMetric   Metric `toml:"best_metric"`   // CIDEr, Bleu_4 or val_loss: picks best.gt
 	Patience     int    `toml:"patience"`      // stop after n epochs without a better best_metric (0 = never)
 
 	// System.
@@ -132,13 +132,13 @@ func (c Config) DataOptions() data.Options {
 // DefaultConfig is the baseline's configuration on the built-in synthetic data.
 func DefaultConfig() Config {
 	return Config{
-		OutDir: "runs", Data: "synth", Format: "auto", SynthN: 2000, SynthSeed: 1,
+		OutDir: "runs", Data: "synth", Format: data.FormatAuto, SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
-		Decoder: "lstm", AttentionDim: 512, AlphaC: 1, FeatureLayer: "Mixed_7c", EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
+		Decoder: model.DecoderLSTM, AttentionDim: 512, AlphaC: 1, FeatureLayer: model.Mixed7c, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
-		BestMetric: "CIDEr", Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
+		BestMetric: MetricCIDEr, Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
 	}
 }
 
@@ -293,24 +293,44 @@ func bad(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+// Metric is a measure best.gt can be chosen by.
+type Metric string
+
+// The measures.
+const (
+	MetricCIDEr   Metric = "CIDEr"
+	MetricBleu4   Metric = "Bleu_4"
+	MetricValLoss Metric = "val_loss" // the one where lower is better
+)
+
+// Metrics lists them.
+var Metrics = []Metric{MetricCIDEr, MetricBleu4, MetricValLoss}
+
+// HigherIsBetter reports the metric's direction.
+func (m Metric) HigherIsBetter() bool { return m != MetricValLoss }
+
+// oneOf accepts v if it is one of opts, or names the field and the choices.
+func oneOf[T ~string](field string, v T, opts ...T) error {
+	names := make([]string, len(opts))
+	for i, o := range opts {
+		if v == o {
+			return nil
+		}
+		names[i] = string(o)
+	}
+	return bad(field, "%q: want one of %s", v, strings.Join(names, ", "))
+}
+
 // Validate rejects impossible values, naming the field.
 func (c Config) Validate() error {
-	oneOf := func(field, v string, opts ...string) error {
-		for _, o := range opts {
-			if v == o {
-				return nil
-			}
-		}
-		return bad(field, "%q: want one of %s", v, strings.Join(opts, ", "))
-	}
 	checks := []error{
-		oneOf("format", c.Format, "auto", "kaggle", "flickr8k", "karpathy", "coco"),
+		oneOf("format", c.Format, data.Formats...),
 		oneOf("normalize", c.Normalize, "half", "imagenet"),
-		oneOf("decoder", c.Decoder, "lstm", "attention"),
-		oneOf("feature_layer", c.FeatureLayer, "Mixed_7c", "Mixed_6e", "Mixed_5d"),
+		oneOf("decoder", c.Decoder, model.DecoderKinds...),
+		oneOf("feature_layer", c.FeatureLayer, model.Layers...),
 		oneOf("backbone", c.Backbone, "auto", string(model.BackboneTorchvision), string(model.BackboneFID)),
 		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
-		oneOf("best_metric", c.BestMetric, "CIDEr", "Bleu_4", "val_loss"),
+		oneOf("best_metric", c.BestMetric, Metrics...),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
 		oneOf("caption_sampling", c.CaptionSampling, "all", "one"),
 	}
@@ -336,9 +356,9 @@ func (c Config) Validate() error {
 		return bad("hidden_size", "%d: must be positive", c.HiddenSize)
 	case c.NumLayers <= 0:
 		return bad("num_layers", "%d: must be positive", c.NumLayers)
-	case c.Decoder == "attention" && c.NumLayers != 1:
+	case c.Decoder == model.DecoderAttention && c.NumLayers != 1:
 		return bad("num_layers", "%d: the attention decoder has one LSTM cell (set num_layers = 1)", c.NumLayers)
-	case c.Decoder == "attention" && c.AttentionDim <= 0:
+	case c.Decoder == model.DecoderAttention && c.AttentionDim <= 0:
 		return bad("attention_dim", "%d: must be positive", c.AttentionDim)
 	case c.AlphaC < 0:
 		return bad("alpha_c", "%v: must not be negative", c.AlphaC)
@@ -392,12 +412,12 @@ var ArchKeys = []string{"backbone", "decoder", "attention_dim", "feature_layer",
 func archDiff(a, b Config) []string {
 	for _, c := range []*Config{&a, &b} {
 		if c.FeatureLayer == "" { // runs from before feature_layer existed
-			c.FeatureLayer = "Mixed_7c"
+			c.FeatureLayer = model.Mixed7c
 		}
 		if c.Backbone == "" { // runs from before backbone existed
 			c.Backbone = string(model.BackboneTorchvision)
 		}
-		if c.Decoder != "attention" { // attention_dim shapes nothing then
+		if c.Decoder != model.DecoderAttention { // attention_dim shapes nothing then
 			c.AttentionDim = 0
 		}
 	}

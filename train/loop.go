@@ -147,7 +147,7 @@ func (r *runner) step(b batch) (float64, float64) {
 }
 
 func (r *runner) bestValue() float64 {
-	if r.cfg.BestMetric == "val_loss" {
+	if !r.cfg.BestMetric.HigherIsBetter() { // stored negated
 		return -r.st.Best
 	}
 	return r.st.Best
@@ -156,9 +156,9 @@ func (r *runner) bestValue() float64 {
 func (r *runner) updateBest(em EpochMetrics) bool {
 	v := em.CIDEr
 	switch r.cfg.BestMetric {
-	case "Bleu_4":
+	case MetricBleu4:
 		v = em.Bleu4
-	case "val_loss":
+	case MetricValLoss:
 		v = -em.ValLoss
 	}
 	if v > r.st.Best {
@@ -429,7 +429,7 @@ func (r *runner) writeState() error {
 	return runfolder.Write(r.dir, runfolder.Info{
 		Model: r.m.Cfg, Transform: r.tfEval, Data: r.dataDir, DataOptions: r.cfg.DataOptions(),
 		Vocab: runfolder.Vocab, Weights: r.st.Weights, Epoch: r.st.Epoch, Step: r.st.Step, Finished: r.st.Finished,
-		BestMetric: runfolder.BestMetric{Name: r.cfg.BestMetric, Value: r.bestValue(), HigherIsBetter: r.cfg.BestMetric != "val_loss", Epoch: r.st.BestEpoch},
+		BestMetric: runfolder.BestMetric{Name: string(r.cfg.BestMetric), Value: r.bestValue(), HigherIsBetter: r.cfg.BestMetric.HigherIsBetter(), Epoch: r.st.BestEpoch},
 	})
 }
 

@@ -258,7 +258,7 @@ func (r *runner) setup() error {
 		r.say("resuming at epoch %d, batch %d (step %d)", r.st.Epoch+1, r.st.Batch, r.st.Step)
 	} else {
 		r.st = State{Config: cfg, Best: -math.MaxFloat64, Optimiser: map[string]float64{"lr": cfg.LR, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": cfg.WeightDecay}}
-		if cfg.BestMetric == "val_loss" {
+		if !cfg.BestMetric.HigherIsBetter() {
 			r.st.Best = -math.MaxFloat64 // stored negated
 		}
 	}

@@ -291,7 +291,7 @@ func bestString(state *State) string {
 		return "-"
 	}
 	v := state.Best
-	if state.Config.BestMetric == "val_loss" {
+	if !state.Config.BestMetric.HigherIsBetter() {
 		v = -v
 	}
 	return fmt.Sprintf("%s %.4f (epoch %d)", state.Config.BestMetric, v, state.BestEpoch)
