@@ -18,7 +18,15 @@ import (
 // The PyTorch reference of the captioner (the baseline's CNNtoRNN with this
 // project's teacher-forcing alignment), dropout 0 so both sides are
 // deterministic. It saves the weights, the logits and loss on fixed inputs,
-// every trainable parameter after one Adam step, and ten steps' losses.
+// every gradient of the first step, every trainable parameter after one and
+// ten Adam steps, and ten steps' losses.
+//
+// The regime is live, and the reference asserts it: the random backbone's
+// BatchNorm statistics are set from the batch (without that its features
+// reach ~1e8 and the LSTM's gates sit at 0 or 1, so most gradients vanish and
+// matching parameters proves little), the pooled features are O(1), most gate
+// activations of the first step lie inside (0.02, 0.98), and every trainable
+// tensor's gradient is far from zero.
 const pyCaptioner = `
 import sys, json, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, torchvision
 d = sys.argv[1]
@@ -32,7 +40,6 @@ m.encoderCNN.inception = inc
 m.decoderRNN = nn.Module()
 dec = m.decoderRNN
 dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, L), nn.Linear(H, V)
-torch.save(m.state_dict(), d + "/cap.pth")
 rng = np.random.default_rng(1)
 x = rng.standard_normal((B, 3, 75, 75)).astype(np.float32)
 tok = np.zeros((B, T), np.int64)
@@ -41,6 +48,14 @@ for b, n in enumerate([7, 5, 6, 3]):
     tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
 np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
 x, tok = torch.from_numpy(x), torch.from_numpy(tok)
+# BatchNorm statistics from the batch (a cumulative average over one pass).
+for mod in inc.modules():
+    if isinstance(mod, nn.BatchNorm2d):
+        mod.reset_running_stats(); mod.momentum = None
+inc.train()
+with torch.no_grad():
+    inc(x)
+torch.save(m.state_dict(), d + "/cap.pth")
 for p in inc.parameters():
     p.requires_grad_(False)
 for p in inc.fc.parameters():
@@ -53,6 +68,11 @@ def pooled(x):
     inc.fc = fc
     return p
 P = pooled(x)
+assert P.abs().max() < 1e3 and P.std() > 1e-2, "pooled features out of the live range: max %g std %g" % (P.abs().max(), P.std())
+with torch.no_grad():  # the gates of the image step (h0 = 0)
+    g = torch.relu(inc.fc(P)) @ dec.lstm.weight_ih_l0.t() + dec.lstm.bias_ih_l0 + dec.lstm.bias_hh_l0
+    live = ((torch.sigmoid(g) > 0.02) & (torch.sigmoid(g) < 0.98)).float().mean().item()
+assert live > 0.6, "only %.2f of the first step's gates are unsaturated" % live
 def forward(tok):
     feat = torch.relu(inc.fc(P))
     emb = dec.embed(tok[:, :-1].t())
@@ -70,21 +90,34 @@ for step in range(10):
     loss = loss_of(forward(tok))
     losses.append(loss.item())
     loss.backward()
+    if step == 0:
+        for n, p in m.named_parameters():
+            if p.requires_grad:
+                assert p.grad.abs().max() > 1e-5 * max(1.0, p.abs().max().item()), "gradient of %s is ~0" % n
+                np.save(d + "/grad1_" + n + ".npy", p.grad.numpy())
     opt.step()
     if step in (0, 9):
         for n, p in m.named_parameters():
             if p.requires_grad:
                 np.save(d + "/step%d_" % (step + 1) + n + ".npy", p.detach().numpy())
-json.dump({"losses": losses, "trainable": names}, open(d + "/ref.json", "w"))
+json.dump({"losses": losses, "trainable": names, "live_gates": live, "pooled_max": P.abs().max().item()}, open(d + "/ref.json", "w"))
 `
 
 func TestCaptionerMatchesPyTorch(t *testing.T) {
 	var ref struct {
 		Losses    []float64 `json:"losses"`
 		Trainable []string  `json:"trainable"`
+		LiveGates float64   `json:"live_gates"`
+		PooledMax float64   `json:"pooled_max"`
 	}
 	dir := pythonReference(t, pyCaptioner, &ref)
 	run(t, func() {
+		// The backbone unfolded, op for op as torchvision runs it: folding's
+		// float32 rounding (relative 1e-6) moves a few fc inputs across ReLU's
+		// kink, and Adam turns those into lr-sized parameter differences.
+		prev := useFolding
+		useFolding = false
+		defer func() { useFolding = prev }()
 		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 2}, gotch.CPU)
 		if err != nil {
 			t.Fatal(err)
@@ -130,6 +163,22 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 				t.Logf("step %d: loss %.7f, PyTorch %.7f", step, got, ref.Losses[step])
 			}
 			loss.MustBackward()
+			if step == 0 { // every gradient of the first step
+				worst, worstName := 0.0, ""
+				for _, n := range names {
+					v := m.VS.Variables()[n]
+					g := v.MustGrad(false)
+					if d := maxRelDiff(t, g, filepath.Join(dir, "grad1_"+n+".npy")); d > worst {
+						worst, worstName = d, n
+					}
+					g.MustDrop()
+				}
+				t.Logf("first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); %.0f%% of the gates unsaturated, pooled max %.3g",
+					worst, worstName, 100*ref.LiveGates, ref.PooledMax)
+				if worst > 1e-4 {
+					t.Errorf("gradient of %s differs from PyTorch's by %.3g (relative)", worstName, worst)
+				}
+			}
 			opt.Step(1e-3)
 			loss.MustDrop()
 			lg.MustDrop()
@@ -139,9 +188,12 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 				})
 				t.Logf("after %d Adam step(s): max |go - pytorch| over %d parameters = %.3g %s", step+1, len(names), worst, worstName)
 				// One Adam step is close to lr * sign(grad) whatever the betas;
-				// ten steps tell the moments apart.
-				if worst > 1e-6 {
-					t.Errorf("parameters after %d Adam step(s) differ by %.3g (%s) > 1e-6", step+1, worst, worstName)
+				// ten steps tell the moments apart. The bound is 1% of a step
+				// (lr 1e-3): Adam divides each gradient element by its own size,
+				// so an element whose gradient is near eps (1e-8) turns the loss
+				// node's rounding (1e-8 of the largest gradient) into ~1e-6.
+				if worst > 1e-5 {
+					t.Errorf("parameters after %d Adam step(s) differ by %.3g (%s) > 1e-5", step+1, worst, worstName)
 				}
 			}
 		}
