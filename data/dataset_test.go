@@ -254,6 +254,41 @@ func TestRealFlickrTokenFile(t *testing.T) {
 	if v.Len() != wantTokenVocab {
 		t.Errorf("vocabulary size %d, want %d", v.Len(), wantTokenVocab)
 	}
+	// The vocabulary as pycocoevalcap's own PTB tokenizer (Java) makes it from
+	// the same files, independently of captiongo's reader and tokenizer: the
+	// train list's captions, words counted 5 times or more, most frequent
+	// first, ties by spelling, after the four specials.
+	out := testutil.RunPython(t, `import sys, json, collections
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+d = sys.argv[1]
+train = set(open(d + "/Flickr_8k.trainImages.txt").read().split())
+caps = []
+for line in open(d + "/Flickr8k.token.txt", encoding="utf-8"):
+    line = line.rstrip("\n")
+    if not line.strip():
+        continue
+    key, _, cap = line.partition("\t") if "\t" in line else line.partition(" ")
+    if key.rsplit("#", 1)[0] in train and cap.strip():
+        caps.append(cap)
+toks = PTBTokenizer().tokenize({i: [{"caption": c}] for i, c in enumerate(caps)})
+n = collections.Counter(w for i in range(len(caps)) for w in toks[i][0].split())
+words = sorted((w for w in n if n[w] >= 5), key=lambda w: (-n[w], w))
+print(json.dumps(["<PAD>", "<SOS>", "<EOS>", "<UNK>"] + words))
+`, dir)
+	var ref []string
+	if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n[")+1:]), &ref); err != nil {
+		t.Fatalf("reference vocabulary: %v", err)
+	}
+	if !reflect.DeepEqual(v.Itos, ref) {
+		diff := 0
+		for i := range min(len(ref), len(v.Itos)) {
+			if ref[i] != v.Itos[i] {
+				diff = i
+				break
+			}
+		}
+		t.Errorf("vocabulary of %d words, pycocoevalcap's tokenizer gives %d; first difference at %d", v.Len(), len(ref), diff)
+	}
 }
 
 // TestRealFlickrMini loads the 1,000 real JPEGs with their captions.
