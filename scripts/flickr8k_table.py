@@ -1,15 +1,18 @@
 """Prints the Flickr8k quality table (README) from what scripts/flickr8k.sh left in runs/.
 
-Usage: python3 scripts/flickr8k_table.py [RUNS_DIR]
+Usage: python3 scripts/flickr8k_table.py [RUNS_DIR] [--losses]
 Rows: captiongo and the PyTorch reference per recipe (mean over the seeds run, with
 the range when there are several), greedy and beam 3, then the published rows.
+--losses prints instead, per recipe and seed, both sides' training loss per epoch and
+how far apart the two sides are against how far apart the seeds of one side are.
 """
 import glob
 import json
 import os
 import sys
 
-runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+runs = args[0] if args else "runs"
 KEYS = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "CIDEr"]
 
 
@@ -40,6 +43,42 @@ def ref(recipe, beam):
         out.append(json.load(open(p))["greedy" if beam == 1 else "beam3"])
     return out
 
+
+def seed_of(d):
+    b = os.path.basename(d)
+    return int(b.rsplit("_s", 1)[1]) if "_s" in b else 1
+
+
+def losses(recipe):
+    """{seed: ([captiongo per epoch], [reference per epoch])}"""
+    out = {}
+    for d in glob.glob(os.path.join(runs, "flickr8k_%s" % recipe)) + glob.glob(os.path.join(runs, "flickr8k_%s_s*" % recipe)):
+        sp = os.path.join(d, "state.json")
+        rp = os.path.join(runs, "flickr8k_ref", "%s_s%d" % (recipe, seed_of(d)), "scores.json")
+        if os.path.exists(sp) and os.path.exists(rp):
+            ours = [h["train_loss"] for h in json.load(open(sp))["history"]]
+            theirs = [h["train_loss"] for h in json.load(open(rp))["epochs"]]
+            out[seed_of(d)] = (ours, theirs)
+    return out
+
+
+if "--losses" in sys.argv:
+    for recipe in ("attention", "baseline"):
+        ls = losses(recipe)
+        if not ls:
+            continue
+        print("%s: training loss per epoch, captiongo / PyTorch reference" % recipe)
+        for seed in sorted(ls):
+            o, r = ls[seed]
+            print("  seed %d: %s" % (seed, "  ".join("%.4f/%.4f" % (a, b) for a, b in zip(o, r))))
+        n = min(min(len(o), len(r)) for o, r in ls.values())
+        for e in range(n):
+            side = [ls[s][0][e] - ls[s][1][e] for s in ls]
+            ours = [ls[s][0][e] for s in ls]
+            theirs = [ls[s][1][e] for s in ls]
+            print("  epoch %d: captiongo - PyTorch per seed %s; spread over seeds: captiongo %.4f, PyTorch %.4f"
+                  % (e + 1, " ".join("%+.4f" % x for x in side), max(ours) - min(ours), max(theirs) - min(theirs)))
+    sys.exit(0)
 
 print("| model | decoding | seeds | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | CIDEr-D |")
 print("|---|---|---|---|---|---|---|---|---|")
