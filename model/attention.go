@@ -31,14 +31,28 @@ type attnDecoder struct {
 	wIh, wHh, bIh, bHh *ts.Tensor
 	fcW, fcB           *ts.Tensor
 	dropout            float64
+	vocab              int
+	device             gotch.Device
 }
+
+func init() {
+	registerDecoder(DecoderAttention, func(root *nn.Path, cfg Config, device gotch.Device) decoder {
+		return newAttnDecoder(root.Sub("decoderRNN"), cfg, device)
+	})
+}
+
+// rows: attention reads the map's places.
+func (d *attnDecoder) rows() bool { return true }
+
+// stepper starts decoding from map rows (N x P x D).
+func (d *attnDecoder) stepper(enc *ts.Tensor) Stepper { return &attnStepper{d: d, s: d.start(enc)} }
 
 // EncoderDim is the channel count of Mixed_7c, the map attention reads by default.
 const EncoderDim = 2048
 
-func newAttnDecoder(dec *nn.Path, cfg Config) *attnDecoder {
+func newAttnDecoder(dec *nn.Path, cfg Config, device gotch.Device) *attnDecoder {
 	D, A, E, H, V := cfg.FeatureDim(), int64(cfg.AttentionDim), int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
-	d := &attnDecoder{dropout: cfg.Dropout}
+	d := &attnDecoder{dropout: cfg.Dropout, vocab: cfg.VocabSize, device: device}
 	lin := func(p *nn.Path, out, in int64) (*ts.Tensor, *ts.Tensor) {
 		w := p.MustNewVar("weight", []int64{out, in}, uniform(float64(in)))
 		b := p.MustNewVar("bias", []int64{out}, uniform(float64(in)))
@@ -180,13 +194,14 @@ func LossAttention(logits, alphas, tokens *ts.Tensor, alphaC float64) *ts.Tensor
 // word's attention weights: [image][word][position] for the T-1 predicted
 // tokens (the last one is <EOS>).
 func (m *Captioner) AttentionWeights(feat, tokens *ts.Tensor) ([][][]float32, error) {
-	if m.att == nil {
+	d, ok := m.dec.(*attnDecoder)
+	if !ok {
 		return nil, fmt.Errorf("the %q decoder has no attention weights (decoder = \"attention\" has)", m.Cfg.Decoder)
 	}
 	var flat []float32
 	var shape []int64
 	torch.NoGrad(func() {
-		l, a := m.att.teacher(feat, tokens, false)
+		l, a := d.teacher(feat, tokens, false)
 		l.MustDrop()
 		shape = a.MustSize() // (T-1) x B x P
 		flat = torch.Float32s(a)
@@ -224,3 +239,44 @@ func (m *Captioner) CaptionAttention(vocab *data.Vocab, feat *ts.Tensor, caption
 	}
 	return words, ws[0], nil
 }
+
+// attnStepper decodes with the attention decoder, without gradient. With
+// record set it keeps every step's attention weights (rows x P, row-major).
+type attnStepper struct {
+	d      *attnDecoder
+	s      *attnState
+	record bool
+	alphas [][]float32
+}
+
+func (a *attnStepper) Step(tokens []int64) ([]float32, int) {
+	var lp []float32
+	torch.NoGrad(func() {
+		tk := torch.FromInt64s(tokens, []int64{int64(len(tokens))}, a.d.device)
+		emb := ts.MustEmbedding(a.d.embed, tk, -1, false, false)
+		tk.MustDrop()
+		logits, alpha := a.d.step(a.s, emb, false)
+		emb.MustDrop()
+		if a.record {
+			a.alphas = append(a.alphas, torch.Float32s(alpha))
+		}
+		alpha.MustDrop()
+		l := logits.MustLogSoftmax(-1, gotch.Float, true)
+		lp = torch.Float32s(l)
+		l.MustDrop()
+	})
+	return lp, a.d.vocab
+}
+
+func (a *attnStepper) Reorder(rows []int64) {
+	torch.NoGrad(func() {
+		idx := torch.FromInt64s(rows, []int64{int64(len(rows))}, a.d.device)
+		for _, t := range []**ts.Tensor{&a.s.enc, &a.s.att1, &a.s.h, &a.s.c} {
+			*t = (*t).MustIndexSelect(0, idx, true)
+		}
+		idx.MustDrop()
+	})
+}
+
+// Close frees the decoder state.
+func (a *attnStepper) Close() { a.s.drop() }

@@ -104,41 +104,8 @@ type Captioner struct {
 	Cfg      Config
 	VS       *nn.VarStore
 	Backbone *Inception
-	fcW, fcB *ts.Tensor
-	embed    *ts.Tensor
-	lstm     []*ts.Tensor // per layer: w_ih, w_hh, b_ih, b_hh
-	linW     *ts.Tensor
-	linB     *ts.Tensor
-	att      *attnDecoder // the attention decoder (then fc, embed, lstm and linear are unused)
+	dec      decoder // Cfg.Decoder's (decoder.go)
 	device   gotch.Device
-	inTable  derived // decoding's input table (inputTable)
-}
-
-// maxTableBytes caps the input table: above it decoding runs the embedding and
-// W_ih every step instead (a 10,000-word vocabulary with hidden size 512 is 80 MB).
-const maxTableBytes = 256 << 20
-
-// useInputTable is false only in tests that compare with the plain step.
-var useInputTable = true
-
-// inputTable returns the first LSTM layer's input projection of every token
-// (torch.InputTable: E W_ih^T + b_ih, V x 4H), so that a decoding step gathers
-// rows of it instead of running the embedding and W_ih. It is computed once and
-// reused until the embedding, W_ih or b_ih change (an optimiser step, loading
-// weights); nil for a multi-layer LSTM or a table over maxTableBytes.
-func (m *Captioner) inputTable() *ts.Tensor {
-	V, H := int64(m.Cfg.VocabSize), int64(m.Cfg.HiddenSize)
-	if !useInputTable || m.Cfg.NumLayers != 1 || V*4*H*4 > maxTableBytes {
-		return nil
-	}
-	t := m.inTable.get([]*ts.Tensor{m.embed, m.lstm[0], m.lstm[2]}, func() ([]*ts.Tensor, error) {
-		t, err := torch.InputTable(m.embed, m.lstm[0], m.lstm[2])
-		return []*ts.Tensor{t}, err
-	})
-	if t == nil {
-		return nil // decode without it
-	}
-	return t[0]
 }
 
 // BackbonePrefix is where the torchvision backbone's names start.
@@ -154,59 +121,12 @@ func NewCaptioner(cfg Config, device gotch.Device) (*Captioner, error) {
 	inc := root.Sub("encoderCNN").Sub("inception")
 	m := &Captioner{Cfg: cfg, VS: vs, device: device}
 	m.Backbone = NewInceptionKind(inc, cfg.BackboneKind(), cfg.TransformInput, cfg.TrainCNN)
-	if cfg.Attention() {
-		m.att = newAttnDecoder(root.Sub("decoderRNN"), cfg)
-		return m, nil
+	kind := cfg.Decoder
+	if kind == "" {
+		kind = DecoderLSTM
 	}
-	E, H, V := int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
-	fc := inc.Sub("fc")
-	D := cfg.FeatureDim()
-	m.fcW = fc.MustNewVar("weight", []int64{E, D}, uniform(float64(D)))
-	m.fcB = fc.MustNewVar("bias", []int64{E}, uniform(float64(D)))
-	dec := root.Sub("decoderRNN")
-	m.embed = dec.Sub("embed").MustNewVar("weight", []int64{V, E}, nn.NewRandnInit(0, 1))
-	lstm := dec.Sub("lstm")
-	for l := 0; l < cfg.NumLayers; l++ {
-		in := E
-		if l > 0 {
-			in = H
-		}
-		init := uniform(float64(H))
-		m.lstm = append(m.lstm,
-			lstm.MustNewVar(fmt.Sprintf("weight_ih_l%d", l), []int64{4 * H, in}, init),
-			lstm.MustNewVar(fmt.Sprintf("weight_hh_l%d", l), []int64{4 * H, H}, init),
-			lstm.MustNewVar(fmt.Sprintf("bias_ih_l%d", l), []int64{4 * H}, init),
-			lstm.MustNewVar(fmt.Sprintf("bias_hh_l%d", l), []int64{4 * H}, init))
-	}
-	lin := dec.Sub("linear")
-	m.linW = lin.MustNewVar("weight", []int64{V, H}, uniform(float64(H)))
-	m.linB = lin.MustNewVar("bias", []int64{V}, uniform(float64(H)))
-	if device.IsCuda() && flattenOnCUDA {
-		m.flattenLSTM()
-	}
+	m.dec = decoders[kind](root, cfg, device)
 	return m, nil
-}
-
-// flattenOnCUDA is false only in the test that shows what happens without it.
-var flattenOnCUDA = true
-
-// flattenLSTM lays the LSTM's weights out as views of one buffer in cuDNN's
-// order, as nn.LSTM.flatten_parameters does whenever a module moves to CUDA.
-// Otherwise cuDNN copies every weight into such a buffer on each call, and
-// back out of its gradient, warning "RNN module weights are not part of single
-// contiguous chunk of memory". The parameters keep their handles (ATen's set_);
-// loading weights and the optimiser write into them in place, so they stay
-// views of the buffer.
-func (m *Captioner) flattenLSTM() {
-	if !ts.Must_UseCudnnRnnFlattenWeight() {
-		return
-	}
-	const cudnnLSTM, withBias = 2, 4 // cuDNN's mode for LSTM; 4 tensors per layer
-	torch.NoGrad(func() {
-		buf := ts.Must_CudnnRnnFlattenWeight(m.lstm, withBias, int64(m.Cfg.EmbedSize), cudnnLSTM,
-			int64(m.Cfg.HiddenSize), 0, int64(m.Cfg.NumLayers), false, false)
-		buf.MustDrop() // the parameters hold its storage
-	})
 }
 
 // uniform is PyTorch's default Linear/LSTM init: U(-1/sqrt(fan), 1/sqrt(fan)).
@@ -224,7 +144,7 @@ func (m *Captioner) Device() gotch.Device { return m.device }
 func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
 	run := func(train bool) *ts.Tensor {
 		f := m.Backbone.MapAt(images, m.Cfg.Layer(), train)
-		if m.att != nil {
+		if m.dec.rows() {
 			return MapRows(f, true)
 		}
 		return PoolMap(f, true)
@@ -241,12 +161,7 @@ func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
 // returns: logits (T-1) x B x V, and for the attention decoder the attention
 // weights (T-1) x B x P (nil otherwise).
 func (m *Captioner) DecodeFeatures(feat, tokens *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
-	if m.att != nil {
-		return m.att.teacher(feat, tokens, train)
-	}
-	h := m.Head(feat, train)
-	defer h.MustDrop()
-	return m.DecodeTeacher(h, tokens, train), nil
+	return m.dec.teacher(feat, tokens, train)
 }
 
 // ForwardAlphas is Forward that also returns the attention weights
@@ -257,23 +172,9 @@ func (m *Captioner) ForwardAlphas(images, tokens *ts.Tensor, train bool) (logits
 	return m.DecodeFeatures(f, tokens, train)
 }
 
-// Head is the baseline's encoder head: Dropout(ReLU(fc(features))), where in
-// training the features first pass torchvision Inception3's own dropout
-// (BackboneDropout), as in the baseline, whose Inception ends avgpool ->
-// dropout -> fc.
-func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
-	x := pooled
-	if train && m.Cfg.BackboneDropout > 0 {
-		x = ts.MustDropout(pooled, m.Cfg.BackboneDropout, true)
-		defer x.MustDrop()
-	}
-	y := ts.MustLinear(x, m.fcW, m.fcB).MustRelu(true)
-	return dropout(y, m.Cfg.Dropout, train)
-}
-
 // Forward computes the logits for teacher forcing. tokens is B x T (<SOS>
-// words <EOS> <PAD>...). The LSTM reads the image feature at step 0 and then
-// tokens 0..T-2; its output after token t-1 predicts token t, so the result is
+// words <EOS> <PAD>...). The decoder reads the image first and then tokens
+// 0..T-2; its output after token t-1 predicts token t, so the result is
 // (T-1) x B x V, aligned with tokens[:, 1:].
 //
 // The baseline instead scored the output of the image step against <SOS> (a
@@ -281,57 +182,33 @@ func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
 // first word; here the image step predicts nothing and decoding starts by
 // feeding <SOS>.
 func (m *Captioner) Forward(images, tokens *ts.Tensor, train bool) *ts.Tensor {
-	if m.att != nil {
-		l, a := m.ForwardAlphas(images, tokens, train)
+	l, a := m.ForwardAlphas(images, tokens, train)
+	if a != nil {
 		a.MustDrop()
-		return l
 	}
-	pooled := m.Features(images, train)
-	feat := m.Head(pooled, train)
-	pooled.MustDrop()
-	logits := m.DecodeTeacher(feat, tokens, train)
-	feat.MustDrop()
-	return logits
+	return l
 }
 
-// DecodeTeacher runs the decoder on image features (B x E) and tokens (B x T).
+// baseline returns the LSTM decoder for the baseline's own steps (Head,
+// DecodeTeacher), which the attention decoder does not have.
+func (m *Captioner) baseline() *lstmDecoder {
+	d, ok := m.dec.(*lstmDecoder)
+	if !ok {
+		panic(fmt.Sprintf("the %q decoder has no baseline head (Head and DecodeTeacher are the LSTM decoder's)", m.Cfg.Decoder))
+	}
+	return d
+}
+
+// Head is the baseline's encoder head: Dropout(ReLU(fc(features))), where in
+// training the features first pass torchvision Inception3's own dropout
+// (BackboneDropout). LSTM decoder only.
+func (m *Captioner) Head(pooled *ts.Tensor, train bool) *ts.Tensor {
+	return m.baseline().head(pooled, train)
+}
+
+// DecodeTeacher runs the LSTM decoder on head features (B x E) and tokens (B x T).
 func (m *Captioner) DecodeTeacher(feat, tokens *ts.Tensor, train bool) *ts.Tensor {
-	T := tokens.MustSize()[1]
-	inTok := tokens.MustNarrow(1, 0, T-1, false).MustT(true) // (T-1) x B
-	emb := dropout(ts.MustEmbedding(m.embed, inTok, -1, false, false), m.Cfg.Dropout, train)
-	inTok.MustDrop()
-	f0 := feat.MustUnsqueeze(0, false)
-	seq := ts.MustCat([]*ts.Tensor{f0, emb}, 0) // T x B x E
-	f0.MustDrop()
-	emb.MustDrop()
-	out := m.lstmRun(seq, nil, train)
-	seq.MustDrop()
-	steps := out.MustNarrow(0, 1, T-1, true)
-	logits := ts.MustLinear(steps, m.linW, m.linB)
-	steps.MustDrop()
-	return logits
-}
-
-// lstmRun runs the LSTM over a sequence; state (h, c) may be nil (zeros). It
-// drops the final state it does not return.
-func (m *Captioner) lstmRun(seq *ts.Tensor, state []*ts.Tensor, train bool) *ts.Tensor {
-	out, h, c := m.lstmStep(seq, state, train)
-	h.MustDrop()
-	c.MustDrop()
-	return out
-}
-
-func (m *Captioner) lstmStep(seq *ts.Tensor, state []*ts.Tensor, train bool) (out, h, c *ts.Tensor) {
-	if state == nil {
-		B := seq.MustSize()[1]
-		z := []int64{int64(m.Cfg.NumLayers), B, int64(m.Cfg.HiddenSize)}
-		h0 := ts.MustZeros(z, gotch.Float, m.device)
-		c0 := ts.MustZeros(z, gotch.Float, m.device)
-		defer h0.MustDrop()
-		defer c0.MustDrop()
-		state = []*ts.Tensor{h0, c0}
-	}
-	return ts.MustLstm(seq, state, m.lstm, true, int64(m.Cfg.NumLayers), 0, train, false, false)
+	return m.baseline().decodeTeacher(feat, tokens, train)
 }
 
 // Loss is the cross-entropy of logits ((T-1) x B x V) against tokens[:, 1:],

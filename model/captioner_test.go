@@ -257,10 +257,10 @@ func TestBackboneDropout(t *testing.T) {
 			}
 			// fc reads feature 0 alone: out[0] = x[0] (1 kept, 0 or 2 with dropout).
 			torch.NoGrad(func() {
-				m.fcW.MustZero_()
-				m.fcB.MustZero_()
+				m.baseline().fcW.MustZero_()
+				m.baseline().fcB.MustZero_()
 				one := ts.MustOnes([]int64{1}, gotch.Float, gotch.CPU)
-				m.fcW.MustNarrow(0, 0, 1, false).MustNarrow(1, 0, 1, true).Copy_(one)
+				m.baseline().fcW.MustNarrow(0, 0, 1, false).MustNarrow(1, 0, 1, true).Copy_(one)
 				one.MustDrop()
 			})
 			pooled := ts.MustOnes([]int64{200, 2048}, gotch.Float, gotch.CPU)

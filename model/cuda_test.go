@@ -192,7 +192,7 @@ func TestLSTMWarningIsSeen(t *testing.T) {
 		}
 		x := ts.MustRandn([]int64{3, 2, 8}, gotch.Float, m.Device())
 		defer x.MustDrop()
-		w := stderrOf(t, func() { torch.NoGrad(func() { m.lstmRun(x, nil, false).MustDrop() }) })
+		w := stderrOf(t, func() { torch.NoGrad(func() { m.baseline().lstmRun(x, nil, false).MustDrop() }) })
 		if !strings.Contains(w, cudaRNNWarning) {
 			t.Errorf("unflattened weights on CUDA, but no cuDNN warning captured (got %q)", w)
 		}
@@ -213,7 +213,7 @@ func TestDecodingOnCUDA(t *testing.T) {
 			defer pooledG.MustDrop()
 			gc, bc := greedyAndBeam(cpu, pooled, 5, 12)
 			gg, bg := greedyAndBeam(gpu, pooledG, 5, 12)
-			if layers == 1 && gpu.inTable.out == nil {
+			if layers == 1 && gpu.baseline().inTable.out == nil {
 				t.Error("one layer on CUDA: no input table was built")
 			}
 			for _, c := range []struct {

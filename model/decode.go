@@ -5,7 +5,6 @@ import (
 	"math"
 	"sort"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
@@ -258,12 +257,6 @@ func topK(row []float32, k int) []int {
 	return idx
 }
 
-// lstmStepper decodes with the captioner's LSTM, without gradient.
-type lstmStepper struct {
-	m    *Captioner
-	h, c *ts.Tensor
-}
-
 // NewStepper runs the image step for a batch of images (eval mode, no
 // gradient) and returns a Stepper positioned before <SOS>. Call Close after.
 func (m *Captioner) NewStepper(images *ts.Tensor) Stepper {
@@ -276,12 +269,7 @@ func (m *Captioner) NewStepper(images *ts.Tensor) Stepper {
 	return st
 }
 
-func (m *Captioner) stepperFrom(f *ts.Tensor) Stepper {
-	if m.att != nil {
-		return &attnStepper{m: m, s: m.att.start(f)}
-	}
-	return m.stepperFromPooled(f)
-}
+func (m *Captioner) stepperFrom(f *ts.Tensor) Stepper { return m.dec.stepper(f) }
 
 // StepperFromPooled starts decoding from pooled 2048-d features (cached features).
 // For the attention decoder the features are the map rows (N x P x 2048).
@@ -289,116 +277,6 @@ func (m *Captioner) StepperFromPooled(pooled *ts.Tensor) Stepper {
 	var st Stepper
 	torch.NoGrad(func() { st = m.stepperFrom(pooled) })
 	return st
-}
-
-// attnStepper decodes with the attention decoder, without gradient. With
-// record set it keeps every step's attention weights (rows x P, row-major).
-type attnStepper struct {
-	m      *Captioner
-	s      *attnState
-	record bool
-	alphas [][]float32
-}
-
-func (a *attnStepper) Step(tokens []int64) ([]float32, int) {
-	var lp []float32
-	torch.NoGrad(func() {
-		tk := torch.FromInt64s(tokens, []int64{int64(len(tokens))}, a.m.device)
-		emb := ts.MustEmbedding(a.m.att.embed, tk, -1, false, false)
-		tk.MustDrop()
-		logits, alpha := a.m.att.step(a.s, emb, false)
-		emb.MustDrop()
-		if a.record {
-			a.alphas = append(a.alphas, torch.Float32s(alpha))
-		}
-		alpha.MustDrop()
-		l := logits.MustLogSoftmax(-1, gotch.Float, true)
-		lp = torch.Float32s(l)
-		l.MustDrop()
-	})
-	return lp, a.m.Cfg.VocabSize
-}
-
-func (a *attnStepper) Reorder(rows []int64) {
-	torch.NoGrad(func() {
-		idx := torch.FromInt64s(rows, []int64{int64(len(rows))}, a.m.device)
-		for _, t := range []**ts.Tensor{&a.s.enc, &a.s.att1, &a.s.h, &a.s.c} {
-			*t = (*t).MustIndexSelect(0, idx, true)
-		}
-		idx.MustDrop()
-	})
-}
-
-// Close frees the decoder state.
-func (a *attnStepper) Close() { a.s.drop() }
-
-func (m *Captioner) stepperFromPooled(pooled *ts.Tensor) *lstmStepper {
-	feat := m.Head(pooled, false)
-	x := feat.MustUnsqueeze(0, true)
-	out, h, c := m.lstmStep(x, nil, false)
-	x.MustDrop()
-	out.MustDrop()
-	return &lstmStepper{m: m, h: h, c: c}
-}
-
-func (s *lstmStepper) Step(tokens []int64) ([]float32, int) {
-	var lp []float32
-	torch.NoGrad(func() {
-		l := s.logits(tokens).MustLogSoftmax(-1, gotch.Float, true)
-		lp = torch.Float32s(l)
-		l.MustDrop()
-	})
-	return lp, s.m.Cfg.VocabSize
-}
-
-// logits runs one LSTM step and the output layer: R x V logits.
-func (s *lstmStepper) logits(tokens []int64) *ts.Tensor {
-	tk := torch.FromInt64s(tokens, []int64{1, int64(len(tokens))}, s.m.device)
-	emb := ts.MustEmbedding(s.m.embed, tk, -1, false, false)
-	tk.MustDrop()
-	out, h, c := s.m.lstmStep(emb, []*ts.Tensor{s.h, s.c}, false)
-	emb.MustDrop()
-	s.h.MustDrop()
-	s.c.MustDrop()
-	s.h, s.c = h, c
-	sq := out.MustSqueezeDim(0, true)
-	logits := ts.MustLinear(sq, s.m.linW, s.m.linB)
-	sq.MustDrop()
-	return logits
-}
-
-// StepArgmax is Step followed by the arg max, in one libtorch call.
-func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
-	ids, lp, err := torch.GreedyStep(s.m.embed, s.m.inputTable(), s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens)
-	if err != nil {
-		panic(err)
-	}
-	return ids, lp
-}
-
-// StepTopK is Step followed by the top k of every row, in one libtorch call.
-func (s *lstmStepper) StepTopK(tokens []int64, k int) ([]int64, []float32) {
-	ids, lp, err := torch.TopKStep(s.m.embed, s.m.inputTable(), s.m.lstm, s.m.Cfg.NumLayers, s.m.linW, s.m.linB, s.h, s.c, tokens, k)
-	if err != nil {
-		panic(err)
-	}
-	return ids, lp
-}
-
-func (s *lstmStepper) Reorder(rows []int64) {
-	torch.NoGrad(func() {
-		idx := torch.FromInt64s(rows, []int64{int64(len(rows))}, s.m.device)
-		h := s.h.MustIndexSelect(1, idx, true)
-		c := s.c.MustIndexSelect(1, idx, true)
-		idx.MustDrop()
-		s.h, s.c = h, c
-	})
-}
-
-// Close frees the decoder state.
-func (s *lstmStepper) Close() {
-	s.h.MustDrop()
-	s.c.MustDrop()
 }
 
 // CloseStepper frees a stepper made by NewStepper.
@@ -420,11 +298,12 @@ func (m *Captioner) Caption(images *ts.Tensor, beam, maxLen int) []Hypothesis {
 // x D) with the attention decoder and also returns, per image, the attention
 // weights of every emitted word and of the final <EOS> ([image][word][place]).
 func (m *Captioner) GreedyAttention(feat *ts.Tensor, maxLen int) ([]Hypothesis, [][][]float32, error) {
-	if m.att == nil {
+	d, ok := m.dec.(*attnDecoder)
+	if !ok {
 		return nil, nil, fmt.Errorf("the %q decoder has no attention weights", m.Cfg.Decoder)
 	}
 	var st *attnStepper
-	torch.NoGrad(func() { st = &attnStepper{m: m, s: m.att.start(feat), record: true} })
+	torch.NoGrad(func() { st = &attnStepper{d: d, s: d.start(feat), record: true} })
 	defer st.Close()
 	N := int(feat.MustSize()[0])
 	P := int(feat.MustSize()[1])

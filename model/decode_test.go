@@ -125,7 +125,7 @@ func TestInputTableDecoding(t *testing.T) {
 		compare := func(when string) {
 			t.Helper()
 			g1, b1 := decode(true)
-			if m.inTable.out == nil {
+			if m.baseline().inTable.out == nil {
 				t.Fatalf("%s: no input table was built", when)
 			}
 			g0, b0 := decode(false)
@@ -145,8 +145,8 @@ func TestInputTableDecoding(t *testing.T) {
 		compare("fresh weights")
 
 		// New embedding values loaded in place.
-		fresh := ts.MustRandn(m.embed.MustSize(), gotch.Float, gotch.CPU)
-		torch.NoGrad(func() { m.embed.Copy_(fresh) })
+		fresh := ts.MustRandn(m.baseline().embed.MustSize(), gotch.Float, gotch.CPU)
+		torch.NoGrad(func() { m.baseline().embed.Copy_(fresh) })
 		fresh.MustDrop()
 		compare("after loading the embedding")
 

@@ -166,19 +166,16 @@ func (m *Captioner) wordLogitFromMap(f *ts.Tensor, caption []int64, t int) *ts.T
 	}
 	tok := torch.FromInt64s(rep, []int64{N, int64(len(caption))}, m.device)
 	defer tok.MustDrop()
-	var logits *ts.Tensor
-	if m.att != nil {
-		rows := MapRows(f, false)
-		var alphas *ts.Tensor
-		logits, alphas = m.att.teacher(rows, tok, false)
-		alphas.MustDrop()
-		rows.MustDrop()
+	var feat *ts.Tensor
+	if m.dec.rows() {
+		feat = MapRows(f, false)
 	} else {
-		pooled := PoolMap(f, false)
-		h := m.Head(pooled, false)
-		pooled.MustDrop()
-		logits = m.DecodeTeacher(h, tok, false)
-		h.MustDrop()
+		feat = PoolMap(f, false)
+	}
+	logits, alphas := m.dec.teacher(feat, tok, false)
+	feat.MustDrop()
+	if alphas != nil {
+		alphas.MustDrop()
 	}
 	step := logits.MustSelect(0, int64(t), true)
 	return step.MustSelect(1, caption[t+1], true)
