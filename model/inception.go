@@ -1,8 +1,10 @@
 // Package model is the captioner: a torchvision-compatible Inception-v3
 // encoder (same parameter and buffer names, shapes and numerics, loading
-// torchvision's state_dict files) with the baseline's fc head, and the LSTM
-// decoder with greedy and beam decoding. Every module is built on an nn.Path
-// whose sub-paths give the checkpoint names, and has a ForwardT(x, train).
+// torchvision's state_dict files; or the FID variant of Google's weights) and a
+// decoder behind one interface (decoder.go): the baseline's LSTM with its fc
+// head (lstm.go) or Show, Attend and Tell (attention.go), with greedy and beam
+// decoding, Adam, and attributions. Every module is built on an nn.Path whose
+// sub-paths give the checkpoint names; forward passes take a train flag.
 package model
 
 import (
