@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/captiongo/captiongo/data"
@@ -57,6 +58,11 @@ var Cases = []string{"loader", "decode", "train", "epoch"}
 func Run(opt Options, w io.Writer) error {
 	if opt.Python == "" {
 		return fmt.Errorf("no Python reference: set -python (make bench passes .venv/bin/python)")
+	}
+	if strings.ContainsRune(opt.Python, filepath.Separator) { // some cases run it from bench/
+		if abs, err := filepath.Abs(opt.Python); err == nil {
+			opt.Python = abs
+		}
 	}
 	if opt.Device == "" {
 		opt.Device = "cpu"
