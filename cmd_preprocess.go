@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 
 	"github.com/captiongo/captiongo/data"
 	"github.com/captiongo/captiongo/internal/torch"
@@ -39,10 +40,10 @@ func init() {
 					case "crop":
 						cfg.Crop = *crop
 					case "normalize":
-						cfg.Normalize = *norm
+						cfg.Normalize = train.Norm(*norm)
 					}
 				})
-				if cfg.Normalize != "half" && cfg.Normalize != "imagenet" {
+				if !slices.Contains(train.Norms, cfg.Normalize) {
 					return fmt.Errorf("-normalize %q: want half or imagenet", cfg.Normalize)
 				}
 				_, tf := cfg.Transforms()

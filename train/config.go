@@ -40,7 +40,7 @@ type Config struct {
 	ImageSize     int         `toml:"image_size"`     // Resize((n, n))
 	Crop          int         `toml:"crop"`           // crop side after resizing (0 = none)
 	RandomCrop    bool        `toml:"random_crop"`    // random crop in training (centre crop otherwise)
-	Normalize     string      `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
+	Normalize     Norm        `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
 	SplitLists    string      `toml:"split_lists"`    // Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
 
 	// Model.
@@ -60,18 +60,18 @@ type Config struct {
 	CalibrateBN     int               `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
 
 	// Optimisation.
-	Epochs          int     `toml:"epochs"`           //
-	BatchSize       int     `toml:"batch_size"`       //
-	LR              float64 `toml:"lr"`               // Adam learning rate
-	LRSchedule      string  `toml:"lr_schedule"`      // constant, cosine or step
-	LRStepEpochs    int     `toml:"lr_step_epochs"`   // step schedule: multiply by lr_gamma every n epochs
-	LRGamma         float64 `toml:"lr_gamma"`         //
-	WarmupSteps     int     `toml:"warmup_steps"`     // linear warm-up from 0
-	GradClip        float64 `toml:"grad_clip"`        // clip the global gradient norm (0 = off)
-	WeightDecay     float64 `toml:"weight_decay"`     // L2 added to the gradient, as torch.optim.Adam
-	CaptionSampling string  `toml:"caption_sampling"` // "all": every caption every epoch (the baseline); "one": one random caption per image per epoch
-	FeatureCache    bool    `toml:"feature_cache"`    // run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
-	CheckpointEvery int     `toml:"checkpoint_every"` // also checkpoint every n steps inside an epoch (0 = epoch ends only)
+	Epochs          int      `toml:"epochs"`           //
+	BatchSize       int      `toml:"batch_size"`       //
+	LR              float64  `toml:"lr"`               // Adam learning rate
+	LRSchedule      Schedule `toml:"lr_schedule"`      // constant, cosine or step
+	LRStepEpochs    int      `toml:"lr_step_epochs"`   // step schedule: multiply by lr_gamma every n epochs
+	LRGamma         float64  `toml:"lr_gamma"`         //
+	WarmupSteps     int      `toml:"warmup_steps"`     // linear warm-up from 0
+	GradClip        float64  `toml:"grad_clip"`        // clip the global gradient norm (0 = off)
+	WeightDecay     float64  `toml:"weight_decay"`     // L2 added to the gradient, as torch.optim.Adam
+	CaptionSampling Sampling `toml:"caption_sampling"` // "all": every caption every epoch (the baseline); "one": one random caption per image per epoch
+	FeatureCache    bool     `toml:"feature_cache"`    // run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
+	CheckpointEvery int      `toml:"checkpoint_every"` // also checkpoint every n steps inside an epoch (0 = epoch ends only)
 
 	// Evaluation.
 	MaxLen       int    `toml:"max_len"`       // decoding stops after this many tokens
@@ -115,7 +115,7 @@ func (c Config) backboneKind() model.BackboneKind {
 // when random_crop is on) and evaluation (the centre crop).
 func (c Config) Transforms() (trainTF, evalTF data.Transform) {
 	norm := data.HalfMeanStd
-	if c.Normalize == "imagenet" {
+	if c.Normalize == NormImageNet {
 		norm = data.ImageNetMeanStd
 	}
 	trainTF = data.Transform{Size: c.ImageSize, Crop: c.Crop, Random: c.RandomCrop, Mean: norm[0], Std: norm[1]}
@@ -134,10 +134,10 @@ func DefaultConfig() Config {
 	return Config{
 		OutDir: "runs", Data: "synth", Format: data.FormatAuto, SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
-		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: "half",
+		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: NormHalf,
 		Decoder: model.DecoderLSTM, AttentionDim: 512, AlphaC: 1, FeatureLayer: model.Mixed7c, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
-		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: "constant", LRStepEpochs: 30, LRGamma: 0.1,
-		CaptionSampling: "all", FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
+		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: MetricCIDEr, Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
 	}
 }
@@ -309,6 +309,43 @@ var Metrics = []Metric{MetricCIDEr, MetricBleu4, MetricValLoss}
 // HigherIsBetter reports the metric's direction.
 func (m Metric) HigherIsBetter() bool { return m != MetricValLoss }
 
+// Norm is an input normalisation.
+type Norm string
+
+// The normalisations.
+const (
+	NormHalf     Norm = "half"     // mean = std = 0.5 (the baseline; Google's weights)
+	NormImageNet Norm = "imagenet" // torchvision's ImageNet mean and std
+)
+
+// Norms lists them.
+var Norms = []Norm{NormHalf, NormImageNet}
+
+// Schedule is a learning-rate schedule.
+type Schedule string
+
+// The schedules.
+const (
+	ScheduleConstant Schedule = "constant"
+	ScheduleCosine   Schedule = "cosine" // per step, over all epochs
+	ScheduleStep     Schedule = "step"   // lr_gamma every lr_step_epochs
+)
+
+// Schedules lists them.
+var Schedules = []Schedule{ScheduleConstant, ScheduleCosine, ScheduleStep}
+
+// Sampling says which captions an epoch trains on.
+type Sampling string
+
+// The samplings.
+const (
+	SampleAll Sampling = "all" // every caption every epoch (the baseline)
+	SampleOne Sampling = "one" // one random caption per image per epoch
+)
+
+// Samplings lists them.
+var Samplings = []Sampling{SampleAll, SampleOne}
+
 // oneOf accepts v if it is one of opts, or names the field and the choices.
 func oneOf[T ~string](field string, v T, opts ...T) error {
 	names := make([]string, len(opts))
@@ -325,14 +362,14 @@ func oneOf[T ~string](field string, v T, opts ...T) error {
 func (c Config) Validate() error {
 	checks := []error{
 		oneOf("format", c.Format, data.Formats...),
-		oneOf("normalize", c.Normalize, "half", "imagenet"),
+		oneOf("normalize", c.Normalize, Norms...),
 		oneOf("decoder", c.Decoder, model.DecoderKinds...),
 		oneOf("feature_layer", c.FeatureLayer, model.Layers...),
 		oneOf("backbone", c.Backbone, "auto", string(model.BackboneTorchvision), string(model.BackboneFID)),
-		oneOf("lr_schedule", c.LRSchedule, "constant", "cosine", "step"),
+		oneOf("lr_schedule", c.LRSchedule, Schedules...),
 		oneOf("best_metric", c.BestMetric, Metrics...),
 		oneOf("device", c.Device, "auto", "cpu", "cuda"),
-		oneOf("caption_sampling", c.CaptionSampling, "all", "one"),
+		oneOf("caption_sampling", c.CaptionSampling, Samplings...),
 	}
 	for _, e := range checks {
 		if e != nil {

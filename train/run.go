@@ -320,10 +320,10 @@ func (r *runner) lrAt(step int64) float64 {
 	lr := cfg.LR
 	epoch := float64(step) / float64(max(1, r.stepsPer))
 	switch cfg.LRSchedule {
-	case "cosine":
+	case ScheduleCosine:
 		total := float64(cfg.Epochs)
 		lr = cfg.LR * 0.5 * (1 + math.Cos(math.Pi*math.Min(epoch, total)/total))
-	case "step":
+	case ScheduleStep:
 		lr = cfg.LR * math.Pow(cfg.LRGamma, math.Floor(epoch/float64(cfg.LRStepEpochs)))
 	}
 	if cfg.WarmupSteps > 0 && step < int64(cfg.WarmupSteps) {
@@ -443,7 +443,7 @@ func (r *runner) calibrateBN() error {
 // caption_sampling = "one" in training, one caption per image drawn from the
 // seed and the epoch.
 func (r *runner) items(ex []data.Example, epoch int, train bool) []data.Item {
-	if !train || r.cfg.CaptionSampling == "all" {
+	if !train || r.cfg.CaptionSampling == SampleAll {
 		return data.CaptionItems(ex)
 	}
 	rng := rand.New(rand.NewPCG(uint64(r.cfg.Seed)^0x5eed, uint64(epoch)))

@@ -17,7 +17,7 @@ func TestScheduleMatchesPyTorch(t *testing.T) {
 	const epochs, per = 7, 13
 	cases := []struct {
 		name     string
-		schedule string
+		schedule Schedule
 		warmup   int
 		torch    string // the scheduler(s) on optimiser opt; stepped per step unless per_epoch
 		perEpoch bool
