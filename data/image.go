@@ -239,102 +239,75 @@ func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, 0, 0, w, h) }
 func (m *RGB) ResizeCrop(w, h, x0, y0, cw, ch int) *RGB {
 	bh, kh, ksh := coeffs(m.W, w)
 	bv, kv, ksv := coeffs(m.H, h)
+	res := &RGB{W: cw, H: ch, Pix: make([]uint8, 3*cw*ch)}
 	if dh := m.H - h; dh > 0 && dh > 2*(m.W-w) {
-		return m.resizeCropVerticalFirst(x0, y0, cw, ch, bh, kh, ksh, bv, kv, ksv)
+		// Vertical first, over the input columns the window's horizontal pass reads.
+		first := bh[2*x0]
+		cols := bh[2*(x0+cw-1)] + bh[2*(x0+cw-1)+1] - first
+		tmp := make([]uint8, 3*cols*ch)
+		acc := make([]int32, 3*cols)
+		src := func(y int) []uint8 { return m.Pix[3*(m.W*y+first) : 3*(m.W*y+first+cols)] }
+		for oy := 0; oy < ch; oy++ {
+			yy := oy + y0
+			resampleCol(tmp[3*cols*oy:3*cols*(oy+1)], acc, src, bv[2*yy], kv[yy*ksv:yy*ksv+bv[2*yy+1]])
+		}
+		for y := 0; y < ch; y++ {
+			resampleRow(res.Pix[3*cw*y:3*cw*(y+1)], tmp[3*cols*y:3*cols*(y+1)], x0, first, bh, kh, ksh)
+		}
+		return res
 	}
+	// Horizontal first, over the input rows the window's vertical pass reads.
 	first := bv[2*y0]
 	last := bv[2*(y0+ch-1)] + bv[2*(y0+ch-1)+1]
 	rows := last - first
-	const half = int32(1 << (precisionBits - 1))
 	tmp := make([]uint8, 3*cw*rows)
 	for y := 0; y < rows; y++ {
-		in := m.Pix[3*m.W*(y+first) : 3*m.W*(y+first+1)]
-		out := tmp[3*cw*y : 3*cw*(y+1)]
-		for ox := 0; ox < cw; ox++ {
-			xx := ox + x0
-			xmin, xmax := bh[2*xx], bh[2*xx+1]
-			k := kh[xx*ksh : xx*ksh+xmax]
-			px := in[3*xmin : 3*(xmin+xmax)]
-			s0, s1, s2 := half, half, half
-			for i, kk := range k {
-				p := px[3*i : 3*i+3]
-				s0 += int32(p[0]) * kk
-				s1 += int32(p[1]) * kk
-				s2 += int32(p[2]) * kk
-			}
-			o := out[3*ox : 3*ox+3]
-			o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
-		}
+		resampleRow(tmp[3*cw*y:3*cw*(y+1)], m.Pix[3*m.W*(y+first):3*m.W*(y+first+1)], x0, 0, bh, kh, ksh)
 	}
-	res := &RGB{W: cw, H: ch, Pix: make([]uint8, 3*cw*ch)}
 	acc := make([]int32, 3*cw)
+	src := func(y int) []uint8 { return tmp[3*cw*y : 3*cw*(y+1)] }
 	for oy := 0; oy < ch; oy++ {
 		yy := oy + y0
-		ymin, ymax := bv[2*yy]-first, bv[2*yy+1]
-		for i := range acc {
-			acc[i] = half
-		}
-		for j, kk := range kv[yy*ksv : yy*ksv+ymax] {
-			row := tmp[3*cw*(ymin+j) : 3*cw*(ymin+j+1)]
-			for i, v := range row {
-				acc[i] += int32(v) * kk
-			}
-		}
-		o := res.Pix[3*cw*oy : 3*cw*(oy+1)]
-		for i, a := range acc {
-			o[i] = clip8(a)
-		}
+		resampleCol(res.Pix[3*cw*oy:3*cw*(oy+1)], acc, src, bv[2*yy]-first, kv[yy*ksv:yy*ksv+bv[2*yy+1]])
 	}
 	return res
 }
 
-// resizeCropVerticalFirst is ResizeCrop's vertical-first order: the vertical
-// pass over the columns the window's horizontal pass reads, rounded to 8 bits,
-// then the horizontal pass.
-func (m *RGB) resizeCropVerticalFirst(x0, y0, cw, ch int, bh []int, kh []int32, ksh int, bv []int, kv []int32, ksv int) *RGB {
-	first := bh[2*x0]
-	cols := bh[2*(x0+cw-1)] + bh[2*(x0+cw-1)+1] - first
-	const half = int32(1 << (precisionBits - 1))
-	tmp := make([]uint8, 3*cols*ch)
-	acc := make([]int32, 3*cols)
-	for oy := 0; oy < ch; oy++ {
-		yy := oy + y0
-		ymin, ymax := bv[2*yy], bv[2*yy+1]
-		for i := range acc {
-			acc[i] = half
+const half = int32(1 << (precisionBits - 1)) // rounding of the fixed-point sums
+
+// resampleRow is the horizontal pass of one row: out's pixels (output columns
+// x0, x0+1, ...) from in, whose first pixel is input column base.
+func resampleRow(out, in []uint8, x0, base int, bh []int, kh []int32, ksh int) {
+	for ox := 0; ox < len(out)/3; ox++ {
+		xx := ox + x0
+		xmin, xmax := bh[2*xx]-base, bh[2*xx+1]
+		px := in[3*xmin : 3*(xmin+xmax)]
+		s0, s1, s2 := half, half, half
+		for i, kk := range kh[xx*ksh : xx*ksh+xmax] {
+			p := px[3*i : 3*i+3]
+			s0 += int32(p[0]) * kk
+			s1 += int32(p[1]) * kk
+			s2 += int32(p[2]) * kk
 		}
-		for j, kk := range kv[yy*ksv : yy*ksv+ymax] {
-			row := m.Pix[3*(m.W*(ymin+j)+first) : 3*(m.W*(ymin+j)+first+cols)]
-			for i, v := range row {
-				acc[i] += int32(v) * kk
-			}
-		}
-		o := tmp[3*cols*oy : 3*cols*(oy+1)]
-		for i, a := range acc {
-			o[i] = clip8(a)
+		o := out[3*ox : 3*ox+3]
+		o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
+	}
+}
+
+// resampleCol is the vertical pass of one output row: out = the weights k over
+// the source rows row(ymin), row(ymin+1), ...; acc is scratch of out's length.
+func resampleCol(out []uint8, acc []int32, row func(y int) []uint8, ymin int, k []int32) {
+	for i := range acc {
+		acc[i] = half
+	}
+	for j, kk := range k {
+		for i, v := range row(ymin + j) {
+			acc[i] += int32(v) * kk
 		}
 	}
-	res := &RGB{W: cw, H: ch, Pix: make([]uint8, 3*cw*ch)}
-	for y := 0; y < ch; y++ {
-		in := tmp[3*cols*y : 3*cols*(y+1)]
-		out := res.Pix[3*cw*y : 3*cw*(y+1)]
-		for ox := 0; ox < cw; ox++ {
-			xx := ox + x0
-			xmin, xmax := bh[2*xx]-first, bh[2*xx+1]
-			k := kh[xx*ksh : xx*ksh+xmax]
-			px := in[3*xmin : 3*(xmin+xmax)]
-			s0, s1, s2 := half, half, half
-			for i, kk := range k {
-				p := px[3*i : 3*i+3]
-				s0 += int32(p[0]) * kk
-				s1 += int32(p[1]) * kk
-				s2 += int32(p[2]) * kk
-			}
-			o := out[3*ox : 3*ox+3]
-			o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
-		}
+	for i, a := range acc {
+		out[i] = clip8(a)
 	}
-	return res
 }
 
 // Crop returns the w x h window whose top-left corner is (x, y).
