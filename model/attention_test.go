@@ -191,15 +191,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			}
 			loss.MustBackward()
 			if step == 0 {
-				worst, worstName := 0.0, ""
-				for _, n := range names {
-					v := m.VS.Variables()[n]
-					g := v.MustGrad(false)
-					if d := maxRelDiff(t, g, filepath.Join(dir, "grad1_"+n+".npy")); d > worst {
-						worst, worstName = d, n
-					}
-					g.MustDrop()
-				}
+				worst, worstName := worstGradDiff(t, m.VS.Variables(), names, func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") })
 				t.Logf("first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); largest attention weight %.3f", worst, worstName, ref.PeakAlpha)
 				if worst > 1e-4 {
 					t.Errorf("gradient of %s differs from PyTorch's by %.3g (relative)", worstName, worst)

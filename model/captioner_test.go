@@ -164,15 +164,7 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 			}
 			loss.MustBackward()
 			if step == 0 { // every gradient of the first step
-				worst, worstName := 0.0, ""
-				for _, n := range names {
-					v := m.VS.Variables()[n]
-					g := v.MustGrad(false)
-					if d := maxRelDiff(t, g, filepath.Join(dir, "grad1_"+n+".npy")); d > worst {
-						worst, worstName = d, n
-					}
-					g.MustDrop()
-				}
+				worst, worstName := worstGradDiff(t, m.VS.Variables(), names, func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") })
 				t.Logf("first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); %.0f%% of the gates unsaturated, pooled max %.3g",
 					worst, worstName, 100*ref.LiveGates, ref.PooledMax)
 				if worst > 1e-4 {

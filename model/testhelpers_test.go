@@ -88,6 +88,23 @@ func pythonReference(t *testing.T, script string, ref any) string {
 	return dir
 }
 
+// worstGradDiff compares the named variables' gradients with the reference
+// .npy files refPath(name) names, relative to each reference's largest value,
+// and returns the largest difference and where it is.
+func worstGradDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPath func(string) string) (float64, string) {
+	t.Helper()
+	worst, worstName := 0.0, ""
+	for _, n := range names {
+		v := vs[n]
+		g := v.MustGrad(false)
+		if d := maxRelDiff(t, g, refPath(n)); d > worst {
+			worst, worstName = d, n
+		}
+		g.MustDrop()
+	}
+	return worst, worstName
+}
+
 // worstParamDiff compares the named variables with the reference .npy files
 // refPath(name) names and returns the largest difference and where it is.
 func worstParamDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPath func(string) string) (float64, string) {
