@@ -20,7 +20,8 @@ BUILD_DIR ?= .build
 -include $(BUILD_DIR)/libtorch.mk
 # What `make setup` chose stays chosen for later make commands (which run setup
 # again): a libtorch picked with LIBTORCH=auto or a path, and CUDA=0 or CUDA=1 if
-# given (unset, CUDA is detected each time), until another choice is given. LIBTORCH=download goes back to the downloaded 2.1.0.
+# given (unset, CUDA is detected each time), until another choice is given.
+# LIBTORCH=download goes back to the downloaded 2.1.0.
 LIBTORCH ?= $(LIBTORCH_REUSE)
 CUDA     ?= $(LIBTORCH_CUDA_REQUEST)
 
@@ -36,13 +37,15 @@ export GODEBUG      := goindex=0
 # no go.work applies, wherever this checkout sits.
 export GOWORK       := $(or $(LIBTORCH_GOWORK),off)
 export CGO_ENABLED  := 1
-export CGO_CPPFLAGS := -I$(LIBTORCH_DIR)/include -I$(LIBTORCH_DIR)/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_ABI)
+export CGO_CPPFLAGS := -I$(LIBTORCH_DIR)/include -I$(LIBTORCH_DIR)/include/torch/csrc/api/include \
+                       -D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_ABI)
 export CGO_CXXFLAGS := $(LIBTCH_OPT) -g0
 export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TORCH_LIBS)
 # JPEGs are decoded by libjpeg-turbo (PIL's exact pixels) when its header is
 # here (Debian: libjpeg62-turbo-dev); without it the build falls back to Go's
 # decoder through the nolibjpeg tag. JPEG=go forces the fallback.
-JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo turbo || echo go)
+JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 \
+                && echo turbo || echo go)
 ifeq ($(JPEG),go)
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nolibjpeg)
 endif
@@ -51,12 +54,15 @@ export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 # ... and which libtorch this build was set up for.
 export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 
-.PHONY: flickr8k env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor experiment clean distclean help
+.PHONY: flickr8k env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor
+.PHONY: experiment clean distclean help
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: ## libtorch 2.1.0 (CUDA=1 for GPU; LIBTORCH=auto reuses your Python's torch, 2.1.0 or newer; LIBTORCH=/path; LIBTORCH=download goes back) + .venv + pretrained weights; idempotent
+# setup: CUDA=1 links CUDA; LIBTORCH=auto reuses your Python's torch (2.1.0 or newer), LIBTORCH=/path a
+# libtorch folder, LIBTORCH=download goes back to the downloaded one.
+setup: ## libtorch 2.1.0 (CUDA=1, LIBTORCH=auto|/path|download) + .venv + pretrained weights; idempotent
 	@CUDA=$(CUDA) LIBTORCH=$(LIBTORCH) PYTHON=$(PYTHON) BUILD_DIR=$(BUILD_DIR) scripts/setup.sh all
 
 setup-libtorch: ## only what building and running needs (no .venv)
@@ -78,16 +84,17 @@ $(BIN): FORCE
 .PHONY: FORCE
 FORCE:
 
-demo: build ## train experiments/shapes.toml (the built-in synthetic data) end to end; run again to resume or see it finished
+demo: build ## train experiments/shapes.toml (built-in synthetic data); run again to resume or see it finished
 	$(BIN) train -config $(EXP) -set resume=true $(ARGS)
 
 train: build ## train EXP=experiments/x.toml
 	$(BIN) train -config $(EXP) $(ARGS)
 
-experiment: build ## sweep EXP=experiments/sweep_shapes.toml (ARGS="-j 2" runs points in parallel; BACKEND=slurm submits a job array)
-	$(BIN) experiment -backend $(or $(BACKEND),local) $(ARGS) $(if $(filter experiments/shapes.toml,$(EXP)),experiments/sweep_shapes.toml,$(EXP))
+experiment: build ## sweep EXP=experiments/sweep_shapes.toml (ARGS="-j 2": points in parallel; BACKEND=slurm)
+	$(BIN) experiment -backend $(or $(BACKEND),local) $(ARGS) \
+	  $(if $(filter experiments/shapes.toml,$(EXP)),experiments/sweep_shapes.toml,$(EXP))
 
-flickr8k: setup build ## the Flickr8k reproduction: attention + LSTM baseline, test scores beside the PyTorch reference (SEEDS="1 2 3", REF=0, EPOCHS=n)
+flickr8k: setup build ## Flickr8k: attention + LSTM, test scores beside PyTorch (SEEDS="1 2 3", REF=0, EPOCHS=n)
 	scripts/flickr8k.sh attention $(or $(SEEDS),1)
 	scripts/flickr8k.sh baseline $(or $(SEEDS),1)
 
@@ -111,4 +118,6 @@ distclean: clean ## also remove libtorch, .venv and the setup record
 	rm -rf third_party .venv .build
 
 env: ## print the environment `go` needs outside make: eval "$$(make -s env)"
-	@echo "export GODEBUG='$(GODEBUG)' GOWORK='$(GOWORK)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)' CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)' CAPTIONGO_LIBTORCH_VERSION='$(CAPTIONGO_LIBTORCH_VERSION)' GOFLAGS='$(GOFLAGS)'"
+	@echo "export GODEBUG='$(GODEBUG)' GOWORK='$(GOWORK)' CGO_ENABLED=1 CGO_CPPFLAGS='$(CGO_CPPFLAGS)'" \
+	  "CGO_CXXFLAGS='$(CGO_CXXFLAGS)' CGO_LDFLAGS='$(CGO_LDFLAGS)' CAPTIONGO_PYTHON='$(CAPTIONGO_PYTHON)'" \
+	  "CAPTIONGO_LIBTORCH_VERSION='$(CAPTIONGO_LIBTORCH_VERSION)' GOFLAGS='$(GOFLAGS)'"

@@ -23,7 +23,11 @@ func init() {
 			asJSON := fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
 			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
 			device := fs.String("device", "auto", "auto, cpu or cuda")
-			attDir := fs.String("attention", "", "attention runs: write each image's per-word attention maps as DIR/<image>.attention.png")
+			attDir := fs.String(
+				"attention",
+				"",
+				"attention runs: write each image's per-word attention maps as DIR/<image>.attention.png",
+			)
 			return func(args []string) error {
 				if *ckpt == "" {
 					return errors.New("-checkpoint is required")

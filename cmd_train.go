@@ -15,7 +15,11 @@ func init() {
 		summary: "train one experiment (TOML) into runs/<name>/",
 		usage:   "[-config experiments/shapes.toml] [-set key=value ...]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			config := fs.String("config", "experiments/shapes.toml", "experiment file (TOML); \"\" for the built-in defaults")
+			config := fs.String(
+				"config",
+				"experiments/shapes.toml",
+				"experiment file (TOML); \"\" for the built-in defaults",
+			)
 			var sets multiFlag
 			fs.Var(&sets, "set", "override one config key, key=value (repeatable), e.g. -set epochs=3 -set lr=1e-3")
 			return func([]string) error {

@@ -55,7 +55,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	runFn := cmd.setup(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: captiongo %s %s\n\n%s.\n\nflags (with defaults):\n", name, cmd.usage, cmd.summary)
+		fmt.Fprintf(
+			fs.Output(),
+			"usage: captiongo %s %s\n\n%s.\n\nflags (with defaults):\n",
+			name,
+			cmd.usage,
+			cmd.summary,
+		)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {

@@ -56,9 +56,24 @@ im.convert("CMYK").save(sys.argv[3], quality=90)
 		torch string // torchvision transforms before ToTensor
 		norm  string
 	}{
-		{"baseline eval (Resize 356, CenterCrop 299)", []string{"-config", "experiments/flickr8k_attention.toml", "-size", "356", "-crop", "299"}, "T.Resize((356, 356)), T.CenterCrop(299)", "half"},
-		{"flickr8k recipe (Resize 299)", []string{"-config", "experiments/flickr8k_baseline.toml"}, "T.Resize((299, 299))", "half"},
-		{"ImageNet normalisation, odd crop", []string{"-size", "333", "-crop", "281", "-normalize", "imagenet"}, "T.Resize((333, 333)), T.CenterCrop(281)", "imagenet"},
+		{
+			"baseline eval (Resize 356, CenterCrop 299)",
+			[]string{"-config", "experiments/flickr8k_attention.toml", "-size", "356", "-crop", "299"},
+			"T.Resize((356, 356)), T.CenterCrop(299)",
+			"half",
+		},
+		{
+			"flickr8k recipe (Resize 299)",
+			[]string{"-config", "experiments/flickr8k_baseline.toml"},
+			"T.Resize((299, 299))",
+			"half",
+		},
+		{
+			"ImageNet normalisation, odd crop",
+			[]string{"-size", "333", "-crop", "281", "-normalize", "imagenet"},
+			"T.Resize((333, 333)), T.CenterCrop(281)",
+			"imagenet",
+		},
 	}
 	means := map[string]string{
 		"half":     "T.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])",
@@ -67,7 +82,8 @@ im.convert("CMYK").save(sys.argv[3], quality=90)
 	for i, c := range cases {
 		out := filepath.Join(tmp, fmt.Sprintf("go%d.npy", i))
 		var so, se strings.Builder
-		if code := run(append(append([]string{"preprocess"}, c.args...), append([]string{"-out", out}, photos...)...), &so, &se); code != 0 {
+		if code := run(append(append([]string{"preprocess"}, c.args...), append([]string{"-out", out}, photos...)...), &so,
+			&se); code != 0 {
 			t.Fatalf("%s: preprocess exited %d: %s", c.name, code, se.String())
 		}
 		got, shape, err := torch.ReadNpy(out)
@@ -99,7 +115,8 @@ np.save(sys.argv[1], torch.stack([tf(Image.open(f).convert("RGB")) for f in sys.
 	// No resize, no crop: the 224 x 224 copies as they are.
 	out := filepath.Join(tmp, "asis.npy")
 	var so, se strings.Builder
-	if code := run(append([]string{"preprocess", "-size", "0", "-crop", "0", "-out", out}, photos[6:10]...), &so, &se); code != 0 {
+	if code := run(append([]string{"preprocess", "-size", "0", "-crop", "0", "-out", out}, photos[6:10]...), &so,
+		&se); code != 0 {
 		t.Fatalf("preprocess -size 0 -crop 0 exited %d: %s", code, se.String())
 	}
 	if _, shape, err := torch.ReadNpy(out); err != nil || fmt.Sprint(shape) != "[4 3 224 224]" {
@@ -109,7 +126,8 @@ np.save(sys.argv[1], torch.stack([tf(Image.open(f).convert("RGB")) for f in sys.
 	se.Reset()
 	bad := filepath.Join(tmp, "bad.jpg")
 	os.WriteFile(bad, []byte{0xff, 0xd8, 0xff, 0xe0, 0, 16}, 0o644)
-	if code := run([]string{"preprocess", "-out", filepath.Join(tmp, "x.npy"), photos[0], bad}, &so, &se); code != 1 || !strings.Contains(se.String(), bad) || strings.Count(strings.TrimSpace(se.String()), "\n") > 0 {
+	if code := run([]string{"preprocess", "-out", filepath.Join(tmp, "x.npy"), photos[0], bad}, &so, &se); code != 1 ||
+		!strings.Contains(se.String(), bad) || strings.Count(strings.TrimSpace(se.String()), "\n") > 0 {
 		t.Errorf("preprocess with a broken JPEG exited %d: %q", code, se.String())
 	}
 }

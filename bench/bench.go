@@ -152,7 +152,13 @@ func loader(opt Options) ([]Result, error) {
 		ex = append(ex, data.Example{ImageID: e.Name(), Path: filepath.Join(dir, e.Name()), Split: data.Train})
 	}
 	rate := func(decode func(string) (*data.RGB, error)) (float64, error) {
-		l, err := data.NewLoader(ex, data.ImageItems(ex), nil, data.BaselineTransform(true), data.LoaderConfig{BatchSize: 32, Workers: opt.Workers, Shuffle: true, Seed: 1, Decode: decode})
+		l, err := data.NewLoader(
+			ex,
+			data.ImageItems(ex),
+			nil,
+			data.BaselineTransform(true),
+			data.LoaderConfig{BatchSize: 32, Workers: opt.Workers, Shuffle: true, Seed: 1, Decode: decode},
+		)
 		if err != nil {
 			return 0, err
 		}
@@ -191,12 +197,29 @@ func loader(opt Options) ([]Result, error) {
 		return nil, fmt.Errorf("PyTorch reference printed %q: %v", out, err)
 	}
 	pyRate := float64(ref.Images) / ref.Seconds
-	note := fmt.Sprintf("%d JPEGs of %s, Resize 356 + RandomCrop 299 + Normalize, batch 32, %d workers each", len(ex), opt.Data, opt.Workers)
+	note := fmt.Sprintf(
+		"%d JPEGs of %s, Resize 356 + RandomCrop 299 + Normalize, batch 32, %d workers each",
+		len(ex),
+		opt.Data,
+		opt.Workers,
+	)
 	return []Result{
-		{Case: "loader", Unit: "images/s", Captiongo: round(goRate), PyTorch: round(pyRate), Speedup: round(goRate / pyRate),
-			Note: note + "; JPEG decoder: " + data.JPEGDecoder},
-		{Case: "loader_go_jpeg", Unit: "images/s", Captiongo: round(goJPEGRate), PyTorch: round(pyRate), Speedup: round(goJPEGRate / pyRate),
-			Note: note + "; JPEG decoder: Go's image/jpeg (the nolibjpeg fallback; pixels differ from PIL's)"},
+		{
+			Case:      "loader",
+			Unit:      "images/s",
+			Captiongo: round(goRate),
+			PyTorch:   round(pyRate),
+			Speedup:   round(goRate / pyRate),
+			Note:      note + "; JPEG decoder: " + data.JPEGDecoder,
+		},
+		{
+			Case:      "loader_go_jpeg",
+			Unit:      "images/s",
+			Captiongo: round(goJPEGRate),
+			PyTorch:   round(pyRate),
+			Speedup:   round(goJPEGRate / pyRate),
+			Note:      note + "; JPEG decoder: Go's image/jpeg (the nolibjpeg fallback; pixels differ from PIL's)",
+		},
 	}, nil
 }
 

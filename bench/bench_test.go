@@ -18,7 +18,8 @@ import (
 func TestLoaderCaseRuns(t *testing.T) {
 	dir := testutil.SharedData(t, "flickr8k-mini")
 	var out bytes.Buffer
-	if err := Run(Options{Case: "loader", Data: dir, Python: testutil.Python(t), Images: 64, Workers: 2}, &out); err != nil {
+	if err := Run(Options{Case: "loader", Data: dir, Python: testutil.Python(t), Images: 64, Workers: 2},
+		&out); err != nil {
 		t.Fatal(err)
 	}
 	checkLines(t, out.Bytes(), []string{"loader", "loader_go_jpeg"})
@@ -63,17 +64,33 @@ func TestTrainCaseRuns(t *testing.T) {
 	if err := Run(Options{Case: "train", Python: testutil.Python(t), Quick: true}, &out); err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, out.Bytes(), []string{"train_step_frozen_b32_299", "encoder_features_b32_299", "decoder_step_b32", "decoder_step_b256", "train_step_finetune_b8_299", "adam_update_finetune"})
+	checkLines(
+		t,
+		out.Bytes(),
+		[]string{
+			"train_step_frozen_b32_299",
+			"encoder_features_b32_299",
+			"decoder_step_b32",
+			"decoder_step_b256",
+			"train_step_finetune_b8_299",
+			"adam_update_finetune",
+		},
+	)
 }
 
 // TestEpochCaseRuns runs the epoch case on a small synthetic set and on as
 // many real Flickr8k JPEGs.
 func TestEpochCaseRuns(t *testing.T) {
 	var out bytes.Buffer
-	if err := Run(Options{Case: "epoch", Python: testutil.Python(t), SynthN: 20, Workers: 2, Data: testutil.SharedData(t, "flickr8k-mini")}, &out); err != nil {
+	if err := Run(Options{Case: "epoch", Python: testutil.Python(t), SynthN: 20, Workers: 2, Data: testutil.SharedData(t,
+		"flickr8k-mini")}, &out); err != nil {
 		t.Fatal(err)
 	}
-	checkLines(t, out.Bytes(), []string{"epoch_synth_no_cache", "epoch_synth_cache", "epoch_jpeg_no_cache", "epoch_jpeg_cache"})
+	checkLines(
+		t,
+		out.Bytes(),
+		[]string{"epoch_synth_no_cache", "epoch_synth_cache", "epoch_jpeg_no_cache", "epoch_jpeg_cache"},
+	)
 }
 
 func checkLines(t *testing.T, out []byte, cases []string) {
@@ -84,7 +101,8 @@ func checkLines(t *testing.T, out []byte, cases []string) {
 	}
 	for i, l := range lines {
 		var r Result
-		if err := json.Unmarshal(l, &r); err != nil || r.Case != cases[i] || r.Captiongo <= 0 || r.PyTorch <= 0 || r.Speedup <= 0 {
+		if err := json.Unmarshal(l, &r); err != nil || r.Case != cases[i] || r.Captiongo <= 0 || r.PyTorch <= 0 ||
+			r.Speedup <= 0 {
 			t.Errorf("line %s: %v (want case %s with both sides measured)", l, err, cases[i])
 		}
 	}
@@ -134,7 +152,8 @@ func TestRefAlloc(t *testing.T) {
 	if _, err := refPreload("jemalloc"); err == nil || !strings.Contains(err.Error(), "none.so") {
 		t.Errorf("missing library: %v", err)
 	}
-	if err := Run(Options{Case: "loader", Python: "x", RefAlloc: "tcmalloc"}, io.Discard); err == nil || !strings.Contains(err.Error(), "tcmalloc") {
+	if err := Run(Options{Case: "loader", Python: "x", RefAlloc: "tcmalloc"}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "tcmalloc") {
 		t.Errorf("-ref-alloc tcmalloc: %v", err)
 	}
 }

@@ -30,7 +30,16 @@ func decode(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var header map[string][][]int64
-	ref, err := startRef(opt, "decode_ref.py", &header, dir, fmt.Sprint(V), fmt.Sprint(steps), fmt.Sprint(torchThreads()), opt.Device)
+	ref, err := startRef(
+		opt,
+		"decode_ref.py",
+		&header,
+		dir,
+		fmt.Sprint(V),
+		fmt.Sprint(steps),
+		fmt.Sprint(torchThreads()),
+		opt.Device,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +90,20 @@ func decode(opt Options) ([]Result, error) {
 				return err
 			}
 			if B == 1 {
-				results = append(results, Result{Case: "greedy_decode_latency_b1", Unit: "ms per caption", Captiongo: round(tm.Go), PyTorch: round(tm.Py), Speedup: round(tm.Speedup()),
-					Note: note + "; " + tm.Note()})
+				results = append(
+					results,
+					Result{
+						Case:      "greedy_decode_latency_b1",
+						Unit:      "ms per caption",
+						Captiongo: round(tm.Go),
+						PyTorch:   round(tm.Py),
+						Speedup:   round(tm.Speedup()),
+						Note:      note + "; " + tm.Note(),
+					},
+				)
 			} else {
-				results = append(results, Result{Case: "greedy_decode_throughput_b64", Unit: "captions/s", Captiongo: round(64 / tm.Go * 1000), PyTorch: round(64 / tm.Py * 1000), Speedup: round(tm.Speedup()),
+				results = append(results, Result{Case: "greedy_decode_throughput_b64", Unit: "captions/s",
+					Captiongo: round(64 / tm.Go * 1000), PyTorch: round(64 / tm.Py * 1000), Speedup: round(tm.Speedup()),
 					Note: note + "; " + tm.Note()})
 			}
 		}
@@ -103,8 +122,23 @@ func decode(opt Options) ([]Result, error) {
 		if err != nil {
 			return err
 		}
-		results = append(results, Result{Case: "beam3_decode_b16", Unit: "ms per batch", Captiongo: round(tm.Go), PyTorch: round(tm.Py), Speedup: round(tm.Speedup()),
-			Note: fmt.Sprintf("beam 3, batch 16, up to %d tokens (PyTorch: fixed %d steps, no <EOS> stop; captiongo stops an image at k finished hypotheses); %s", steps, steps, tm.Note())})
+		results = append(
+			results,
+			Result{
+				Case:      "beam3_decode_b16",
+				Unit:      "ms per batch",
+				Captiongo: round(tm.Go),
+				PyTorch:   round(tm.Py),
+				Speedup:   round(tm.Speedup()),
+				Note: fmt.Sprintf(
+					"beam 3, batch 16, up to %d tokens (PyTorch: fixed %d steps, no <EOS> stop; captiongo stops an image at k "+
+						"finished hypotheses); %s",
+					steps,
+					steps,
+					tm.Note(),
+				),
+			},
+		)
 		return nil
 	})
 	return results, err

@@ -44,7 +44,13 @@ func epoch(opt Options) ([]Result, error) {
 	if err := jpegSubset(opt.Data, n, photos); err != nil {
 		return nil, err
 	}
-	more, err := epochOn(opt, photos, "jpeg", fmt.Sprintf("%d Flickr8k JPEGs of %s (decoder: %s)", n, opt.Data, data.JPEGDecoder), dir)
+	more, err := epochOn(
+		opt,
+		photos,
+		"jpeg",
+		fmt.Sprintf("%d Flickr8k JPEGs of %s (decoder: %s)", n, opt.Data, data.JPEGDecoder),
+		dir,
+	)
 	return append(rs, more...), err
 }
 
@@ -53,7 +59,10 @@ func epoch(opt Options) ([]Result, error) {
 func jpegSubset(src string, n int, dst string) error {
 	b, err := os.ReadFile(filepath.Join(src, "captions.txt"))
 	if err != nil {
-		return fmt.Errorf("epoch case on real JPEGs: %w (point -data at a Kaggle-layout folder such as flickr8k-mini)", err)
+		return fmt.Errorf(
+			"epoch case on real JPEGs: %w (point -data at a Kaggle-layout folder such as flickr8k-mini)",
+			err,
+		)
 	}
 	if err := os.MkdirAll(filepath.Join(dst, "Images"), 0o755); err != nil {
 		return err
@@ -125,7 +134,13 @@ func epochOn(opt Options, src, label, what, dir string) ([]Result, error) {
 		workers = runtime.NumCPU()
 	}
 	_, self, _, _ := runtime.Caller(0)
-	cmd := refCommand(opt, filepath.Join(filepath.Dir(self), "epoch_ref.py"), specPath, fmt.Sprint(workers), fmt.Sprint(torchThreads()))
+	cmd := refCommand(
+		opt,
+		filepath.Join(filepath.Dir(self), "epoch_ref.py"),
+		specPath,
+		fmt.Sprint(workers),
+		fmt.Sprint(torchThreads()),
+	)
 	cmd.Dir = filepath.Dir(self)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -166,11 +181,34 @@ func epochOn(opt Options, src, label, what, dir string) ([]Result, error) {
 	setup := time.Since(t0).Seconds() - cached.State.History[0].Seconds - cached.State.History[1].Seconds
 	goPlain := plain.State.History[0].TrainSecs
 	goCached := cached.State.History[1].TrainSecs
-	note := fmt.Sprintf("%s: %d train images, %d rows (image, caption), 299 px, batch 32, frozen backbone, %d workers", what, len(trainEx), len(rows), workers)
+	note := fmt.Sprintf(
+		"%s: %d train images, %d rows (image, caption), 299 px, batch 32, frozen backbone, %d workers",
+		what,
+		len(trainEx),
+		len(rows),
+		workers,
+	)
 	return []Result{
-		{Case: "epoch_" + label + "_no_cache", Unit: "s per epoch", Captiongo: round(goPlain), PyTorch: round(ref.Seconds), Speedup: round(ref.Seconds / goPlain),
-			Note: note + "; both run the backbone on every row, as the baseline does"},
-		{Case: "epoch_" + label + "_cache", Unit: "s per epoch", Captiongo: round(goCached), PyTorch: round(ref.Seconds), Speedup: round(ref.Seconds / goCached),
-			Note: note + fmt.Sprintf("; captiongo's second epoch with feature_cache (the run's set-up, which builds the cache for its %d train+val images once, took %.1f s) against the baseline's pipeline", len(trainEx)+len(ds.SplitExamples(data.Val)), setup)},
+		{
+			Case:      "epoch_" + label + "_no_cache",
+			Unit:      "s per epoch",
+			Captiongo: round(goPlain),
+			PyTorch:   round(ref.Seconds),
+			Speedup:   round(ref.Seconds / goPlain),
+			Note:      note + "; both run the backbone on every row, as the baseline does",
+		},
+		{
+			Case:      "epoch_" + label + "_cache",
+			Unit:      "s per epoch",
+			Captiongo: round(goCached),
+			PyTorch:   round(ref.Seconds),
+			Speedup:   round(ref.Seconds / goCached),
+			Note: note + fmt.Sprintf(
+				"; captiongo's second epoch with feature_cache (the run's set-up, which builds the cache for its %d train+val "+
+					"images once, took %.1f s) against the baseline's pipeline",
+				len(trainEx)+len(ds.SplitExamples(data.Val)),
+				setup,
+			),
+		},
 	}, nil
 }

@@ -50,7 +50,8 @@ def main():
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-4)
     drop = nn.Dropout(0.5)
     tf = T.Compose([T.Resize((299, 299)), T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-    dl = torch.utils.data.DataLoader(Rows(spec["rows"], tf), batch_size=32, shuffle=True, num_workers=workers, collate_fn=collate)
+    dl = torch.utils.data.DataLoader(Rows(spec["rows"], tf), batch_size=32, shuffle=True, num_workers=workers,
+                                     collate_fn=collate)
     t0 = time.perf_counter()
     n = 0
     for images, tokens in dl:

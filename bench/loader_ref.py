@@ -24,11 +24,13 @@ class Images(torch.utils.data.Dataset):
 
 
 def main():
-    folder, n, batch, workers, size, crop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    folder = sys.argv[1]
+    n, batch, workers, size, crop = (int(v) for v in sys.argv[2:7])
     torch.set_num_threads(1)
     names = sorted(os.listdir(folder))[:n]
     paths = [os.path.join(folder, x) for x in names]
-    tf = T.Compose([T.Resize((size, size)), T.RandomCrop((crop, crop)), T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    tf = T.Compose([T.Resize((size, size)), T.RandomCrop((crop, crop)), T.ToTensor(),
+                    T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     dl = torch.utils.data.DataLoader(Images(paths, tf), batch_size=batch, shuffle=True, num_workers=workers)
     t0 = time.perf_counter()
     seen = 0

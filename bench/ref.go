@@ -53,7 +53,13 @@ func refMallocConf() string {
 }
 
 // jemallocPaths are where Debian, Ubuntu and Fedora put libjemalloc.so.2.
-var jemallocPaths = []string{"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2"}
+var jemallocPaths = []string{
+	"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+	"/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+	"/usr/lib64/libjemalloc.so.2",
+	"/usr/lib/libjemalloc.so.2",
+	"/usr/local/lib/libjemalloc.so.2",
+}
 
 // refPreload is the library to preload into the reference for -ref-alloc
 // (CAPTIONGO_JEMALLOC names it, or it is found in the usual folders).
@@ -71,7 +77,10 @@ func refPreload(alloc string) (string, error) {
 				return p, nil
 			}
 		}
-		return "", fmt.Errorf("-ref-alloc jemalloc: no libjemalloc.so.2 in %v (install libjemalloc2, or set CAPTIONGO_JEMALLOC to the library)", paths)
+		return "", fmt.Errorf(
+			"-ref-alloc jemalloc: no libjemalloc.so.2 in %v (install libjemalloc2, or set CAPTIONGO_JEMALLOC to the library)",
+			paths,
+		)
 	}
 	return "", fmt.Errorf("-ref-alloc %q: use default or jemalloc", alloc)
 }
@@ -144,7 +153,13 @@ func (t timing) Note() string {
 	if t.Rounds == 1 {
 		return fmt.Sprintf("1 round of %d runs each", t.RepsEach)
 	}
-	return fmt.Sprintf("medians of %d interleaved rounds of %d runs each side; per-round speedup %.2f-%.2f", t.Rounds, t.RepsEach, t.Lo, t.Hi)
+	return fmt.Sprintf(
+		"medians of %d interleaved rounds of %d runs each side; per-round speedup %.2f-%.2f",
+		t.Rounds,
+		t.RepsEach,
+		t.Lo,
+		t.Hi,
+	)
 }
 
 // benchDevice resolves -device for the Go side; sync waits for its queued

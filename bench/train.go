@@ -34,7 +34,16 @@ func trainSteps(opt Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	var ref map[string]float64
-	proc, err := startRef(opt, "train_ref.py", &ref, dir, fmt.Sprint(V), fmt.Sprint(T), fmt.Sprint(torchThreads()), opt.Device)
+	proc, err := startRef(
+		opt,
+		"train_ref.py",
+		&ref,
+		dir,
+		fmt.Sprint(V),
+		fmt.Sprint(T),
+		fmt.Sprint(torchThreads()),
+		opt.Device,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +73,17 @@ func trainSteps(opt Options) ([]Result, error) {
 			return err
 		}
 		torch.ManualSeed(0)
-		m, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5}, dev)
+		m, err := model.NewCaptioner(
+			model.Config{
+				VocabSize:       V,
+				EmbedSize:       256,
+				HiddenSize:      256,
+				NumLayers:       1,
+				Dropout:         0.5,
+				BackboneDropout: 0.5,
+			},
+			dev,
+		)
 		if err != nil {
 			return err
 		}
@@ -103,18 +122,58 @@ func trainSteps(opt Options) ([]Result, error) {
 			loss.MustDrop()
 			logits.MustDrop()
 		}
-		full, err := interleave(proc, "full", roundsFull, repsFull, sync, func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) })
+		full, err := interleave(
+			proc,
+			"full",
+			roundsFull,
+			repsFull,
+			sync,
+			func() { step(func() *ts.Tensor { return m.Forward(images, tok, true) }, tok) },
+		)
 		if err != nil {
 			return err
 		}
-		results = append(results, Result{Case: "train_step_frozen_b32_299", Unit: "ms per step", Captiongo: round(full.Go), PyTorch: round(full.Py), Speedup: round(full.Speedup()),
-			Note: fmt.Sprintf("the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, vocab %d, Adam on fc + decoder; %s", T, V, full.Note())})
-		enc, err := interleave(proc, "enc", roundsFull, repsFull, sync, func() { f := m.Features(images, false); f.MustDrop() })
+		results = append(
+			results,
+			Result{
+				Case:      "train_step_frozen_b32_299",
+				Unit:      "ms per step",
+				Captiongo: round(full.Go),
+				PyTorch:   round(full.Py),
+				Speedup:   round(full.Speedup()),
+				Note: fmt.Sprintf(
+					"the baseline's step (train_CNN = False): frozen Inception-v3 at 299 px (eval, no grad), fc, LSTM, %d tokens, "+
+						"vocab %d, Adam on fc + decoder; %s",
+					T,
+					V,
+					full.Note(),
+				),
+			},
+		)
+		enc, err := interleave(
+			proc,
+			"enc",
+			roundsFull,
+			repsFull,
+			sync,
+			func() { f := m.Features(images, false); f.MustDrop() },
+		)
 		if err != nil {
 			return err
 		}
-		results = append(results, Result{Case: "encoder_features_b32_299", Unit: "images/s", Captiongo: round(32 / enc.Go * 1000), PyTorch: round(32 / enc.Py * 1000),
-			Speedup: round(enc.Speedup()), Note: "pooled 2048-d Inception-v3 features, batch 32, eval, no grad; " + enc.Note()})
+		results = append(
+			results,
+			Result{
+				Case:      "encoder_features_b32_299",
+				Unit:      "images/s",
+				Captiongo: round(32 / enc.Go * 1000),
+				PyTorch:   round(32 / enc.Py * 1000),
+				Speedup: round(
+					enc.Speedup(),
+				),
+				Note: "pooled 2048-d Inception-v3 features, batch 32, eval, no grad; " + enc.Note(),
+			},
+		)
 		for _, B := range []int{32, 256} {
 			pooled, err := load(fmt.Sprintf("pooled%d.npy", B))
 			if err != nil {
@@ -136,12 +195,37 @@ func trainSteps(opt Options) ([]Result, error) {
 			if err != nil {
 				return err
 			}
-			results = append(results, Result{Case: fmt.Sprintf("decoder_step_b%d", B), Unit: "ms per step", Captiongo: round(dec.Go), PyTorch: round(dec.Py), Speedup: round(dec.Speedup()),
-				Note: fmt.Sprintf("from pooled features (feature cache): fc, LSTM, %d tokens, vocab %d, loss, backward, Adam; %s", T, V, dec.Note())})
+			results = append(
+				results,
+				Result{
+					Case:      fmt.Sprintf("decoder_step_b%d", B),
+					Unit:      "ms per step",
+					Captiongo: round(dec.Go),
+					PyTorch:   round(dec.Py),
+					Speedup:   round(dec.Speedup()),
+					Note: fmt.Sprintf(
+						"from pooled features (feature cache): fc, LSTM, %d tokens, vocab %d, loss, backward, Adam; %s",
+						T,
+						V,
+						dec.Note(),
+					),
+				},
+			)
 		}
 		// Full fine-tuning, batch 8: a second captioner from the same file
 		// with the backbone trainable (train mode, batch statistics).
-		mf, err := model.NewCaptioner(model.Config{VocabSize: V, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5, TrainCNN: true}, dev)
+		mf, err := model.NewCaptioner(
+			model.Config{
+				VocabSize:       V,
+				EmbedSize:       256,
+				HiddenSize:      256,
+				NumLayers:       1,
+				Dropout:         0.5,
+				BackboneDropout: 0.5,
+				TrainCNN:        true,
+			},
+			dev,
+		)
 		if err != nil {
 			return err
 		}
@@ -180,9 +264,31 @@ func trainSteps(opt Options) ([]Result, error) {
 		for _, p := range adamF.Params {
 			nParams += int(p.Numel())
 		}
-		results = append(results, Result{Case: "train_step_finetune_b8_299", Unit: "ms per step", Captiongo: round(ft.Go), PyTorch: round(ft.Py), Speedup: round(ft.Speedup()),
-			Note: fmt.Sprintf("train_CNN = True: Inception-v3 in train mode at 299 px, fc, LSTM, %d tokens, vocab %d, Adam on all %d tensors (%.1fM values); %s; of which the forward pass and loss alone: captiongo %.3f ms, PyTorch %.3f ms (speedup %.3f, per round %.2f-%.2f)",
-				T, V, len(adamF.Params), float64(nParams)/1e6, ft.Note(), fwd.Go, fwd.Py, fwd.Speedup(), fwd.Lo, fwd.Hi)})
+		results = append(
+			results,
+			Result{
+				Case:      "train_step_finetune_b8_299",
+				Unit:      "ms per step",
+				Captiongo: round(ft.Go),
+				PyTorch:   round(ft.Py),
+				Speedup:   round(ft.Speedup()),
+				Note: fmt.Sprintf(
+					"train_CNN = True: Inception-v3 in train mode at 299 px, fc, LSTM, %d tokens, vocab %d, Adam on all %d tensors "+
+						"(%.1fM values); %s; of which the forward pass and loss alone: captiongo %.3f ms, PyTorch %.3f ms (speedup "+
+						"%.3f, per round %.2f-%.2f)",
+					T,
+					V,
+					len(adamF.Params),
+					float64(nParams)/1e6,
+					ft.Note(),
+					fwd.Go,
+					fwd.Py,
+					fwd.Speedup(),
+					fwd.Lo,
+					fwd.Hi,
+				),
+			},
+		)
 		upd, err := interleave(proc, "adam_ft", roundsDec, repsDec, sync, func() { adamF.Step(3e-4) })
 		if err != nil {
 			return err
@@ -191,8 +297,22 @@ func trainSteps(opt Options) ([]Result, error) {
 		if adamF.Impl == torch.AdamForeach {
 			impl = "_foreach_ ops (PyTorch: its foreach default on CUDA)"
 		}
-		results = append(results, Result{Case: "adam_update_finetune", Unit: "ms per update", Captiongo: round(upd.Go), PyTorch: round(upd.Py), Speedup: round(upd.Speedup()),
-			Note: fmt.Sprintf("Adam's update alone over the %d fine-tuned tensors; captiongo: %s; %s", len(adamF.Params), impl, upd.Note())})
+		results = append(
+			results,
+			Result{
+				Case:      "adam_update_finetune",
+				Unit:      "ms per update",
+				Captiongo: round(upd.Go),
+				PyTorch:   round(upd.Py),
+				Speedup:   round(upd.Speedup()),
+				Note: fmt.Sprintf(
+					"Adam's update alone over the %d fine-tuned tensors; captiongo: %s; %s",
+					len(adamF.Params),
+					impl,
+					upd.Note(),
+				),
+			},
+		)
 		return nil
 	})
 	return results, err

@@ -111,14 +111,23 @@ func Load(path string, opt Options) (*Dataset, error) {
 	case FormatCOCO:
 		d, err = readCOCO(path, st.IsDir(), opt)
 	default:
-		return nil, fmt.Errorf("data set %s: unknown format %q (want auto, kaggle, flickr8k, karpathy or coco)", path, format)
+		return nil, fmt.Errorf(
+			"data set %s: unknown format %q (want auto, kaggle, flickr8k, karpathy or coco)",
+			path,
+			format,
+		)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if opt.SplitLists != "" {
 		if format != FormatKaggle && format != FormatFlickr8k {
-			return nil, fmt.Errorf("split lists %s: only Flickr8k folders (Kaggle or original layout) take Flickr_8k.*Images.txt lists; %s is %s", opt.SplitLists, path, format)
+			return nil, fmt.Errorf(
+				"split lists %s: only Flickr8k folders (Kaggle or original layout) take Flickr_8k.*Images.txt lists; %s is %s",
+				opt.SplitLists,
+				path,
+				format,
+			)
 		}
 		if err := d.applySplitLists(opt.SplitLists, true); err != nil {
 			return nil, err
@@ -166,7 +175,10 @@ func Detect(path string) (Format, error) {
 		case base == "captions.txt":
 			return "", fmt.Errorf("data set %s: give the folder that holds captions.txt and Images/", path)
 		}
-		return "", fmt.Errorf("data set %s: cannot tell its format from the file name (want dataset_*.json or captions_*.json)", path)
+		return "", fmt.Errorf(
+			"data set %s: cannot tell its format from the file name (want dataset_*.json or captions_*.json)",
+			path,
+		)
 	}
 	has := func(name string) bool { _, err := os.Stat(filepath.Join(path, name)); return err == nil }
 	switch {
@@ -183,7 +195,11 @@ func Detect(path string) (Format, error) {
 			return FormatCOCO, nil
 		}
 	}
-	return "", fmt.Errorf("data set %s: no captions.txt (Kaggle Flickr8k), Flickr8k.token.txt (original Flickr8k), dataset_*.json (Karpathy) or annotations/captions_*.json (COCO) in it", path)
+	return "", fmt.Errorf(
+		"data set %s: no captions.txt (Kaggle Flickr8k), Flickr8k.token.txt (original Flickr8k), dataset_*.json (Karpathy) "+
+			"or annotations/captions_*.json (COCO) in it",
+		path,
+	)
 }
 
 // SplitExamples returns the examples of one split, in source order.

@@ -216,7 +216,12 @@ func TestRealKaggleCaptions(t *testing.T) {
 		t.Errorf("split by image = %v, want train 6473, val 809, test 809", counts)
 	}
 	v := BuildVocab(d.TrainCaptions(), 5)
-	t.Logf("Kaggle Flickr8k: %d images, %d captions; vocabulary at freq_threshold 5 on the train split: %d", len(d.Examples), d.NumCaptions(), v.Len())
+	t.Logf(
+		"Kaggle Flickr8k: %d images, %d captions; vocabulary at freq_threshold 5 on the train split: %d",
+		len(d.Examples),
+		d.NumCaptions(),
+		v.Len(),
+	)
 	if v.Len() != wantKaggleVocab {
 		t.Errorf("vocabulary size %d, want %d", v.Len(), wantKaggleVocab)
 	}
@@ -250,7 +255,13 @@ func TestRealFlickrTokenFile(t *testing.T) {
 		t.Errorf("no note about the missing dev list: %v", d.Notes)
 	}
 	v := BuildVocab(d.TrainCaptions(), 5)
-	t.Logf("original Flickr8k: train %d / val %d / test %d images; vocabulary at freq_threshold 5 on train: %d", counts[Train], counts[Val], counts[Test], v.Len())
+	t.Logf(
+		"original Flickr8k: train %d / val %d / test %d images; vocabulary at freq_threshold 5 on train: %d",
+		counts[Train],
+		counts[Val],
+		counts[Test],
+		v.Len(),
+	)
 	if v.Len() != wantTokenVocab {
 		t.Errorf("vocabulary size %d, want %d", v.Len(), wantTokenVocab)
 	}
@@ -287,7 +298,12 @@ print(json.dumps(["<PAD>", "<SOS>", "<EOS>", "<UNK>"] + words))
 				break
 			}
 		}
-		t.Errorf("vocabulary of %d words, pycocoevalcap's tokenizer gives %d; first difference at %d", v.Len(), len(ref), diff)
+		t.Errorf(
+			"vocabulary of %d words, pycocoevalcap's tokenizer gives %d; first difference at %d",
+			v.Len(),
+			len(ref),
+			diff,
+		)
 	}
 }
 
@@ -306,7 +322,13 @@ func TestRealFlickrMini(t *testing.T) {
 	}
 	v := BuildVocab(d.TrainCaptions(), 5)
 	tf := Transform{Size: 96, Crop: 75, Random: true, Mean: HalfMeanStd[0], Std: HalfMeanStd[1]}
-	l, err := NewLoader(d.Examples, CaptionItems(d.Examples), v, tf, LoaderConfig{BatchSize: 64, Workers: 2, Shuffle: true, Seed: 1})
+	l, err := NewLoader(
+		d.Examples,
+		CaptionItems(d.Examples),
+		v,
+		tf,
+		LoaderConfig{BatchSize: 64, Workers: 2, Shuffle: true, Seed: 1},
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,13 +416,28 @@ func TestBadInput(t *testing.T) {
 		{"no header", "captions.txt", "a.jpg,A dog .\n", "captions.txt:1: header is"},
 		{"bad quote", "captions.txt", "image,caption\na.jpg,\"A dog\n", "malformed CSV"},
 		{"three fields", "captions.txt", "image,caption\na.jpg,A dog,runs\n", "captions.txt:2: 3 fields"},
-		{"empty caption", "captions.txt", "image,caption\na.jpg,A dog\nb.jpg,  \n", "captions.txt:3: empty caption for b.jpg"},
+		{
+			"empty caption",
+			"captions.txt",
+			"image,caption\na.jpg,A dog\nb.jpg,  \n",
+			"captions.txt:3: empty caption for b.jpg",
+		},
 		{"bad utf8", "captions.txt", "image,caption\na.jpg,A d\xffg\n", "captions.txt:2: not valid UTF-8"},
 		{"token no hash", "Flickr8k.token.txt", "a.jpg#0\tA dog\nb.jpg\tA cat\n", "Flickr8k.token.txt:2: want"},
 		{"token bad number", "Flickr8k.token.txt", "a.jpg#x\tA dog\n", "Flickr8k.token.txt:1: caption number"},
 		{"karpathy bad json", "dataset_flickr8k.json", "{\"images\": [\n{,}]}", "dataset_flickr8k.json:2: bad JSON"},
-		{"karpathy bad split", "dataset_flickr8k.json", `{"images": [{"filename": "a.jpg", "split": "dev", "sentences": [{"raw": "x"}]}]}`, "images[0] (a.jpg): split \"dev\""},
-		{"coco unknown image", "annotations/captions_train2017.json", `{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "caption": "x"}]}`, "annotations[0]: image_id 2 is not in \"images\""},
+		{
+			"karpathy bad split",
+			"dataset_flickr8k.json",
+			`{"images": [{"filename": "a.jpg", "split": "dev", "sentences": [{"raw": "x"}]}]}`,
+			"images[0] (a.jpg): split \"dev\"",
+		},
+		{
+			"coco unknown image",
+			"annotations/captions_train2017.json",
+			`{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "caption": "x"}]}`,
+			"annotations[0]: image_id 2 is not in \"images\"",
+		},
 	}
 	for i, c := range cases {
 		dir := filepath.Join(root, fmt.Sprint(i))
@@ -410,7 +447,8 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.want)
 		}
 	}
-	if _, err := Load(filepath.Join(root, "nope"), Options{}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := Load(filepath.Join(root, "nope"), Options{}); err == nil ||
+		!strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing folder: %v", err)
 	}
 	empty := filepath.Join(root, "empty")
@@ -426,12 +464,14 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Examples) != 2 || len(d.Notes) != 1 || !strings.Contains(d.Notes[0], "1 image(s) listed in") || !strings.Contains(d.Notes[0], "zz.jpg") {
+	if len(d.Examples) != 2 || len(d.Notes) != 1 || !strings.Contains(d.Notes[0], "1 image(s) listed in") ||
+		!strings.Contains(d.Notes[0], "zz.jpg") {
 		t.Errorf("examples %d, notes %v", len(d.Examples), d.Notes)
 	}
 	// An image folder that does not exist is an error, not 3 silent skips.
 	write(t, filepath.Join(root, "noimages", "captions.txt"), "image,caption\na.jpg,A dog .\n")
-	if _, err := Load(filepath.Join(root, "noimages"), Options{}); err == nil || !strings.Contains(err.Error(), "image folder") {
+	if _, err := Load(filepath.Join(root, "noimages"), Options{}); err == nil ||
+		!strings.Contains(err.Error(), "image folder") {
 		t.Errorf("absent image folder: %v", err)
 	}
 }
@@ -460,8 +500,15 @@ func TestSplitListsOnFlickr8k224(t *testing.T) {
 		counts[e.Split]++
 	}
 	all := len(d.Examples)
-	if counts[Train] != len(trainNames) || counts[Test] != len(testNames)-1 || counts[Val] != all-len(trainNames)-(len(testNames)-1) {
-		t.Errorf("splits %v of %d images; the lists name %d train and %d test (one of them absent)", counts, all, len(trainNames), len(testNames))
+	if counts[Train] != len(trainNames) || counts[Test] != len(testNames)-1 ||
+		counts[Val] != all-len(trainNames)-(len(testNames)-1) {
+		t.Errorf(
+			"splits %v of %d images; the lists name %d train and %d test (one of them absent)",
+			counts,
+			all,
+			len(trainNames),
+			len(testNames),
+		)
 	}
 	if all != 8091 || counts[Train] != 6000 || counts[Test] != 1000 {
 		t.Errorf("splits %v of %d images, want the standard 6,000 / 1,091 / 1,000", counts, all)
@@ -472,10 +519,12 @@ func TestSplitListsOnFlickr8k224(t *testing.T) {
 	}
 	empty := t.TempDir()
 	_, err = Load(dir, Options{SplitLists: empty})
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(empty, "Flickr_8k.trainImages.txt")) || !strings.Contains(err.Error(), "does not exist") {
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(empty, "Flickr_8k.trainImages.txt")) ||
+		!strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("split lists folder without lists: %v, want an error naming Flickr_8k.trainImages.txt", err)
 	}
-	if _, err := Load(dir, Options{SplitLists: filepath.Join(empty, "nope")}); err == nil || !strings.Contains(err.Error(), "not a folder") {
+	if _, err := Load(dir, Options{SplitLists: filepath.Join(empty, "nope")}); err == nil ||
+		!strings.Contains(err.Error(), "not a folder") {
 		t.Errorf("missing split lists folder: %v", err)
 	}
 }

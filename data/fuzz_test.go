@@ -112,8 +112,14 @@ func FuzzKarpathyAndCOCO(f *testing.F) {
 	f.Add(true, []byte(`{"images": [{"filename": "a.jpg", "split": "train", "sentences": [{"raw": "A dog ."}]}]}`))
 	f.Add(true, []byte(`{"images": [{"filename": "a.jpg", "split": "dev", "sentences": [{"raw": "x"}]}]}`))
 	f.Add(true, []byte(`{"images": [{"filename": "", "sentences": null}]}`))
-	f.Add(false, []byte(`{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1, "caption": "A dog ."}]}`))
-	f.Add(false, []byte(`{"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [{"image_id": 2, "caption": ""}]}`))
+	f.Add(
+		false,
+		[]byte(`{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1, "caption": "A dog ."}]}`),
+	)
+	f.Add(
+		false,
+		[]byte(`{"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [{"image_id": 2, "caption": ""}]}`),
+	)
 	f.Fuzz(func(t *testing.T, karpathy bool, b []byte) {
 		dir := t.TempDir()
 		name := filepath.Join(dir, "dataset_flickr8k.json")

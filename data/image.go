@@ -73,7 +73,13 @@ func checkPixels(path string, w, h int) error {
 		return fmt.Errorf("image %s: %dx%d pixels: empty picture", path, w, h)
 	}
 	if int64(w)*int64(h) > MaxPixels {
-		return fmt.Errorf("image %s: %dx%d pixels is over the limit of %d (PIL's decompression-bomb limit)", path, w, h, MaxPixels)
+		return fmt.Errorf(
+			"image %s: %dx%d pixels is over the limit of %d (PIL's decompression-bomb limit)",
+			path,
+			w,
+			h,
+			MaxPixels,
+		)
 	}
 	return nil
 }

@@ -94,7 +94,15 @@ func TestTransformMatchesTorchvision(t *testing.T) {
 		if c.crop > 0 {
 			crop = fmt.Sprintf("T.CenterCrop(%d)", c.crop)
 		}
-		fmt.Fprintf(&script, "tf = T.Compose([T.Resize((%d, %d)), %s, T.ToTensor(), T.Normalize(%v, %v)])\n", c.size, c.size, crop, pyList(c.mean), pyList(c.std))
+		fmt.Fprintf(
+			&script,
+			"tf = T.Compose([T.Resize((%d, %d)), %s, T.ToTensor(), T.Normalize(%v, %v)])\n",
+			c.size,
+			c.size,
+			crop,
+			pyList(c.mean),
+			pyList(c.std),
+		)
 		fmt.Fprintf(&script, "tf(Image.open(%q).convert('RGB')).numpy().astype('<f4').tofile(%q)\n", p, p+".ref")
 	}
 	testutil.RunPython(t, script.String())

@@ -101,7 +101,16 @@ func TestJPEGPixelsEqualPIL(t *testing.T) {
 		if m.W != r.W || m.H != r.H || hex.EncodeToString(sum[:]) != r.SHA {
 			bad++
 			if bad <= 3 {
-				t.Errorf("%s: %dx%d decoded by %s differs from PIL's %dx%d (%s)", r.File, m.W, m.H, JPEGDecoder, r.W, r.H, pilDiff(t, r.File, m))
+				t.Errorf(
+					"%s: %dx%d decoded by %s differs from PIL's %dx%d (%s)",
+					r.File,
+					m.W,
+					m.H,
+					JPEGDecoder,
+					r.W,
+					r.H,
+					pilDiff(t, r.File, m),
+				)
 			}
 		}
 	}
@@ -114,7 +123,13 @@ func TestJPEGPixelsEqualPIL(t *testing.T) {
 // pilDiff says how far m is from PIL's decoding of file.
 func pilDiff(t *testing.T, file string, m *RGB) string {
 	raw := filepath.Join(t.TempDir(), "pil.raw")
-	testutil.RunPython(t, "import sys, numpy as np\nfrom PIL import Image\nnp.asarray(Image.open(sys.argv[1]).convert('RGB')).tofile(sys.argv[2])\n", file, raw)
+	testutil.RunPython(
+		t,
+		"import sys, numpy as np\nfrom PIL import "+
+			"Image\nnp.asarray(Image.open(sys.argv[1]).convert('RGB')).tofile(sys.argv[2])\n",
+		file,
+		raw,
+	)
 	b, err := os.ReadFile(raw)
 	if err != nil || len(b) != len(m.Pix) {
 		return fmt.Sprintf("PIL gave %d bytes", len(b))
@@ -170,8 +185,14 @@ func TestJPEGBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := DecodeImage(c.path)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("DecodeImage(%s) = %v, want one line naming the file and saying %q", filepath.Base(c.path), err, c.want)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) ||
+			strings.Contains(err.Error(), "\n") {
+			t.Errorf(
+				"DecodeImage(%s) = %v, want one line naming the file and saying %q",
+				filepath.Base(c.path),
+				err,
+				c.want,
+			)
 		}
 	}
 	// The same photo missing only its final EOI marker: PIL decodes it, so must we.
@@ -203,7 +224,8 @@ func TestGoJPEGDecoderVsPIL(t *testing.T) {
 		files = append(files, filepath.Join(dir, e.Name()))
 	}
 	tmp := t.TempDir()
-	script := "import sys, numpy as np\nfrom PIL import Image\nfor i, f in enumerate(sys.argv[1:]):\n    np.asarray(Image.open(f).convert('RGB')).tofile('" + tmp + "/%d.raw' % i)\n"
+	script := "import sys, numpy as np\nfrom PIL import Image\nfor i, f in enumerate(sys.argv[1:]):\n    " +
+		"np.asarray(Image.open(f).convert('RGB')).tofile('" + tmp + "/%d.raw' % i)\n"
 	testutil.RunPython(t, script, files...)
 	var sum, n float64
 	maxd := 0
@@ -234,7 +256,12 @@ func TestGoJPEGDecoderVsPIL(t *testing.T) {
 		}
 	}
 	mean := sum / n
-	t.Logf("Go image/jpeg vs PIL on %d real JPEGs: mean |diff| %.3f levels, max %d levels (of 255)", len(files), mean, maxd)
+	t.Logf(
+		"Go image/jpeg vs PIL on %d real JPEGs: mean |diff| %.3f levels, max %d levels (of 255)",
+		len(files),
+		mean,
+		maxd,
+	)
 	if mean > 2.0 {
 		t.Errorf("mean |diff| %.3f levels exceeds the stated bound of 2 levels", mean)
 	}

@@ -98,7 +98,15 @@ func NewLoader(ex []Example, items []Item, vocab *Vocab, tf Transform, cfg Loade
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 2 * cfg.Workers
 	}
-	l := &Loader{ex: ex, items: items, vocab: vocab, tf: tf, cfg: cfg, enc: map[Item][]int{}, skipped: map[string]string{}}
+	l := &Loader{
+		ex:      ex,
+		items:   items,
+		vocab:   vocab,
+		tf:      tf,
+		cfg:     cfg,
+		enc:     map[Item][]int{},
+		skipped: map[string]string{},
+	}
 	for _, it := range items {
 		if it.Example < 0 || it.Example >= len(ex) || it.Caption >= len(ex[it.Example].Captions) {
 			return nil, fmt.Errorf("item %+v is out of range", it)

@@ -39,7 +39,13 @@ func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
 	d, v := smallSet(t)
 	tf := Transform{Size: 80, Crop: 75, Random: true, Mean: HalfMeanStd[0], Std: HalfMeanStd[1]}
 	mk := func(workers int) *Loader {
-		l, err := NewLoader(d.Examples, CaptionItems(d.Examples), v, tf, LoaderConfig{BatchSize: 7, Workers: workers, Prefetch: 3, Shuffle: true, Seed: 9})
+		l, err := NewLoader(
+			d.Examples,
+			CaptionItems(d.Examples),
+			v,
+			tf,
+			LoaderConfig{BatchSize: 7, Workers: workers, Prefetch: 3, Shuffle: true, Seed: 9},
+		)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +173,8 @@ func TestSynthCaptionsAreTrue(t *testing.T) {
 		for _, c := range sc.Captions {
 			uniq[c] = true
 			for _, o := range sc.Objects {
-				if !strings.Contains(c, o.Color+" "+o.Shape) && len(sc.Objects) > 1 && !strings.Contains(c, " to the left of ") {
+				if !strings.Contains(c, o.Color+" "+o.Shape) && len(sc.Objects) > 1 &&
+					!strings.Contains(c, " to the left of ") {
 					t.Errorf("scene %d: caption %q omits the %s %s", i, c, o.Color, o.Shape)
 				}
 			}
@@ -188,7 +195,15 @@ func TestSynthCaptionsAreTrue(t *testing.T) {
 				}
 			}
 			if in < 50 || float64(match) < 0.9*float64(in) {
-				t.Errorf("scene %d object %d (%s %s): %d of %d mask pixels have its colour", i, k, o.Color, o.Shape, match, in)
+				t.Errorf(
+					"scene %d object %d (%s %s): %d of %d mask pixels have its colour",
+					i,
+					k,
+					o.Color,
+					o.Shape,
+					match,
+					in,
+				)
 			}
 			if k > 0 && o.CX <= sc.Objects[k-1].CX {
 				t.Errorf("scene %d: objects not left to right", i)

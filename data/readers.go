@@ -62,7 +62,12 @@ func ParseKaggleCaptions(r io.Reader, name string) ([]captionLine, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		if len(rec) != 2 {
-			return nil, fmt.Errorf("%s:%d: %d fields, want 2 (image,caption; quote a caption that holds commas)", name, line, len(rec))
+			return nil, fmt.Errorf(
+				"%s:%d: %d fields, want 2 (image,caption; quote a caption that holds commas)",
+				name,
+				line,
+				len(rec),
+			)
 		}
 		if err := checkCaption(name, line, rec[0], rec[1]); err != nil {
 			return nil, err
@@ -207,13 +212,22 @@ func readFlickr8k(dir string, opt Options) (*Dataset, error) {
 	}
 	if d.Examples[0].Split == "" {
 		splitByImage(d.Examples, opt.Seed, opt.Ratios)
-		d.note("no Flickr_8k.*Images.txt lists in %s: split by image with seed %d and ratios %v", dir, opt.Seed, opt.Ratios)
+		d.note(
+			"no Flickr_8k.*Images.txt lists in %s: split by image with seed %d and ratios %v",
+			dir,
+			opt.Seed,
+			opt.Ratios,
+		)
 	}
 	return d, nil
 }
 
 // splitListFiles are the standard Flickr8k split lists, by split.
-var splitListFiles = map[string]string{Train: "Flickr_8k.trainImages.txt", Val: "Flickr_8k.devImages.txt", Test: "Flickr_8k.testImages.txt"}
+var splitListFiles = map[string]string{
+	Train: "Flickr_8k.trainImages.txt",
+	Val:   "Flickr_8k.devImages.txt",
+	Test:  "Flickr_8k.testImages.txt",
+}
 
 // applySplitLists assigns splits from the Flickr_8k.*Images.txt lists in dir.
 // Images in no list are val when there is no dev list, else skipped; names in
@@ -222,7 +236,10 @@ var splitListFiles = map[string]string{Train: "Flickr_8k.trainImages.txt", Val: 
 // splits unassigned.
 func (d *Dataset) applySplitLists(dir string, required bool) error {
 	if st, err := os.Stat(dir); required && (err != nil || !st.IsDir()) {
-		return fmt.Errorf("split lists %s: not a folder (want one holding Flickr_8k.trainImages.txt and Flickr_8k.testImages.txt)", dir)
+		return fmt.Errorf(
+			"split lists %s: not a folder (want one holding Flickr_8k.trainImages.txt and Flickr_8k.testImages.txt)",
+			dir,
+		)
 	}
 	lists := map[string]map[string]bool{}
 	for _, split := range []string{Train, Val, Test} {
@@ -232,7 +249,12 @@ func (d *Dataset) applySplitLists(dir string, required bool) error {
 			return fmt.Errorf("split list %s: %w", file, err)
 		}
 		if !ok && required && split != Val {
-			return fmt.Errorf("split list %s: does not exist (the standard Flickr8k %s list is needed to split %s)", file, split, d.Source)
+			return fmt.Errorf(
+				"split list %s: does not exist (the standard Flickr8k %s list is needed to split %s)",
+				file,
+				split,
+				d.Source,
+			)
 		}
 		if ok {
 			lists[split] = set
@@ -266,9 +288,15 @@ func (d *Dataset) applySplitLists(dir string, required bool) error {
 	if len(unlisted) > 0 {
 		sort.Strings(unlisted)
 		if haveDev {
-			d.note("%d image(s) in %s are in none of the split lists and were skipped (first: %s)", len(unlisted), d.Source, unlisted[0])
+			d.note(
+				"%d image(s) in %s are in none of the split lists and were skipped (first: %s)",
+				len(unlisted),
+				d.Source,
+				unlisted[0],
+			)
 		} else {
-			d.note("Flickr_8k.devImages.txt is absent: the %d image(s) in neither the train nor the test list form the val split", len(unlisted))
+			d.note("Flickr_8k.devImages.txt is absent: the %d image(s) in neither the train nor the test list form the val "+
+				"split", len(unlisted))
 		}
 	}
 	for _, split := range []string{Train, Val, Test} {
@@ -280,7 +308,13 @@ func (d *Dataset) applySplitLists(dir string, required bool) error {
 		}
 		if len(absent) > 0 {
 			sort.Strings(absent)
-			d.note("%d name(s) in %s are not in %s and were skipped (first: %s)", len(absent), filepath.Join(dir, splitListFiles[split]), d.Source, absent[0])
+			d.note(
+				"%d name(s) in %s are not in %s and were skipped (first: %s)",
+				len(absent),
+				filepath.Join(dir, splitListFiles[split]),
+				d.Source,
+				absent[0],
+			)
 		}
 	}
 	return nil
@@ -438,14 +472,22 @@ func readCOCO(path string, isDir bool, opt Options) (*Dataset, error) {
 				return nil, fmt.Errorf("%s: images[%d]: duplicate image id %d", file, i, im.ID)
 			}
 			byID[im.ID] = len(d.Examples)
-			d.Examples = append(d.Examples, Example{ImageID: strconv.FormatInt(im.ID, 10), Path: filepath.Join(imageDir, im.FileName), Split: split})
+			d.Examples = append(
+				d.Examples,
+				Example{
+					ImageID: strconv.FormatInt(im.ID, 10),
+					Path:    filepath.Join(imageDir, im.FileName),
+					Split:   split,
+				},
+			)
 		}
 		for i, a := range cf.Annotations {
 			j, ok := byID[a.ImageID]
 			if !ok {
 				return nil, fmt.Errorf("%s: annotations[%d]: image_id %d is not in \"images\"", file, i, a.ImageID)
 			}
-			if err := checkCaption(fmt.Sprintf("%s: annotations[%d]", file, i), 0, d.Examples[j].ImageID, a.Caption); err != nil {
+			if err := checkCaption(fmt.Sprintf("%s: annotations[%d]", file, i), 0, d.Examples[j].ImageID,
+				a.Caption); err != nil {
 				return nil, errors.New(strings.Replace(err.Error(), ":0:", ":", 1))
 			}
 			d.Examples[j].Captions = append(d.Examples[j].Captions, a.Caption)
@@ -474,7 +516,10 @@ func readCOCO(path string, isDir bool, opt Options) (*Dataset, error) {
 	}
 	if len(val) > 0 {
 		splitByImage(d.Examples, opt.Seed, [3]float64{0, 0.5, 0.5})
-		d.note("COCO val images split by image into val and test halves (seed %d); COCO's test captions are not public", opt.Seed)
+		d.note(
+			"COCO val images split by image into val and test halves (seed %d); COCO's test captions are not public",
+			opt.Seed,
+		)
 	}
 	return d, nil
 }

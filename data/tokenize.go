@@ -60,7 +60,8 @@ func TokenizeLines(lines []string) [][]string {
 var sentenceOpeners = map[string]bool{}
 
 func init() {
-	for _, w := range strings.Fields("A About After An As At But He Her Here However If In It Many Now Once One Other Our Since So Some Such That The Their Then There These They This We What When While Yet You") {
+	for _, w := range strings.Fields("A About After An As At But He Her Here However If In It Many Now Once One Other " +
+		"Our Since So Some Such That The Their Then There These They This We What When While Yet You") {
 		sentenceOpeners[w] = true
 	}
 }

@@ -44,12 +44,20 @@ func javaPTB(t *testing.T, lines []string) []string {
 		}
 		t.Skip("java is not installed: pycocoevalcap's tokenizer needs it")
 	}
-	jar := strings.TrimSpace(testutil.RunPython(t, `import os, pycocoevalcap.tokenizer.ptbtokenizer as t; print(os.path.join(os.path.dirname(t.__file__), "stanford-corenlp-3.4.1.jar"))`))
+	jar := strings.TrimSpace(
+		testutil.RunPython(
+			t,
+			"import os, pycocoevalcap.tokenizer.ptbtokenizer as t\n"+
+				`print(os.path.join(os.path.dirname(t.__file__), "stanford-corenlp-3.4.1.jar"))`,
+		),
+	)
 	in := filepath.Join(t.TempDir(), "lines.txt")
 	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", in).Output()
+	out, err := exec.Command("java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+		in).
+		Output()
 	if err != nil {
 		t.Fatalf("java PTBTokenizer: %v", err)
 	}
@@ -109,6 +117,10 @@ func TestTokenizeDropsCOCOPunctuation(t *testing.T) {
 	got := strings.Join(Tokenize(`A "Red" dog's (ball), isn't it?!`), " ")
 	want := "a red dog 's -lrb- ball -rrb- is n't it ?!"
 	if got != want {
-		t.Errorf("Tokenize = %q, want %q (COCO keeps -lrb- and ?! because its list is upper-case / lacks them)", got, want)
+		t.Errorf(
+			"Tokenize = %q, want %q (COCO keeps -lrb- and ?! because its list is upper-case / lacks them)",
+			got,
+			want,
+		)
 	}
 }

@@ -105,7 +105,12 @@ func Preprocess(files []string, t Transform, workers int) ([]float32, int, error
 			return nil, 0, err
 		}
 		if first.W != first.H {
-			return nil, 0, fmt.Errorf("image %s: %dx%d is not square; give a resize (image_size) or a crop", files[0], first.W, first.H)
+			return nil, 0, fmt.Errorf(
+				"image %s: %dx%d is not square; give a resize (image_size) or a crop",
+				files[0],
+				first.W,
+				first.H,
+			)
 		}
 		side, imgs[0] = first.W, first
 	}
@@ -127,7 +132,14 @@ func Preprocess(files []string, t Transform, workers int) ([]float32, int, error
 					}
 				}
 				if t.OutSide() == 0 && (img.W != side || img.H != side) {
-					errs[i] = fmt.Errorf("image %s: %dx%d, but the first image is %dx%d and there is no resize or crop", files[i], img.W, img.H, side, side)
+					errs[i] = fmt.Errorf(
+						"image %s: %dx%d, but the first image is %dx%d and there is no resize or crop",
+						files[i],
+						img.W,
+						img.H,
+						side,
+						side,
+					)
 					continue
 				}
 				if err := t.Apply(img, nil, out[i*3*side*side:(i+1)*3*side*side]); err != nil {

@@ -143,8 +143,17 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 		out = append(out, we)
 		if o.Method == MethodIG {
 			gap := a.Sum - (a.FX - a.FBaseline)
-			fmt.Fprintf(log, "  %-12s logit %8.4f  baseline %8.4f  sum of attributions %8.4f  completeness gap %.2g (%.1f%%)  %s\n",
-				words[t], a.FX, a.FBaseline, a.Sum, gap, 100*math.Abs(gap)/math.Max(1e-12, math.Abs(a.FX-a.FBaseline)), name)
+			fmt.Fprintf(
+				log,
+				"  %-12s logit %8.4f  baseline %8.4f  sum of attributions %8.4f  completeness gap %.2g (%.1f%%)  %s\n",
+				words[t],
+				a.FX,
+				a.FBaseline,
+				a.Sum,
+				gap,
+				100*math.Abs(gap)/math.Max(1e-12, math.Abs(a.FX-a.FBaseline)),
+				name,
+			)
 		} else if o.Method == MethodGradCAM { // GradCAM reports the map, not the logit
 			fmt.Fprintf(log, "  %-12s %s\n", words[t], name)
 		} else {
@@ -152,8 +161,18 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "<!doctype html><meta charset=utf-8><title>%s</title>\n<style>body{font-family:sans-serif} a{margin-right:.4em} img{image-rendering:pixelated;width:384px}</style>\n", html.EscapeString(stem))
-	fmt.Fprintf(&b, "<h2>%s</h2><p>method: %s", html.EscapeString(filepath.Base(file)), html.EscapeString(string(o.Method)))
+	fmt.Fprintf(
+		&b,
+		"<!doctype html><meta charset=utf-8><title>%s</title>\n<style>body{font-family:sans-serif} a{margin-right:.4em} "+
+			"img{image-rendering:pixelated;width:384px}</style>\n",
+		html.EscapeString(stem),
+	)
+	fmt.Fprintf(
+		&b,
+		"<h2>%s</h2><p>method: %s",
+		html.EscapeString(filepath.Base(file)),
+		html.EscapeString(string(o.Method)),
+	)
 	if o.Method == MethodIG {
 		fmt.Fprintf(&b, ", %d Gauss-Legendre steps, %s baseline", o.Steps, html.EscapeString(o.Baseline))
 	}
@@ -163,7 +182,14 @@ func (m *Model) Explain(file string, o ExplainOptions, log io.Writer) ([]WordExp
 	}
 	b.WriteString("</p>\n")
 	for i, w := range out {
-		fmt.Fprintf(&b, "<div id=\"w%d\"><h3>%s</h3><img src=\"%s\"><p>logit %.4f", i, html.EscapeString(w.Word), html.EscapeString(w.PNG), w.FX)
+		fmt.Fprintf(
+			&b,
+			"<div id=\"w%d\"><h3>%s</h3><img src=\"%s\"><p>logit %.4f",
+			i,
+			html.EscapeString(w.Word),
+			html.EscapeString(w.PNG),
+			w.FX,
+		)
 		if o.Method == MethodIG {
 			fmt.Fprintf(&b, ", baseline %.4f, sum of attributions %.4f", w.FBaseline, w.Sum)
 		}

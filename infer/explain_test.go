@@ -38,7 +38,11 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 		}
 		var log strings.Builder
 		dir := filepath.Join(out, "explain")
-		words, err := m.Explain(img, ExplainOptions{Method: "ig", Steps: 4, Baseline: "zero", Beam: 1, MaxLen: 6, Out: dir}, &log)
+		words, err := m.Explain(
+			img,
+			ExplainOptions{Method: "ig", Steps: 4, Baseline: "zero", Beam: 1, MaxLen: 6, Out: dir},
+			&log,
+		)
 		if err != nil {
 			return err
 		}
@@ -63,11 +67,22 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 		if !strings.Contains(log.String(), "completeness gap") {
 			t.Errorf("log:\n%s", log.String())
 		}
-		if _, err := m.Explain(img, ExplainOptions{Method: "saliency", Beam: 1, MaxLen: 6, Baseline: "zero", Out: dir}, &log); err != nil {
+		if _, err := m.Explain(img, ExplainOptions{Method: "saliency", Beam: 1, MaxLen: 6, Baseline: "zero", Out: dir},
+			&log); err != nil {
 			return err
 		}
 		for _, method := range []Method{MethodGradCAM, MethodOcclusion} {
-			ws, err := m.Explain(img, ExplainOptions{Method: method, Beam: 1, MaxLen: 6, Baseline: "zero", Out: filepath.Join(out, string(method))}, &log)
+			ws, err := m.Explain(
+				img,
+				ExplainOptions{
+					Method:   method,
+					Beam:     1,
+					MaxLen:   6,
+					Baseline: "zero",
+					Out:      filepath.Join(out, string(method)),
+				},
+				&log,
+			)
 			if err != nil {
 				return err
 			}
@@ -75,11 +90,13 @@ func TestExplainAndAttentionMaps(t *testing.T) {
 				t.Errorf("%s explained %d words, ig %d", method, len(ws), len(words))
 			}
 		}
-		if _, err := m.Explain(img, ExplainOptions{Method: "lime", Baseline: "zero", Out: dir}, &log); err == nil || !strings.Contains(err.Error(), "use ig, saliency, gradcam or occlusion") {
+		if _, err := m.Explain(img, ExplainOptions{Method: "lime", Baseline: "zero", Out: dir}, &log); err == nil ||
+			!strings.Contains(err.Error(), "use ig, saliency, gradcam or occlusion") {
 			t.Errorf("unknown method: %v", err)
 		}
 		caps := m.CaptionFiles([]string{img}, 1, 6, 1)
-		if n := len(strings.Fields(caps[0].Caption)); len(caps[0].Attention) == 0 || len(caps[0].Attention) < n || len(caps[0].Attention) > n+1 || len(caps[0].Attention[0]) != 15*15 {
+		if n := len(strings.Fields(caps[0].Caption)); len(caps[0].Attention) == 0 || len(caps[0].Attention) < n ||
+			len(caps[0].Attention) > n+1 || len(caps[0].Attention[0]) != 15*15 {
 			t.Errorf("caption %q with attention for %d steps", caps[0].Caption, len(caps[0].Attention))
 		}
 		if caps[0].Caption != "" {

@@ -45,7 +45,12 @@ func Load(runOrFile, device string) (*Model, error) {
 		return nil, err
 	}
 	if vocab.Len() != run.Info.Model.VocabSize {
-		return nil, fmt.Errorf("checkpoint %s: the vocabulary has %d entries, the model %d", run.Dir, vocab.Len(), run.Info.Model.VocabSize)
+		return nil, fmt.Errorf(
+			"checkpoint %s: the vocabulary has %d entries, the model %d",
+			run.Dir,
+			vocab.Len(),
+			run.Info.Model.VocabSize,
+		)
 	}
 	dev, err := torch.Device(device)
 	if err != nil {
@@ -238,7 +243,11 @@ func (m *Model) Evaluate(dataPath, split string, beam, maxLen int, resultsPath, 
 // caption, eval mode), one panel per word (render.AttentionPNG).
 func (m *Model) AttentionPNG(file, caption string) ([]byte, error) {
 	if !m.M.Cfg.Attention() {
-		return nil, fmt.Errorf("%s: decoder %q has no attention maps (train with decoder = \"attention\")", m.Dir, m.Info.Model.Decoder)
+		return nil, fmt.Errorf(
+			"%s: decoder %q has no attention maps (train with decoder = \"attention\")",
+			m.Dir,
+			m.Info.Model.Decoder,
+		)
 	}
 	x, err := m.ImageTensor(file)
 	if err != nil {

@@ -97,7 +97,8 @@ func TestCaptionAndEval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := torch.Run(func() error { _, err := Load(filepath.Join(out, "nothing"), "cpu"); return err }); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := torch.Run(func() error { _, err := Load(filepath.Join(out, "nothing"), "cpu"); return err }); err == nil ||
+		!strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("loading a missing run: %v", err)
 	}
 }

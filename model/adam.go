@@ -114,7 +114,11 @@ func (a *Adam) Step(lr float64) {
 func (a *Adam) State() []ts.NamedTensor {
 	var out []ts.NamedTensor
 	for i, n := range a.Names {
-		out = append(out, ts.NamedTensor{Name: "exp_avg." + n, Tensor: a.M[i]}, ts.NamedTensor{Name: "exp_avg_sq." + n, Tensor: a.V[i]})
+		out = append(
+			out,
+			ts.NamedTensor{Name: "exp_avg." + n, Tensor: a.M[i]},
+			ts.NamedTensor{Name: "exp_avg_sq." + n, Tensor: a.V[i]},
+		)
 	}
 	return out
 }

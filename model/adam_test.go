@@ -114,9 +114,21 @@ func TestAdamMatchesPyTorch(t *testing.T) {
 					}
 				}
 				limit := 0.0 // exact
-				t.Logf("captiongo %s vs torch.optim.Adam(foreach=%v): max difference over parameters and moments after 5 steps = %.0f ulp", names[impl], side == "foreach", worst)
+				t.Logf(
+					"captiongo %s vs torch.optim.Adam(foreach=%v): max difference over parameters and moments after 5 steps = %.0f "+
+						"ulp",
+					names[impl],
+					side == "foreach",
+					worst,
+				)
 				if worst > limit {
-					t.Errorf("captiongo %s vs torch.optim.Adam(foreach=%v): %.0f ulp apart, want at most %.0f", names[impl], side == "foreach", worst, limit)
+					t.Errorf(
+						"captiongo %s vs torch.optim.Adam(foreach=%v): %.0f ulp apart, want at most %.0f",
+						names[impl],
+						side == "foreach",
+						worst,
+						limit,
+					)
 				}
 			}
 			final[impl] = a.Params

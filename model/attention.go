@@ -51,7 +51,15 @@ func (d *attnDecoder) stepper(enc *ts.Tensor) Stepper { return &attnStepper{d: d
 const EncoderDim = 2048
 
 func newAttnDecoder(dec *nn.Path, cfg Config, device gotch.Device) *attnDecoder {
-	D, A, E, H, V := cfg.FeatureDim(), int64(cfg.AttentionDim), int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
+	D, A, E, H, V := cfg.FeatureDim(), int64(
+		cfg.AttentionDim,
+	), int64(
+		cfg.EmbedSize,
+	), int64(
+		cfg.HiddenSize,
+	), int64(
+		cfg.VocabSize,
+	)
 	d := &attnDecoder{dropout: cfg.Dropout, vocab: cfg.VocabSize, device: device}
 	lin := func(p *nn.Path, out, in int64) (*ts.Tensor, *ts.Tensor) {
 		w := p.MustNewVar("weight", []int64{out, in}, uniform(float64(in)))
@@ -221,7 +229,11 @@ func (m *Captioner) AttentionWeights(feat, tokens *ts.Tensor) ([][][]float32, er
 // CaptionAttention teacher-forces a caption on one image's features (1 x P x
 // D, from Features) and returns its tokens after <SOS> (the words as the
 // vocabulary spells them, then <EOS>) with each one's attention weights.
-func (m *Captioner) CaptionAttention(vocab *data.Vocab, feat *ts.Tensor, caption string) ([]string, [][]float32, error) {
+func (m *Captioner) CaptionAttention(
+	vocab *data.Vocab,
+	feat *ts.Tensor,
+	caption string,
+) ([]string, [][]float32, error) {
 	ids := vocab.Encode(caption)
 	tok := make([]int64, len(ids))
 	words := make([]string, 0, len(ids)-1)

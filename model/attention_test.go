@@ -125,7 +125,10 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		prev := useFolding
 		useFolding = false
 		defer func() { useFolding = prev }()
-		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1, Decoder: "attention", AttentionDim: 20}, gotch.CPU)
+		m, err := NewCaptioner(
+			Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1, Decoder: "attention", AttentionDim: 20},
+			gotch.CPU,
+		)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,8 +194,18 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			}
 			loss.MustBackward()
 			if step == 0 {
-				worst, worstName := worstGradDiff(t, m.VS.Variables(), names, func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") })
-				t.Logf("first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); largest attention weight %.3f", worst, worstName, ref.PeakAlpha)
+				worst, worstName := worstGradDiff(
+					t,
+					m.VS.Variables(),
+					names,
+					func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") },
+				)
+				t.Logf(
+					"first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); largest attention weight %.3f",
+					worst,
+					worstName,
+					ref.PeakAlpha,
+				)
 				if worst > 1e-4 {
 					t.Errorf("gradient of %s differs from PyTorch's by %.3g (relative)", worstName, worst)
 				}
@@ -211,7 +224,12 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 				compared = append(compared, n)
 			}
 		}
-		worst, worstName := worstParamDiff(t, m.VS.Variables(), compared, func(n string) string { return filepath.Join(dir, "step3_"+n+".npy") })
+		worst, worstName := worstParamDiff(
+			t,
+			m.VS.Variables(),
+			compared,
+			func(n string) string { return filepath.Join(dir, "step3_"+n+".npy") },
+		)
 		t.Logf("after 3 Adam steps: max |go - pytorch| over %d parameters = %.3g (%s)", len(compared), worst, worstName)
 		if worst > 1e-5 {
 			t.Errorf("parameters after 3 Adam steps differ by %.3g (%s)", worst, worstName)
@@ -238,7 +256,14 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			for i := range gw[r] {
 				for p := range gw[r][i] {
 					if d := math.Abs(float64(gw[r][i][p] - tw[0][i][p])); d > 1e-6 {
-						t.Fatalf("image %d word %d place %d: decoding %.7f, teacher forcing %.7f", r, i, p, gw[r][i][p], tw[0][i][p])
+						t.Fatalf(
+							"image %d word %d place %d: decoding %.7f, teacher forcing %.7f",
+							r,
+							i,
+							p,
+							gw[r][i][p],
+							tw[0][i][p],
+						)
 					}
 				}
 			}

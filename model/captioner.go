@@ -27,7 +27,8 @@ type Config struct {
 	TransformInput  bool        `json:"transform_input"` // torchvision's transform_input (on for Google's weights)
 	Decoder         DecoderKind `json:"decoder"`         // DecoderLSTM (the baseline, also when empty) or DecoderAttention
 	AttentionDim    int         `json:"attention_dim"`   // attention: size of the attention layer
-	FeatureLayer    Layer       `json:"feature_layer"`   // backbone map the decoder reads: Mixed7c (the default, also when empty), Mixed6e or Mixed5d
+	// backbone map the decoder reads: Mixed7c (the default, also when empty), Mixed6e or Mixed5d
+	FeatureLayer Layer `json:"feature_layer"`
 	// Backbone is the Inception-v3 variant (torchvision's, also when empty, or
 	// the FID/TensorFlow one that the "fid-inception" weights need).
 	Backbone BackboneKind `json:"backbone"`
@@ -73,7 +74,12 @@ func (c Config) Validate() error {
 	case c.VocabSize < 5:
 		return fmt.Errorf("vocab size %d: need the 4 specials and at least one word", c.VocabSize)
 	case c.EmbedSize <= 0 || c.HiddenSize <= 0 || c.NumLayers <= 0:
-		return fmt.Errorf("embed_size %d, hidden_size %d and num_layers %d must be positive", c.EmbedSize, c.HiddenSize, c.NumLayers)
+		return fmt.Errorf(
+			"embed_size %d, hidden_size %d and num_layers %d must be positive",
+			c.EmbedSize,
+			c.HiddenSize,
+			c.NumLayers,
+		)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("dropout %v must be in [0, 1)", c.Dropout)
 	case c.BackboneDropout < 0 || c.BackboneDropout >= 1:
@@ -194,7 +200,12 @@ func (m *Captioner) Forward(images, tokens *ts.Tensor, train bool) *ts.Tensor {
 func (m *Captioner) baseline() *lstmDecoder {
 	d, ok := m.dec.(*lstmDecoder)
 	if !ok {
-		panic(fmt.Sprintf("the %q decoder has no baseline head (Head and DecodeTeacher are the LSTM decoder's)", m.Cfg.Decoder))
+		panic(
+			fmt.Sprintf(
+				"the %q decoder has no baseline head (Head and DecodeTeacher are the LSTM decoder's)",
+				m.Cfg.Decoder,
+			),
+		)
 	}
 	return d
 }
@@ -264,7 +275,14 @@ func (m *Captioner) LoadBackbone(path string) ([]string, error) {
 	}
 	defer DropAll(tensors)
 	if kind != m.Cfg.BackboneKind() {
-		return nil, fmt.Errorf("weights %s are for the %s backbone, the model is built with backbone = %q (set backbone = %q, or \"auto\" to follow the file)", path, kind, m.Cfg.BackboneKind(), kind)
+		return nil, fmt.Errorf(
+			"weights %s are for the %s backbone, the model is built with backbone = %q (set backbone = %q, or \"auto\" to "+
+				"follow the file)",
+			path,
+			kind,
+			m.Cfg.BackboneKind(),
+			kind,
+		)
 	}
 	return m.LoadBackboneTensors(path, tensors)
 }
@@ -272,5 +290,9 @@ func (m *Captioner) LoadBackbone(path string) ([]string, error) {
 // LoadBackboneTensors is LoadBackbone of tensors that ReadBackboneWeights read
 // from path (for the captioner's backbone kind); the caller keeps them.
 func (m *Captioner) LoadBackboneTensors(path string, tensors map[string]*ts.Tensor) ([]string, error) {
-	return LoadInto(m.VS, tensors, LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits.", "fc."}, Keep: []string{"fc."}})
+	return LoadInto(
+		m.VS,
+		tensors,
+		LoadSpec{File: path, Prefix: BackbonePrefix, Ignore: []string{"AuxLogits.", "fc."}, Keep: []string{"fc."}},
+	)
 }

@@ -68,7 +68,8 @@ def pooled(x):
     inc.fc = fc
     return p
 P = pooled(x)
-assert P.abs().max() < 1e3 and P.std() > 1e-2, "pooled features out of the live range: max %g std %g" % (P.abs().max(), P.std())
+assert P.abs().max() < 1e3 and P.std() > 1e-2, \
+    "pooled features out of the live range: max %g std %g" % (P.abs().max(), P.std())
 with torch.no_grad():  # the gates of the image step (h0 = 0)
     g = torch.relu(inc.fc(P)) @ dec.lstm.weight_ih_l0.t() + dec.lstm.bias_ih_l0 + dec.lstm.bias_hh_l0
     live = ((torch.sigmoid(g) > 0.02) & (torch.sigmoid(g) < 0.98)).float().mean().item()
@@ -100,7 +101,8 @@ for step in range(10):
         for n, p in m.named_parameters():
             if p.requires_grad:
                 np.save(d + "/step%d_" % (step + 1) + n + ".npy", p.detach().numpy())
-json.dump({"losses": losses, "trainable": names, "live_gates": live, "pooled_max": P.abs().max().item()}, open(d + "/ref.json", "w"))
+json.dump({"losses": losses, "trainable": names, "live_gates": live, "pooled_max": P.abs().max().item()},
+          open(d + "/ref.json", "w"))
 `
 
 func TestCaptionerMatchesPyTorch(t *testing.T) {
@@ -164,9 +166,20 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 			}
 			loss.MustBackward()
 			if step == 0 { // every gradient of the first step
-				worst, worstName := worstGradDiff(t, m.VS.Variables(), names, func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") })
-				t.Logf("first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); %.0f%% of the gates unsaturated, pooled max %.3g",
-					worst, worstName, 100*ref.LiveGates, ref.PooledMax)
+				worst, worstName := worstGradDiff(
+					t,
+					m.VS.Variables(),
+					names,
+					func(n string) string { return filepath.Join(dir, "grad1_"+n+".npy") },
+				)
+				t.Logf(
+					"first step's gradients: max |go - pytorch| / max |pytorch| = %.3g (%s); %.0f%% of the gates unsaturated, "+
+						"pooled max %.3g",
+					worst,
+					worstName,
+					100*ref.LiveGates,
+					ref.PooledMax,
+				)
 				if worst > 1e-4 {
 					t.Errorf("gradient of %s differs from PyTorch's by %.3g (relative)", worstName, worst)
 				}
@@ -178,7 +191,13 @@ func TestCaptionerMatchesPyTorch(t *testing.T) {
 				worst, worstName := worstParamDiff(t, m.VS.Variables(), names, func(n string) string {
 					return filepath.Join(dir, fmt.Sprintf("step%d_%s.npy", step+1, n))
 				})
-				t.Logf("after %d Adam step(s): max |go - pytorch| over %d parameters = %.3g %s", step+1, len(names), worst, worstName)
+				t.Logf(
+					"after %d Adam step(s): max |go - pytorch| over %d parameters = %.3g %s",
+					step+1,
+					len(names),
+					worst,
+					worstName,
+				)
 				// One Adam step is close to lr * sign(grad) whatever the betas;
 				// ten steps tell the moments apart. The bound is 1% of a step
 				// (lr 1e-3): Adam divides each gradient element by its own size,
@@ -207,7 +226,8 @@ torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1
 	run(t, func() {
 		m, _ := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1}, gotch.CPU)
 		err := m.LoadFile(filepath.Join(dir, "resnet.pth"))
-		if err == nil || !strings.Contains(err.Error(), "do not fit this architecture") || !strings.Contains(err.Error(), "conv1.weight") {
+		if err == nil || !strings.Contains(err.Error(), "do not fit this architecture") ||
+			!strings.Contains(err.Error(), "conv1.weight") {
 			t.Errorf("resnet file: %v", err)
 		}
 		err = m.LoadFile(filepath.Join(dir, "partial.pth"))
@@ -221,7 +241,11 @@ torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1
 			t.Fatal(err)
 		}
 		err = m.LoadFile(p)
-		if err == nil || !strings.Contains(err.Error(), "parameter decoderRNN.embed.weight has shape [31 16] in the file, the model expects [30 16]") {
+		if err == nil ||
+			!strings.Contains(
+				err.Error(),
+				"parameter decoderRNN.embed.weight has shape [31 16] in the file, the model expects [30 16]",
+			) {
 			t.Errorf("wrong shape: %v", err)
 		}
 		// gotch's own format round-trips.
@@ -243,7 +267,10 @@ torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1
 func TestBackboneDropout(t *testing.T) {
 	run(t, func() {
 		for _, p := range []float64{0, 0.5} {
-			m, err := NewCaptioner(Config{VocabSize: 10, EmbedSize: 2, HiddenSize: 4, NumLayers: 1, BackboneDropout: p}, gotch.CPU)
+			m, err := NewCaptioner(
+				Config{VocabSize: 10, EmbedSize: 2, HiddenSize: 4, NumLayers: 1, BackboneDropout: p},
+				gotch.CPU,
+			)
 			if err != nil {
 				t.Fatal(err)
 			}

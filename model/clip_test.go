@@ -84,7 +84,13 @@ func TestClipGradNormMatchesPyTorch(t *testing.T) {
 				worst = math.Max(worst, maxDiff(t, g, filepath.Join(dir, fmt.Sprintf("%s_g%d.npy", c.name, i))))
 				g.MustDrop()
 			}
-			t.Logf("max norm %g: total norm %.6g (PyTorch %.6g), clipped gradients max |diff| %.3g", c.max, norm, ref[c.name], worst)
+			t.Logf(
+				"max norm %g: total norm %.6g (PyTorch %.6g), clipped gradients max |diff| %.3g",
+				c.max,
+				norm,
+				ref[c.name],
+				worst,
+			)
 			if worst > 1e-6 {
 				t.Errorf("%s: gradients differ from clip_grad_norm_'s by %.3g", c.name, worst)
 			}

@@ -157,7 +157,10 @@ func TestLSTMOnCUDA(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			lc := lossOf(cpu, adamC, pooled, tok)
 			var lg float64
-			if w := stderrOf(t, func() { lg = lossOf(gpu, adamG, pooledG, tokG) }); strings.Contains(w, cudaRNNWarning) {
+			if w := stderrOf(t, func() { lg = lossOf(gpu, adamG, pooledG, tokG) }); strings.Contains(
+				w,
+				cudaRNNWarning,
+			) {
 				t.Fatalf("step %d: cuDNN compacted the LSTM's weights: %s", i, w)
 			}
 			if math.Abs(lc-lg) > 1e-5*math.Max(1, math.Abs(lc)) {
@@ -186,7 +189,10 @@ func TestLSTMWarningIsSeen(t *testing.T) {
 	defer func() { flattenOnCUDA = true }()
 	run(t, func() {
 		torch.ManualSeed(11)
-		m, err := NewCaptioner(Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: 1}, gotch.CudaIfAvailable())
+		m, err := NewCaptioner(
+			Config{VocabSize: 40, EmbedSize: 8, HiddenSize: 16, NumLayers: 1},
+			gotch.CudaIfAvailable(),
+		)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,7 +229,8 @@ func TestDecodingOnCUDA(t *testing.T) {
 				for i := range c.cpu {
 					// Twelve steps of log-probabilities around -3.4 each: float
 					// differences of the two devices' kernels stay near 1e-6 relative.
-					if !reflect.DeepEqual(c.cpu[i].Tokens, c.gpu[i].Tokens) || math.Abs(c.cpu[i].LogProb-c.gpu[i].LogProb) > 1e-5*math.Abs(c.cpu[i].LogProb) {
+					if !reflect.DeepEqual(c.cpu[i].Tokens, c.gpu[i].Tokens) ||
+						math.Abs(c.cpu[i].LogProb-c.gpu[i].LogProb) > 1e-5*math.Abs(c.cpu[i].LogProb) {
 						t.Errorf("%d layers, %s, image %d: CPU %v (%.6f), CUDA %v (%.6f)", layers, c.name, i,
 							c.cpu[i].Tokens, c.cpu[i].LogProb, c.gpu[i].Tokens, c.gpu[i].LogProb)
 					}

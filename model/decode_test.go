@@ -135,7 +135,8 @@ func TestInputTableDecoding(t *testing.T) {
 				plain []Hypothesis
 			}{{"greedy", g1, g0}, {"beam 3", b1, b0}} {
 				for i := range c.table {
-					if !reflect.DeepEqual(c.table[i].Tokens, c.plain[i].Tokens) || math.Abs(c.table[i].LogProb-c.plain[i].LogProb) > 1e-4 {
+					if !reflect.DeepEqual(c.table[i].Tokens, c.plain[i].Tokens) ||
+						math.Abs(c.table[i].LogProb-c.plain[i].LogProb) > 1e-4 {
 						t.Errorf("%s, %s, image %d: with the table %v (%.6f), plain step %v (%.6f)", when, c.name, i,
 							c.table[i].Tokens, c.table[i].LogProb, c.plain[i].Tokens, c.plain[i].LogProb)
 					}

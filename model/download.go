@@ -55,7 +55,13 @@ func Fetch(url, dir string, progress io.Writer) (string, error) {
 	}
 	partial := dst + ".partial"
 	if err := download(url, partial, progress); err != nil {
-		return "", fmt.Errorf("cannot download %s (%v): put %s into %s by hand (torchvision's cache folder; set TORCH_HOME to move it)", url, err, name, dir)
+		return "", fmt.Errorf(
+			"cannot download %s (%v): put %s into %s by hand (torchvision's cache folder; set TORCH_HOME to move it)",
+			url,
+			err,
+			name,
+			dir,
+		)
 	}
 	if m := hashInName.FindStringSubmatch(name); m != nil {
 		sum, err := fileSHA256(partial)
@@ -64,7 +70,12 @@ func Fetch(url, dir string, progress io.Writer) (string, error) {
 		}
 		if sum[:len(m[1])] != m[1] {
 			os.Remove(partial)
-			return "", fmt.Errorf("downloaded %s has sha256 %s..., its name says %s: the file is corrupt (removed; run again)", name, sum[:len(m[1])], m[1])
+			return "", fmt.Errorf(
+				"downloaded %s has sha256 %s..., its name says %s: the file is corrupt (removed; run again)",
+				name,
+				sum[:len(m[1])],
+				m[1],
+			)
 		}
 	}
 	return dst, os.Rename(partial, dst)

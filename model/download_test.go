@@ -66,7 +66,8 @@ func TestFetchFromLocalServer(t *testing.T) {
 	}
 	// Offline: one clear line naming the folder to put the file in.
 	_, err = Fetch("http://127.0.0.1:1/inception_v3_google-0cc3c7bd.pth", filepath.Join(dir, "off"), nil)
-	if err == nil || !strings.Contains(err.Error(), "put inception_v3_google-0cc3c7bd.pth into") || strings.Contains(err.Error(), "\n") {
+	if err == nil || !strings.Contains(err.Error(), "put inception_v3_google-0cc3c7bd.pth into") ||
+		strings.Contains(err.Error(), "\n") {
 		t.Errorf("offline: %v", err)
 	}
 }

@@ -219,7 +219,11 @@ func (m *Captioner) GradCAM(x *ts.Tensor, caption []int64, t int) ([]float32, in
 // drop of the word's logit, f(x) - f(occluded), over the windows covering it
 // (Captum's Occlusion with the same window on all channels). The occluded
 // images run in batches of batch.
-func (m *Captioner) Occlusion(x, baseline *ts.Tensor, caption []int64, t, window, stride, batch int) (Attribution, error) {
+func (m *Captioner) Occlusion(
+	x, baseline *ts.Tensor,
+	caption []int64,
+	t, window, stride, batch int,
+) (Attribution, error) {
 	sz := x.MustSize()
 	H, W := int(sz[2]), int(sz[3])
 	if window < 1 || stride < 1 || window > H || window > W {

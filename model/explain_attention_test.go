@@ -70,11 +70,14 @@ for i, seed in enumerate((4, 5)):
     np.save(d + "/x%d.npy" % i, x.numpy())
     for t in (1, 3):
         f = logit(t)
-        ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16, return_convergence_delta=True)
+        ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16,
+                                                    return_convergence_delta=True)
         np.save(d + "/ig_%d_%d.npy" % (i, t), ig.detach().numpy())
         np.save(d + "/sal_%d_%d.npy" % (i, t), Saliency(f).attribute(x).detach().numpy())
-        np.save(d + "/cam_%d_%d.npy" % (i, t), LayerGradCam(f, inc.Mixed_7c).attribute(x, relu_attributions=True).detach().numpy())
-        np.save(d + "/occ_%d_%d.npy" % (i, t), Occlusion(f).attribute(x, sliding_window_shapes=(3, 30, 30), strides=(3, 15, 15), baselines=0).detach().numpy())
+        cam = LayerGradCam(f, inc.Mixed_7c).attribute(x, relu_attributions=True)
+        np.save(d + "/cam_%d_%d.npy" % (i, t), cam.detach().numpy())
+        occ = Occlusion(f).attribute(x, sliding_window_shapes=(3, 30, 30), strides=(3, 15, 15), baselines=0)
+        np.save(d + "/occ_%d_%d.npy" % (i, t), occ.detach().numpy())
         out["%d_%d" % (i, t)] = {"delta": delta.item(), "fx": f(x).item(), "fb": f(torch.zeros_like(x)).item()}
 json.dump(out, open(d + "/ref.json", "w"))
 `
@@ -86,7 +89,17 @@ func TestAttentionExplanationsMatchCaptum(t *testing.T) {
 	var ref map[string]struct{ Delta, FX, FB float64 }
 	dir := pythonReference(t, pyExplainAttention, &ref)
 	run(t, func() {
-		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1, Decoder: DecoderAttention, AttentionDim: 20}, gotch.CPU)
+		m, err := NewCaptioner(
+			Config{
+				VocabSize:    30,
+				EmbedSize:    16,
+				HiddenSize:   24,
+				NumLayers:    1,
+				Decoder:      DecoderAttention,
+				AttentionDim: 20,
+			},
+			gotch.CPU,
+		)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +118,12 @@ func TestAttentionExplanationsMatchCaptum(t *testing.T) {
 					t.Fatal(err)
 				}
 				if math.Abs(ig.FX-ig.FBaseline) < 1e-3 {
-					t.Fatalf("image %d word %d: f(x) - f(0) = %.3g: too flat to test anything", i, w, ig.FX-ig.FBaseline)
+					t.Fatalf(
+						"image %d word %d: f(x) - f(0) = %.3g: too flat to test anything",
+						i,
+						w,
+						ig.FX-ig.FBaseline,
+					)
 				}
 				matchesCaptum(t, "ig "+key, ig.Values, filepath.Join(dir, "ig_"+key+".npy"))
 				if math.Abs(ig.FX-r.FX) > 1e-4 || math.Abs(ig.FBaseline-r.FB) > 1e-4 {

@@ -51,7 +51,8 @@ def pooled(x):
         inc.fc = fc
 x = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 3, 75, 75)).astype(np.float32))
 np.save(d + "/x.npy", x.numpy())
-ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16, return_convergence_delta=True)
+ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16,
+                                            return_convergence_delta=True)
 sal = Saliency(f).attribute(x)
 np.save(d + "/ig.npy", ig.detach().numpy()); np.save(d + "/sal.npy", sal.detach().numpy())
 from captum.attr import LayerGradCam, Occlusion
@@ -61,7 +62,8 @@ cam = LayerGradCam(f, inc.Mixed_7c).attribute(x2, relu_attributions=True)
 np.save(d + "/cam.npy", cam.detach().numpy())
 occ = Occlusion(f).attribute(x2, sliding_window_shapes=(3, 30, 30), strides=(3, 15, 15), baselines=0)
 np.save(d + "/occ.npy", occ.detach().numpy())
-json.dump({"delta": delta.item(), "fx": f(x).item(), "fb": f(torch.zeros_like(x)).item(), "sum": ig.sum().item()}, open(d + "/ref.json", "w"))
+json.dump({"delta": delta.item(), "fx": f(x).item(), "fb": f(torch.zeros_like(x)).item(), "sum": ig.sum().item()},
+          open(d + "/ref.json", "w"))
 `
 
 func TestExplanationsMatchCaptum(t *testing.T) {
@@ -96,7 +98,13 @@ func TestExplanationsMatchCaptum(t *testing.T) {
 			t.Errorf("f(x) %.6f / f(0) %.6f, Captum's %.6f / %.6f", ig.FX, ig.FBaseline, ref.FX, ref.FB)
 		}
 		gap := ig.Sum - (ig.FX - ig.FBaseline)
-		t.Logf("completeness: sum %.6f, f(x) - f(0) = %.6f, gap %.3g (Captum's delta %.3g)", ig.Sum, ig.FX-ig.FBaseline, gap, ref.Delta)
+		t.Logf(
+			"completeness: sum %.6f, f(x) - f(0) = %.6f, gap %.3g (Captum's delta %.3g)",
+			ig.Sum,
+			ig.FX-ig.FBaseline,
+			gap,
+			ref.Delta,
+		)
 		if math.Abs(gap-ref.Delta) > 1e-4 {
 			t.Errorf("completeness gap %.6g, Captum's %.6g", gap, ref.Delta)
 		}

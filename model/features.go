@@ -13,7 +13,11 @@ import (
 // LoadInception builds the backbone alone (torchvision names at the root) of
 // the kind the weight file is for (ReadBackboneWeights) and loads the file
 // into it, ignoring fc.* and AuxLogits.*.
-func LoadInception(weights string, transformInput bool, device gotch.Device) (*Inception, *nn.VarStore, []string, error) {
+func LoadInception(
+	weights string,
+	transformInput bool,
+	device gotch.Device,
+) (*Inception, *nn.VarStore, []string, error) {
 	tensors, kind, err := ReadBackboneWeights(weights)
 	if err != nil {
 		return nil, nil, nil, err
@@ -40,7 +44,12 @@ func ExtractFeatures(weights, in, out string, transformInput bool, batch int, de
 		return nil, fmt.Errorf("%s: shape %v, want N x 3 x H x W", in, shape)
 	}
 	if shape[2] < 75 || shape[3] < 75 {
-		return nil, fmt.Errorf("%s: images of %dx%d are smaller than Inception-v3's minimum of 75x75", in, shape[2], shape[3])
+		return nil, fmt.Errorf(
+			"%s: images of %dx%d are smaller than Inception-v3's minimum of 75x75",
+			in,
+			shape[2],
+			shape[3],
+		)
 	}
 	enc, _, notes, err := LoadInception(weights, transformInput, device)
 	if err != nil {

@@ -57,7 +57,8 @@ L = m.net.layers
 with torch.no_grad():
     np.save(d + "/pooled.npy", m(x).numpy())
     y = x
-    names = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1"] + ["mixed"] + ["mixed_%d" % i for i in range(1, 11)]
+    names = ["conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed"]
+    names += ["mixed_%d" % i for i in range(1, 11)]
     for n in names:
         y = getattr(L, n)(y)
         tv = {"mixed_2": "Mixed_5d", "mixed_7": "Mixed_6e", "mixed_10": "Mixed_7c"}.get(n)
@@ -123,7 +124,13 @@ func TestFIDInceptionMatchesTorchScript(t *testing.T) {
 				useFolding = fold
 				check := func(what string, got *ts.Tensor) {
 					d := maxRelDiff(t, got, filepath.Join(dir, what+".npy"))
-					t.Logf("%s folded=%v %s: max |go - TorchScript| / max |TorchScript| = %.3g", filepath.Base(file), fold, what, d)
+					t.Logf(
+						"%s folded=%v %s: max |go - TorchScript| / max |TorchScript| = %.3g",
+						filepath.Base(file),
+						fold,
+						what,
+						d,
+					)
 					if d > 1e-5 {
 						t.Errorf("%s folded=%v %s: relative max |diff| %.3g > 1e-5", filepath.Base(file), fold, what, d)
 					}
@@ -164,7 +171,9 @@ func TestFIDInceptionDiffersFromTorchvisionBlocks(t *testing.T) {
 		if kind != BackboneFID {
 			t.Fatalf("kind %s", kind)
 		}
-		x := ts.MustRand([]int64{1, 3, 299, 299}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true)
+		x := ts.MustRand([]int64{1, 3, 299, 299}, gotch.Float, gotch.CPU).
+			MustMulScalar(ts.FloatScalar(2), true).
+			MustSubScalar(ts.FloatScalar(1), true)
 		defer x.MustDrop()
 		var outs [2][]float32
 		for i, k := range []BackboneKind{BackboneFID, BackboneTorchvision} {
@@ -222,7 +231,8 @@ torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))), 
 				continue
 			}
 			t.Logf("%s", err)
-			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), filepath.Base(c.file)) || strings.Contains(err.Error(), "\n") {
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), filepath.Base(c.file)) ||
+				strings.Contains(err.Error(), "\n") {
 				t.Errorf("%s: error %q, want one line naming the file and %q", c.file, err, c.want)
 			}
 		}
@@ -247,7 +257,8 @@ func TestFIDInceptionGradientsMatchTorchScript(t *testing.T) {
 	imgs := realImages(t)[:2]
 	dir := t.TempDir()
 	names := []string{"net.layers.conv.weight", "net.layers.conv_4.beta", "net.layers.mixed.tower_2.conv.weight",
-		"net.layers.mixed_7.tower_1.conv_4.weight", "net.layers.mixed_9.tower_2_conv.weight", "net.layers.mixed_10.tower_2_conv.weight",
+		"net.layers.mixed_7.tower_1.conv_4.weight", "net.layers.mixed_9.tower_2_conv.weight",
+		"net.layers.mixed_10.tower_2_conv.weight",
 		"net.layers.mixed_10.tower_1_mixed_conv_1.beta"}
 	testutil.RunPython(t, `
 import sys, numpy as np, torch, torchvision
@@ -256,7 +267,9 @@ d, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 names, imgs = sys.argv[4:4 + n], sys.argv[4 + n:]
 torch.set_num_threads(2)
 m = torch.jit.load(w).eval()
-x = torch.stack([(torchvision.transforms.functional.to_tensor(Image.open(p).convert("RGB").resize((299, 299), Image.BILINEAR)) - 0.5) / 0.5 for p in imgs])
+to_tensor = torchvision.transforms.functional.to_tensor
+x = torch.stack([(to_tensor(Image.open(p).convert("RGB").resize((299, 299), Image.BILINEAR)) - 0.5) / 0.5
+                 for p in imgs])
 r = torch.from_numpy(np.random.default_rng(0).standard_normal((len(imgs), 2048)).astype(np.float32))
 for name, q in m.named_parameters():
     q.requires_grad_(name.endswith(".weight") or name.endswith(".beta"))

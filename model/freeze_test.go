@@ -17,7 +17,10 @@ func TestTrainCNN(t *testing.T) {
 	for _, trainCNN := range []bool{false, true} {
 		run(t, func() {
 			torch.ManualSeed(1)
-			m, _ := NewCaptioner(Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, TrainCNN: trainCNN}, gotch.CPU)
+			m, _ := NewCaptioner(
+				Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, TrainCNN: trainCNN},
+				gotch.CPU,
+			)
 			vars := m.VS.Variables()
 			mean := vars[BackbonePrefix+"Conv2d_1a_3x3.bn.running_mean"]
 			w := vars[BackbonePrefix+"Mixed_7c.branch_pool.conv.weight"]
@@ -36,7 +39,12 @@ func TestTrainCNN(t *testing.T) {
 			changedMean := !equalF(m0, torch.Float32s(&mean))
 			changedW := !equalF(w0, torch.Float32s(&w))
 			if changedMean != trainCNN || changedW != trainCNN {
-				t.Errorf("train_cnn=%v: BatchNorm statistics changed %v, backbone weights changed %v", trainCNN, changedMean, changedW)
+				t.Errorf(
+					"train_cnn=%v: BatchNorm statistics changed %v, backbone weights changed %v",
+					trainCNN,
+					changedMean,
+					changedW,
+				)
 			}
 			if n := len(m.Trainable()); (n > 13) != trainCNN {
 				t.Errorf("train_cnn=%v: %d trainable tensors", trainCNN, n)

@@ -84,7 +84,8 @@ func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, tr trainabi
 	c.mean = p.Sub("bn").MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, dev), false, buf...)
 	c.vari = p.Sub("bn").MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, dev), false, buf...)
 	// 0-d int64 like PyTorch's (gotch cannot make a 0-d tensor from an empty shape).
-	c.nbt = p.Sub("bn").MustAdd("num_batches_tracked", ts.MustOfSlice([]int64{0}).MustSqueeze(true).MustTo(dev, true), false, buf...)
+	c.nbt = p.Sub("bn").
+		MustAdd("num_batches_tracked", ts.MustOfSlice([]int64{0}).MustSqueeze(true).MustTo(dev, true), false, buf...)
 	return c
 }
 
@@ -206,7 +207,12 @@ func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, k BackboneKind) *i
 	return &inceptionC{kind: k,
 		b1: conv1(p.Sub("branch1x1"), in, 192, tr),
 		s1: conv1(p.Sub("branch7x7_1"), in, c7, tr), s2: row("branch7x7_2", c7, c7), s3: col("branch7x7_3", c7, 192),
-		d1: conv1(p.Sub("branch7x7dbl_1"), in, c7, tr), d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
+		d1: conv1(
+			p.Sub("branch7x7dbl_1"),
+			in,
+			c7,
+			tr,
+		), d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
 		d4: col("branch7x7dbl_4", c7, c7), d5: row("branch7x7dbl_5", c7, 192),
 		pool: conv1(p.Sub("branch_pool"), in, 192, tr),
 	}
@@ -216,7 +222,9 @@ func (m *inceptionC) forward(x *ts.Tensor, t bool) *ts.Tensor {
 	pool := avgPool3(x, m.kind)
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
-	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.s1, m.s2, m.s3), seq(x, t, m.d1, m.d2, m.d3, m.d4, m.d5), bp})
+	return catDrop(
+		[]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.s1, m.s2, m.s3), seq(x, t, m.d1, m.d2, m.d3, m.d4, m.d5), bp},
+	)
 }
 
 type inceptionD struct{ a1, a2, b1, b2, b3, b4 *basicConv }
@@ -358,7 +366,8 @@ func transformInput(x *ts.Tensor) *ts.Tensor {
 	chs := make([]*ts.Tensor, 3)
 	for c := 0; c < 3; c++ {
 		xc := x.MustNarrow(1, int64(c), 1, false)
-		chs[c] = xc.MustMulScalar(ts.FloatScalar(std[c]/0.5), true).MustAddScalar(ts.FloatScalar((mean[c]-0.5)/0.5), true)
+		chs[c] = xc.MustMulScalar(ts.FloatScalar(std[c]/0.5), true).
+			MustAddScalar(ts.FloatScalar((mean[c]-0.5)/0.5), true)
 	}
 	return catDrop(chs)
 }

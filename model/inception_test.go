@@ -32,7 +32,8 @@ with torch.no_grad():
             mod.weight.uniform_(0.8, 1.2); mod.bias.uniform_(-0.1, 0.1)
 torch.save(m.state_dict(), d + "/inception.pth")
 # The published inception_v3_google-*.pth carries AuxLogits.* and a 1000-class fc.
-torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), d + "/with_aux.pth")
+torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+           d + "/with_aux.pth")
 m.fc = torch.nn.Identity()
 m.eval()
 rng = np.random.default_rng(0)
@@ -81,9 +82,22 @@ func TestInceptionMatchesTorchvision(t *testing.T) {
 					var f *ts.Tensor
 					torch.NoGrad(func() { f = enc.Pooled(x, false) })
 					d := maxRelDiff(t, f, filepath.Join(dir, name+suffix))
-					t.Logf("%s transform_input=%v folded=%v: pooled features max |go - torchvision| / max |torchvision| = %.3g", name, ti == 1, fold, d)
+					t.Logf(
+						"%s transform_input=%v folded=%v: pooled features max |go - torchvision| / max |torchvision| = %.3g",
+						name,
+						ti == 1,
+						fold,
+						d,
+					)
 					if d > tol {
-						t.Errorf("%s transform_input=%v folded=%v: relative max |diff| %.3g > %g", name, ti == 1, fold, d, tol)
+						t.Errorf(
+							"%s transform_input=%v folded=%v: relative max |diff| %.3g > %g",
+							name,
+							ti == 1,
+							fold,
+							d,
+							tol,
+						)
 					}
 					f.MustDrop()
 				}
@@ -109,7 +123,8 @@ func TestLoadIgnoresAuxLogitsWithANote(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(notes) != 2 || !strings.Contains(notes[0], "AuxLogits.* entr(ies) ignored") || !strings.Contains(notes[1], "fc.* entr(ies) ignored") {
+		if len(notes) != 2 || !strings.Contains(notes[0], "AuxLogits.* entr(ies) ignored") ||
+			!strings.Contains(notes[1], "fc.* entr(ies) ignored") {
 			t.Errorf("notes = %q", notes)
 		}
 	})
@@ -159,7 +174,8 @@ func TestExtractFeaturesFile(t *testing.T) {
 	run(t, func() {
 		out := filepath.Join(dir, "f.npy")
 		for ti, ref := range []string{"x299_feat_ti0.npy", "x299_feat_ti1.npy"} {
-			if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "x299.npy"), out, ti == 1, 1, gotch.CPU); err != nil {
+			if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "x299.npy"), out, ti == 1, 1,
+				gotch.CPU); err != nil {
 				t.Fatal(err)
 			}
 			got, shape, err := torch.ReadNpy(out)
@@ -172,7 +188,9 @@ func TestExtractFeaturesFile(t *testing.T) {
 			}
 			f.MustDrop()
 		}
-		if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "nope.npy"), out, false, 1, gotch.CPU); err == nil || !strings.Contains(err.Error(), "nope.npy: does not exist") {
+		if _, err := ExtractFeatures(filepath.Join(dir, "inception.pth"), filepath.Join(dir, "nope.npy"), out, false, 1,
+			gotch.CPU); err == nil ||
+			!strings.Contains(err.Error(), "nope.npy: does not exist") {
 			t.Errorf("missing input: %v", err)
 		}
 	})

@@ -27,7 +27,10 @@ type lstmDecoder struct {
 }
 
 func init() {
-	registerDecoder(DecoderLSTM, func(root *nn.Path, cfg Config, device gotch.Device) decoder { return newLSTMDecoder(root, cfg, device) })
+	registerDecoder(
+		DecoderLSTM,
+		func(root *nn.Path, cfg Config, device gotch.Device) decoder { return newLSTMDecoder(root, cfg, device) },
+	)
 }
 
 func newLSTMDecoder(root *nn.Path, cfg Config, device gotch.Device) *lstmDecoder {
@@ -217,7 +220,17 @@ func (s *lstmStepper) logits(tokens []int64) *ts.Tensor {
 
 // StepArgmax is Step followed by the arg max, in one libtorch call.
 func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
-	ids, lp, err := torch.GreedyStep(s.d.embed, s.d.inputTable(), s.d.lstm, s.d.cfg.NumLayers, s.d.linW, s.d.linB, s.h, s.c, tokens)
+	ids, lp, err := torch.GreedyStep(
+		s.d.embed,
+		s.d.inputTable(),
+		s.d.lstm,
+		s.d.cfg.NumLayers,
+		s.d.linW,
+		s.d.linB,
+		s.h,
+		s.c,
+		tokens,
+	)
 	if err != nil {
 		panic(err)
 	}
@@ -226,7 +239,18 @@ func (s *lstmStepper) StepArgmax(tokens []int64) ([]int64, []float32) {
 
 // StepTopK is Step followed by the top k of every row, in one libtorch call.
 func (s *lstmStepper) StepTopK(tokens []int64, k int) ([]int64, []float32) {
-	ids, lp, err := torch.TopKStep(s.d.embed, s.d.inputTable(), s.d.lstm, s.d.cfg.NumLayers, s.d.linW, s.d.linB, s.h, s.c, tokens, k)
+	ids, lp, err := torch.TopKStep(
+		s.d.embed,
+		s.d.inputTable(),
+		s.d.lstm,
+		s.d.cfg.NumLayers,
+		s.d.linW,
+		s.d.linB,
+		s.h,
+		s.c,
+		tokens,
+		k,
+	)
 	if err != nil {
 		panic(err)
 	}

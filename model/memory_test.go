@@ -20,7 +20,8 @@ func TestTrainStepsDropEveryTensor(t *testing.T) {
 		for _, cfg := range []Config{
 			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5, TrainCNN: true},
 			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5},
-			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, Decoder: "attention", AttentionDim: 8, FeatureLayer: "Mixed_5d", TrainCNN: true},
+			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Dropout: 0.5, Decoder: "attention", AttentionDim: 8,
+				FeatureLayer: "Mixed_5d", TrainCNN: true},
 		} {
 			m, err := NewCaptioner(cfg, gotch.CPU)
 			if err != nil {
@@ -41,7 +42,13 @@ func TestTrainStepsDropEveryTensor(t *testing.T) {
 			step()
 			before, after := liveTensorsAround(func() { step(); step() })
 			if after != before {
-				t.Errorf("decoder %q, train_cnn %v: %d live tensors before two training steps, %d after", cfg.Decoder, cfg.TrainCNN, before, after)
+				t.Errorf(
+					"decoder %q, train_cnn %v: %d live tensors before two training steps, %d after",
+					cfg.Decoder,
+					cfg.TrainCNN,
+					before,
+					after,
+				)
 			}
 			x.MustDrop()
 			tok.MustDrop()
@@ -57,7 +64,8 @@ func TestInferenceDropsEveryTensor(t *testing.T) {
 		torch.ManualSeed(4)
 		for _, cfg := range []Config{
 			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1},
-			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Decoder: "attention", AttentionDim: 8, FeatureLayer: "Mixed_5d"},
+			{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Decoder: "attention", AttentionDim: 8,
+				FeatureLayer: "Mixed_5d"},
 		} {
 			m, err := NewCaptioner(cfg, gotch.CPU)
 			if err != nil {
@@ -93,7 +101,12 @@ func TestInferenceDropsEveryTensor(t *testing.T) {
 			infer()
 			before, after := liveTensorsAround(infer)
 			if after != before {
-				t.Errorf("decoder %q: %d live tensors before captioning and explaining, %d after", cfg.Decoder, before, after)
+				t.Errorf(
+					"decoder %q: %d live tensors before captioning and explaining, %d after",
+					cfg.Decoder,
+					before,
+					after,
+				)
 			}
 			x.MustDrop()
 			base.MustDrop()

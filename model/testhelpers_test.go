@@ -47,7 +47,14 @@ func maxDiff(t *testing.T, got *ts.Tensor, refPath string) float64 {
 	}
 	g := floats(got)
 	if len(g) != len(want) {
-		t.Fatalf("%s: got %d values (shape %v), reference has %d (shape %v)", filepath.Base(refPath), len(g), got.MustSize(), len(want), shape)
+		t.Fatalf(
+			"%s: got %d values (shape %v), reference has %d (shape %v)",
+			filepath.Base(refPath),
+			len(g),
+			got.MustSize(),
+			len(want),
+			shape,
+		)
 	}
 	m := 0.0
 	for i := range g {
@@ -91,7 +98,12 @@ func pythonReference(t *testing.T, script string, ref any) string {
 // worstGradDiff compares the named variables' gradients with the reference
 // .npy files refPath(name) names, relative to each reference's largest value,
 // and returns the largest difference and where it is.
-func worstGradDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPath func(string) string) (float64, string) {
+func worstGradDiff(
+	t *testing.T,
+	vs map[string]ts.Tensor,
+	names []string,
+	refPath func(string) string,
+) (float64, string) {
 	t.Helper()
 	worst, worstName := 0.0, ""
 	for _, n := range names {
@@ -107,7 +119,12 @@ func worstGradDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPat
 
 // worstParamDiff compares the named variables with the reference .npy files
 // refPath(name) names and returns the largest difference and where it is.
-func worstParamDiff(t *testing.T, vs map[string]ts.Tensor, names []string, refPath func(string) string) (float64, string) {
+func worstParamDiff(
+	t *testing.T,
+	vs map[string]ts.Tensor,
+	names []string,
+	refPath func(string) string,
+) (float64, string) {
 	t.Helper()
 	worst, worstName := 0.0, ""
 	for _, n := range names {

@@ -31,7 +31,12 @@ func LoadTensors(path string) (map[string]*ts.Tensor, error) {
 	}
 	named, gerr := ts.LoadMulti(path)
 	if gerr != nil {
-		return nil, fmt.Errorf("weights %s: neither a torch.save state_dict (%s) nor a gotch weight file (%s)", path, firstLine(perr.Error()), firstLine(gerr.Error()))
+		return nil, fmt.Errorf(
+			"weights %s: neither a torch.save state_dict (%s) nor a gotch weight file (%s)",
+			path,
+			firstLine(perr.Error()),
+			firstLine(gerr.Error()),
+		)
 	}
 	out := make(map[string]*ts.Tensor, len(named))
 	for _, n := range named {
@@ -98,10 +103,20 @@ func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (no
 	if len(unexpected) > 0 || len(missing) > 0 {
 		var parts []string
 		if len(missing) > 0 {
-			parts = append(parts, fmt.Sprintf("%d parameter(s) of the model are not in the file (first: %s)", len(missing), missing[0]))
+			parts = append(
+				parts,
+				fmt.Sprintf("%d parameter(s) of the model are not in the file (first: %s)", len(missing), missing[0]),
+			)
 		}
 		if len(unexpected) > 0 {
-			parts = append(parts, fmt.Sprintf("%d entr(ies) of the file are not in the model (first: %s)", len(unexpected), unexpected[0]))
+			parts = append(
+				parts,
+				fmt.Sprintf(
+					"%d entr(ies) of the file are not in the model (first: %s)",
+					len(unexpected),
+					unexpected[0],
+				),
+			)
 		}
 		return nil, fmt.Errorf("weights %s do not fit this architecture: %s", spec.File, strings.Join(parts, "; "))
 	}
@@ -124,7 +139,13 @@ func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (no
 			continue
 		}
 		if !reflect.DeepEqual(want, got) {
-			return nil, fmt.Errorf("weights %s: parameter %s has shape %v in the file, the model expects %v", spec.File, strings.TrimPrefix(name, spec.Prefix), got, want)
+			return nil, fmt.Errorf(
+				"weights %s: parameter %s has shape %v in the file, the model expects %v",
+				spec.File,
+				strings.TrimPrefix(name, spec.Prefix),
+				got,
+				want,
+			)
 		}
 	}
 	torch.NoGrad(func() {
@@ -140,7 +161,10 @@ func LoadInto(vs *nn.VarStore, tensors map[string]*ts.Tensor, spec LoadSpec) (no
 	}
 	sort.Strings(igs)
 	for _, ig := range igs {
-		notes = append(notes, fmt.Sprintf("weights %s: %d %s* entr(ies) ignored (not part of this model)", spec.File, ignored[ig], ig))
+		notes = append(
+			notes,
+			fmt.Sprintf("weights %s: %d %s* entr(ies) ignored (not part of this model)", spec.File, ignored[ig], ig),
+		)
 	}
 	return notes, nil
 }

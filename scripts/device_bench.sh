@@ -14,7 +14,8 @@
 # here for the device's torch version and it starts there; otherwise this script
 # builds one there (about 2 minutes) as `make setup LIBTORCH=auto` does: gotch patched
 # by scripts/patch_gotch.sh, the ABI read from libc10, CUDA libraries linked.
-# STEPS picks steps (default: tests bench demo finetune). Each step has its own time limit and writes to $OUT as it goes, so a step that
+# STEPS picks steps (default: tests bench demo finetune). Each step has its own time limit and writes
+# to $OUT as it goes, so a step that
 # fails or runs long still leaves the others' results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,8 @@ else
     grep -q "_ZN3c105ErrorC2ENS_14SourceLocationESs" "$T/lib/libc10.so" && ABI=0
     bash scripts/patch_gotch.sh vendor/github.com/sugarme/gotch "$V" "$PY"
     LIBS="-ltorch_cpu -lc10"
-    [ -f "$T/lib/libtorch_cuda.so" ] && LIBS="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed"
+    [ -f "$T/lib/libtorch_cuda.so" ] \
+      && LIBS="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed"
     export CGO_ENABLED=1 GODEBUG=goindex=0
     export CGO_CPPFLAGS="-I$T/include -I$T/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI"
     export CGO_CXXFLAGS="-O1 -g0"
@@ -78,7 +80,8 @@ step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python 
 # gcoff (not in the default): the train cases again with Go's garbage collector off,
 # to see how much of captiongo's time is collection.
 has gcoff && step bench_train_gogc_off.jsonl 200 env GOGC=off "$BIN" bench -case train -device "$DEVICE" -python "$PY"
-has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set out_dir=/tmp/runs
+has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" \
+  -set out_dir=/tmp/runs
 has finetune || exit 0
 cat > /tmp/finetune.toml <<'EOF'
 data = "synth"

@@ -51,8 +51,10 @@ if [ -f "$DT/lib/libtorch_cuda.so" ]; then
   GOWORK=$tmp/go.work CGO_ENABLED=1 \
     CGO_CPPFLAGS="-I$DT/include -I$DT/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI" \
     CGO_CXXFLAGS="-O1 -g0" \
-    CGO_LDFLAGS="-L$DT/lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed -Wl,--allow-shlib-undefined" \
+    CGO_LDFLAGS="-L$DT/lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -ltorch_cpu -lc10 -Wl,--as-needed \
+-Wl,--allow-shlib-undefined" \
     sh -c "go build -o .device/bin/captiongo-cuda-$V . && go test -c -o .device/bin/model.test-cuda-$V ./model"
-  go version -m ".device/bin/captiongo-cuda-$V" | grep -q "=>[[:space:]]*$G" || { echo "the packed binary is not built against $G"; exit 1; }
+  go version -m ".device/bin/captiongo-cuda-$V" | grep -q "=>[[:space:]]*$G" \
+    || { echo "the packed binary is not built against $G"; exit 1; }
 fi
 du -h .device/*.tar.xz .device/bin/* 2>/dev/null

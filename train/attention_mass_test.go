@@ -25,8 +25,11 @@ func loadBest(res *Result) (*model.Captioner, *data.Vocab, data.Transform, error
 	if err != nil {
 		return nil, nil, tf, err
 	}
-	m, err := model.NewCaptioner(model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
-		Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer}, gotch.CPU)
+	m, err := model.NewCaptioner(
+		model.Config{VocabSize: vocab.Len(), EmbedSize: cfg.EmbedSize, HiddenSize: cfg.HiddenSize, NumLayers: 1,
+			Decoder: cfg.Decoder, AttentionDim: cfg.AttentionDim, FeatureLayer: cfg.FeatureLayer},
+		gotch.CPU,
+	)
 	if err != nil {
 		return nil, nil, tf, err
 	}
@@ -39,7 +42,12 @@ func loadBest(res *Result) (*model.Captioner, *data.Vocab, data.Transform, error
 // covered by the object's mask, and the mean share the object would get from
 // uniform attention (its area). colours is the share of colour words in all
 // the captions that name a colour the picture has.
-func attentionMass(t *testing.T, res *Result, scenes []data.SynthScene, imagesDir string) (mass, area float64, words int, colours float64) {
+func attentionMass(
+	t *testing.T,
+	res *Result,
+	scenes []data.SynthScene,
+	imagesDir string,
+) (mass, area float64, words int, colours float64) {
 	t.Helper()
 	err := torch.Run(func() error {
 		m, vocab, tf, err := loadBest(res)
@@ -147,7 +155,10 @@ func attentionMass(t *testing.T, res *Result, scenes []data.SynthScene, imagesDi
 //     at least 3 times the object's share of the picture's area on the object.
 func TestDemoDescribesAndAttends(t *testing.T) {
 	out := t.TempDir()
-	cfg, err := LoadConfig(filepath.Join(testutil.Root(), "experiments", "shapes.toml"), []string{"out_dir=" + strconv.Quote(out), "log_every=1000"})
+	cfg, err := LoadConfig(
+		filepath.Join(testutil.Root(), "experiments", "shapes.toml"),
+		[]string{"out_dir=" + strconv.Quote(out), "log_every=1000"},
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +168,10 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	dataDir := filepath.Join(out, ".data", fmt.Sprintf("shapes-n%d-s%d", cfg.SynthN, cfg.SynthSeed))
-	ds, err := data.Load(dataDir, data.Options{Seed: cfg.SplitSeed, Ratios: [3]float64{cfg.TrainRatio, cfg.ValRatio, cfg.TestRatio}})
+	ds, err := data.Load(
+		dataDir,
+		data.Options{Seed: cfg.SplitSeed, Ratios: [3]float64{cfg.TrainRatio, cfg.ValRatio, cfg.TestRatio}},
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,13 +187,28 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 	}
 	mass, area, n, colours := attentionMass(t, res, scenes, filepath.Join(dataDir, "Images"))
 	last := res.State.History[len(res.State.History)-1]
-	t.Logf("%d held-out pictures: val BLEU-4 %.3f, CIDEr-D %.3f; %.0f%% of colour words right; %d colour/shape words on one-object pictures: attention mass inside the object %.3f, object area %.3f (x%.1f)",
-		len(scenes), last.Bleu4, last.CIDEr, 100*colours, n, mass, area, mass/area)
+	t.Logf(
+		"%d held-out pictures: val BLEU-4 %.3f, CIDEr-D %.3f; %.0f%% of colour words right; %d colour/shape words on "+
+			"one-object pictures: attention mass inside the object %.3f, object area %.3f (x%.1f)",
+		len(scenes),
+		last.Bleu4,
+		last.CIDEr,
+		100*colours,
+		n,
+		mass,
+		area,
+		mass/area,
+	)
 	if colours < 0.8 {
 		t.Errorf("only %.0f%% of the colour words name a colour in the picture", 100*colours)
 	}
 	if mass < 3*area {
-		t.Errorf("attention mass inside the object %.3f is not well above its area share %.3f\n%s", mass, area, log.String())
+		t.Errorf(
+			"attention mass inside the object %.3f is not well above its area share %.3f\n%s",
+			mass,
+			area,
+			log.String(),
+		)
 	}
 
 	// Integrated Gradients of the colour word on 12 one-object pictures: the
@@ -248,7 +277,14 @@ func TestDemoDescribesAndAttends(t *testing.T) {
 		t.Fatal("no one-object picture's colour was named")
 	}
 	igMass, igArea = igMass/float64(k), igArea/float64(k)
-	t.Logf("Integrated Gradients of the colour word on %d one-object pictures: |attribution| inside the object %.3f, object area %.3f (x%.1f)", k, igMass, igArea, igMass/igArea)
+	t.Logf(
+		"Integrated Gradients of the colour word on %d one-object pictures: |attribution| inside the object %.3f, object "+
+			"area %.3f (x%.1f)",
+		k,
+		igMass,
+		igArea,
+		igMass/igArea,
+	)
 	if igMass < 3*igArea {
 		t.Errorf("|IG| inside the object %.3f is not well above its area share %.3f", igMass, igArea)
 	}

@@ -81,7 +81,17 @@ func TestAttentionDecoderTrains(t *testing.T) {
 	}
 	// The cache's rows are maps: 9 positions x 2048.
 	err = torch.Run(func() error {
-		m, err := model.NewCaptioner(model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Decoder: "attention", AttentionDim: 8}, gotch.CPU)
+		m, err := model.NewCaptioner(
+			model.Config{
+				VocabSize:    10,
+				EmbedSize:    8,
+				HiddenSize:   8,
+				NumLayers:    1,
+				Decoder:      "attention",
+				AttentionDim: 8,
+			},
+			gotch.CPU,
+		)
 		if err != nil {
 			return err
 		}
@@ -142,7 +152,11 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 				scale = math.Max(scale, math.Abs(float64(b[i])))
 			}
 		}
-		t.Logf("pooled from the map cache vs the backbone's pooling: max |diff| %.3g (max |feature| %.3g)", worst, scale)
+		t.Logf(
+			"pooled from the map cache vs the backbone's pooling: max |diff| %.3g (max |feature| %.3g)",
+			worst,
+			scale,
+		)
 		if worst > 1e-5*math.Max(1, scale) {
 			t.Errorf("derived pooled features differ by %.3g", worst)
 		}
@@ -157,8 +171,17 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 		}
 		os.Remove(derived.Path)
 		again := build(false, shared, 1)
-		if a, b := again.Row(ds.Examples[0].Path), direct.Row(ds.Examples[0].Path); math.Abs(float64(a[0]-b[0]/2)) > 1e-6*math.Max(1, scale) {
-			t.Errorf("pooled cache rebuilt beside a halved map cache: %v, want %v / 2: not derived from the map file", a[0], b[0])
+		if a, b := again.Row(ds.Examples[0].Path), direct.Row(ds.Examples[0].Path); math.Abs(
+			float64(a[0]-b[0]/2),
+		) > 1e-6*math.Max(
+			1,
+			scale,
+		) {
+			t.Errorf(
+				"pooled cache rebuilt beside a halved map cache: %v, want %v / 2: not derived from the map file",
+				a[0],
+				b[0],
+			)
 		}
 		// Other weights: the map cache of seed 1 must not serve a backbone of seed 2.
 		other := build(false, shared, 2)
@@ -211,7 +234,10 @@ func TestFeatureCacheKeyFollowsContent(t *testing.T) {
 				t.Fatal(err)
 			}
 			torch.ManualSeed(seed)
-			m, err := model.NewCaptioner(model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1}, gotch.CPU)
+			m, err := model.NewCaptioner(
+				model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1},
+				gotch.CPU,
+			)
 			if err != nil {
 				t.Fatal(err)
 			}

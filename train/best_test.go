@@ -33,7 +33,16 @@ func TestUpdateBest(t *testing.T) {
 		for i, h := range hist {
 			improved := r.updateBest(EpochMetrics{Epoch: i + 1, CIDEr: h.cider, Bleu4: h.bleu, ValLoss: h.loss})
 			if r.st.BestEpoch != c.bestEpoch[i] || r.st.SinceBest != c.since[i] || improved != (c.since[i] == 0) {
-				t.Errorf("%s after epoch %d: best epoch %d, since %d, improved %v; want %d, %d", c.metric, i+1, r.st.BestEpoch, r.st.SinceBest, improved, c.bestEpoch[i], c.since[i])
+				t.Errorf(
+					"%s after epoch %d: best epoch %d, since %d, improved %v; want %d, %d",
+					c.metric,
+					i+1,
+					r.st.BestEpoch,
+					r.st.SinceBest,
+					improved,
+					c.bestEpoch[i],
+					c.since[i],
+				)
 			}
 		}
 		if r.bestValue() != c.best {
@@ -56,12 +65,18 @@ func TestEarlyStopAndBestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(res.State.History); n != 3 || !strings.Contains(log.String(), "early stop: val_loss has not improved for 2 epochs") {
+	if n := len(res.State.History); n != 3 ||
+		!strings.Contains(log.String(), "early stop: val_loss has not improved for 2 epochs") {
 		t.Fatalf("ran %d epochs (want 3: the best, then 2 without improvement):\n%s", n, log.String())
 	}
 	for i, h := range res.State.History[1:] {
 		if h.ValLoss != res.State.History[0].ValLoss {
-			t.Fatalf("epoch %d's validation loss %v moved from %v: the run was not stuck", i+2, h.ValLoss, res.State.History[0].ValLoss)
+			t.Fatalf(
+				"epoch %d's validation loss %v moved from %v: the run was not stuck",
+				i+2,
+				h.ValLoss,
+				res.State.History[0].ValLoss,
+			)
 		}
 	}
 	var best struct {
@@ -73,8 +88,16 @@ func TestEarlyStopAndBestFiles(t *testing.T) {
 	if err == nil {
 		err = json.Unmarshal(b, &best)
 	}
-	if err != nil || best.Epoch != 1 || best.Metric != "val_loss" || best.Value != res.State.History[0].ValLoss || res.State.BestEpoch != 1 || !res.State.Finished {
-		t.Errorf("best.json %+v (%v), state best epoch %d, finished %v; want epoch 1, val_loss %v", best, err, res.State.BestEpoch, res.State.Finished, res.State.History[0].ValLoss)
+	if err != nil || best.Epoch != 1 || best.Metric != "val_loss" || best.Value != res.State.History[0].ValLoss ||
+		res.State.BestEpoch != 1 || !res.State.Finished {
+		t.Errorf(
+			"best.json %+v (%v), state best epoch %d, finished %v; want epoch 1, val_loss %v",
+			best,
+			err,
+			res.State.BestEpoch,
+			res.State.Finished,
+			res.State.History[0].ValLoss,
+		)
 	}
 
 	cfg = tiny(t, out)
@@ -92,7 +115,13 @@ func TestEarlyStopAndBestFiles(t *testing.T) {
 	b, _ = os.ReadFile(filepath.Join(res.RunDir, "best.json"))
 	json.Unmarshal(b, &best)
 	if res.State.BestEpoch != want || best.Epoch != want {
-		t.Errorf("best epoch %d (best.json %d), want %d, the epoch of the lowest validation loss in %+v", res.State.BestEpoch, best.Epoch, want, res.State.History)
+		t.Errorf(
+			"best epoch %d (best.json %d), want %d, the epoch of the lowest validation loss in %+v",
+			res.State.BestEpoch,
+			best.Epoch,
+			want,
+			res.State.History,
+		)
 	}
 
 	// The manifest says the same, with the direction; a run from before the
@@ -113,7 +142,8 @@ func TestEarlyStopAndBestFiles(t *testing.T) {
 	}
 	bm := run.Info.BestMetric
 	if bm.Name != "val_loss" || bm.HigherIsBetter || bm.Epoch != want || bm.Value != res.State.History[want-1].ValLoss ||
-		!run.Info.Finished || run.Weights != filepath.Join(res.RunDir, runfolder.Best) || run.Info.Model.VocabSize == 0 {
+		!run.Info.Finished || run.Weights != filepath.Join(res.RunDir, runfolder.Best) ||
+		run.Info.Model.VocabSize == 0 {
 		t.Errorf("manifest %+v, weights %s", run.Info, run.Weights)
 	}
 }

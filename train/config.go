@@ -24,71 +24,117 @@ import (
 // Config is one experiment. Every key has a default in DefaultConfig; a TOML
 // file overrides some, and -set key=value overrides the file.
 type Config struct {
-	Name   string `toml:"name"`    // run name: the run goes to out_dir/name (default: the file's name)
-	OutDir string `toml:"out_dir"` // where runs go
+	// run name: the run goes to out_dir/name (default: the file's name)
+	Name string `toml:"name"`
+	// where runs go
+	OutDir string `toml:"out_dir"`
 
 	// Data.
-	Data          string      `toml:"data"`           // "synth" (built-in shapes) or a data set folder / Karpathy or COCO JSON
-	Format        data.Format `toml:"format"`         // auto, kaggle, flickr8k, karpathy, coco
-	SynthN        int         `toml:"synth_n"`        // pictures in the synthetic set
-	SynthSeed     uint64      `toml:"synth_seed"`     // its seed
-	SplitSeed     uint64      `toml:"split_seed"`     // split by image for sets without their own split
-	TrainRatio    float64     `toml:"train_ratio"`    //
-	ValRatio      float64     `toml:"val_ratio"`      //
-	TestRatio     float64     `toml:"test_ratio"`     //
-	FreqThreshold int         `toml:"freq_threshold"` // words seen fewer times in train become <UNK>
-	ImageSize     int         `toml:"image_size"`     // Resize((n, n))
-	Crop          int         `toml:"crop"`           // crop side after resizing (0 = none)
-	RandomCrop    bool        `toml:"random_crop"`    // random crop in training (centre crop otherwise)
-	Normalize     Norm        `toml:"normalize"`      // "half" (mean = std = 0.5, the baseline) or "imagenet"
-	SplitLists    string      `toml:"split_lists"`    // Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
+	// "synth" (built-in shapes) or a data set folder / Karpathy or COCO JSON
+	Data string `toml:"data"`
+	// auto, kaggle, flickr8k, karpathy, coco
+	Format data.Format `toml:"format"`
+	// pictures in the synthetic set
+	SynthN int `toml:"synth_n"`
+	// its seed
+	SynthSeed uint64 `toml:"synth_seed"`
+	// split by image for sets without their own split
+	SplitSeed  uint64  `toml:"split_seed"`
+	TrainRatio float64 `toml:"train_ratio"`
+	ValRatio   float64 `toml:"val_ratio"`
+	TestRatio  float64 `toml:"test_ratio"`
+	// words seen fewer times in train become <UNK>
+	FreqThreshold int `toml:"freq_threshold"`
+	// Resize((n, n))
+	ImageSize int `toml:"image_size"`
+	// crop side after resizing (0 = none)
+	Crop int `toml:"crop"`
+	// random crop in training (centre crop otherwise)
+	RandomCrop bool `toml:"random_crop"`
+	// "half" (mean = std = 0.5, the baseline) or "imagenet"
+	Normalize Norm `toml:"normalize"`
+	// Flickr8k: folder with Flickr_8k.{train,dev,test}Images.txt that assign the splits
+	SplitLists string `toml:"split_lists"`
 
 	// Model.
-	Decoder         model.DecoderKind `toml:"decoder"`          // "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
-	AttentionDim    int               `toml:"attention_dim"`    // attention: size of the attention layer
-	AlphaC          float64           `toml:"alpha_c"`          // attention: weight of the doubly stochastic regularisation
-	FeatureLayer    model.Layer       `toml:"feature_layer"`    // backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
-	EmbedSize       int               `toml:"embed_size"`       //
-	HiddenSize      int               `toml:"hidden_size"`      //
-	NumLayers       int               `toml:"num_layers"`       //
-	Dropout         float64           `toml:"dropout"`          // the head's and the word embeddings' dropout
-	BackboneDropout float64           `toml:"backbone_dropout"` // torchvision Inception3's dropout before fc, in training (lstm decoder)
-	TrainCNN        bool              `toml:"train_cnn"`        // fine-tune the backbone (else frozen, BatchNorm in eval mode)
-	Weights         string            `toml:"weights"`          // "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
-	Backbone        string            `toml:"backbone"`         // Inception-v3 variant: auto (from the weights file), torchvision or fid
-	TransformInput  bool              `toml:"transform_input"`  // torchvision's transform_input (for Google's weights with ImageNet normalisation)
-	CalibrateBN     int               `toml:"calibrate_bn"`     // randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
+	// "lstm" (the baseline) or "attention" (Show, Attend and Tell over the Mixed_7c map)
+	Decoder model.DecoderKind `toml:"decoder"`
+	// attention: size of the attention layer
+	AttentionDim int `toml:"attention_dim"`
+	// attention: weight of the doubly stochastic regularisation
+	AlphaC float64 `toml:"alpha_c"`
+	// backbone map the decoder reads: Mixed_7c (the baseline), Mixed_6e or Mixed_5d
+	FeatureLayer model.Layer `toml:"feature_layer"`
+	EmbedSize    int         `toml:"embed_size"`
+	HiddenSize   int         `toml:"hidden_size"`
+	NumLayers    int         `toml:"num_layers"`
+	// the head's and the word embeddings' dropout
+	Dropout float64 `toml:"dropout"`
+	// torchvision Inception3's dropout before fc, in training (lstm decoder)
+	BackboneDropout float64 `toml:"backbone_dropout"`
+	// fine-tune the backbone (else frozen, BatchNorm in eval mode)
+	TrainCNN bool `toml:"train_cnn"`
+	// "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
+	Weights string `toml:"weights"`
+	// Inception-v3 variant: auto (from the weights file), torchvision or fid
+	Backbone string `toml:"backbone"`
+	// torchvision's transform_input (for Google's weights with ImageNet normalisation)
+	TransformInput bool `toml:"transform_input"`
+	// randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
+	CalibrateBN int `toml:"calibrate_bn"`
 
 	// Optimisation.
-	Epochs          int      `toml:"epochs"`           //
-	BatchSize       int      `toml:"batch_size"`       //
-	LR              float64  `toml:"lr"`               // Adam learning rate
-	LRSchedule      Schedule `toml:"lr_schedule"`      // constant, cosine or step
-	LRStepEpochs    int      `toml:"lr_step_epochs"`   // step schedule: multiply by lr_gamma every n epochs
-	LRGamma         float64  `toml:"lr_gamma"`         //
-	WarmupSteps     int      `toml:"warmup_steps"`     // linear warm-up from 0
-	GradClip        float64  `toml:"grad_clip"`        // clip the global gradient norm (0 = off)
-	WeightDecay     float64  `toml:"weight_decay"`     // L2 added to the gradient, as torch.optim.Adam
-	CaptionSampling Sampling `toml:"caption_sampling"` // "all": every caption every epoch (the baseline); "one": one random caption per image per epoch
-	FeatureCache    bool     `toml:"feature_cache"`    // run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
-	CheckpointEvery int      `toml:"checkpoint_every"` // also checkpoint every n steps inside an epoch (0 = epoch ends only)
+	Epochs    int `toml:"epochs"`
+	BatchSize int `toml:"batch_size"`
+	// Adam learning rate
+	LR float64 `toml:"lr"`
+	// constant, cosine or step
+	LRSchedule Schedule `toml:"lr_schedule"`
+	// step schedule: multiply by lr_gamma every n epochs
+	LRStepEpochs int     `toml:"lr_step_epochs"`
+	LRGamma      float64 `toml:"lr_gamma"`
+	// linear warm-up from 0
+	WarmupSteps int `toml:"warmup_steps"`
+	// clip the global gradient norm (0 = off)
+	GradClip float64 `toml:"grad_clip"`
+	// L2 added to the gradient, as torch.optim.Adam
+	WeightDecay float64 `toml:"weight_decay"`
+	// "all": every caption every epoch (the baseline); "one": one random caption per image per epoch
+	CaptionSampling Sampling `toml:"caption_sampling"`
+	// run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
+	FeatureCache bool `toml:"feature_cache"`
+	// also checkpoint every n steps inside an epoch (0 = epoch ends only)
+	CheckpointEvery int `toml:"checkpoint_every"`
 
 	// Evaluation.
-	MaxLen       int    `toml:"max_len"`       // decoding stops after this many tokens
-	Beam         int    `toml:"beam"`          // beam size for the metrics (1 = greedy)
-	EvalImages   int    `toml:"eval_images"`   // val images decoded for the metrics each epoch (0 = all)
-	SampleImages int    `toml:"sample_images"` // val images shown in TensorBoard each epoch
-	BestMetric   Metric `toml:"best_metric"`   // CIDEr, Bleu_4 or val_loss: picks best.gt
-	Patience     int    `toml:"patience"`      // stop after n epochs without a better best_metric (0 = never)
+	// decoding stops after this many tokens
+	MaxLen int `toml:"max_len"`
+	// beam size for the metrics (1 = greedy)
+	Beam int `toml:"beam"`
+	// val images decoded for the metrics each epoch (0 = all)
+	EvalImages int `toml:"eval_images"`
+	// val images shown in TensorBoard each epoch
+	SampleImages int `toml:"sample_images"`
+	// CIDEr, Bleu_4 or val_loss: picks best.gt
+	BestMetric Metric `toml:"best_metric"`
+	// stop after n epochs without a better best_metric (0 = never)
+	Patience int `toml:"patience"`
 
 	// System.
-	Device     string `toml:"device"`     // auto, cpu or cuda
-	Threads    int    `toml:"threads"`    // libtorch intra-op threads (0 = libtorch's default)
-	Workers    int    `toml:"workers"`    // image decode goroutines (0 = CPUs)
-	Seed       int64  `toml:"seed"`       // model init, shuffling, dropout
-	Resume     bool   `toml:"resume"`     // continue out_dir/name from its last checkpoint
-	LogEvery   int    `toml:"log_every"`  // plain progress lines every n steps when stdout is not a terminal
-	Histograms bool   `toml:"histograms"` // TensorBoard histograms of every trained weight and its last gradient, each epoch
+	// auto, cpu or cuda
+	Device string `toml:"device"`
+	// libtorch intra-op threads (0 = libtorch's default)
+	Threads int `toml:"threads"`
+	// image decode goroutines (0 = CPUs)
+	Workers int `toml:"workers"`
+	// model init, shuffling, dropout
+	Seed int64 `toml:"seed"`
+	// continue out_dir/name from its last checkpoint
+	Resume bool `toml:"resume"`
+	// plain progress lines every n steps when stdout is not a terminal
+	LogEvery int `toml:"log_every"`
+	// TensorBoard histograms of every trained weight and its last gradient, each epoch
+	Histograms bool `toml:"histograms"`
 }
 
 // ModelConfig is the captioner architecture this experiment describes, for a
@@ -126,7 +172,12 @@ func (c Config) Transforms() (trainTF, evalTF data.Transform) {
 
 // DataOptions are the data.Load options this experiment describes.
 func (c Config) DataOptions() data.Options {
-	return data.Options{Format: c.Format, Seed: c.SplitSeed, Ratios: [3]float64{c.TrainRatio, c.ValRatio, c.TestRatio}, SplitLists: c.SplitLists}
+	return data.Options{
+		Format:     c.Format,
+		Seed:       c.SplitSeed,
+		Ratios:     [3]float64{c.TrainRatio, c.ValRatio, c.TestRatio},
+		SplitLists: c.SplitLists,
+	}
 }
 
 // DefaultConfig is the baseline's configuration on the built-in synthetic data.
@@ -135,7 +186,8 @@ func DefaultConfig() Config {
 		OutDir: "runs", Data: "synth", Format: data.FormatAuto, SynthN: 2000, SynthSeed: 1,
 		SplitSeed: 1, TrainRatio: 0.8, ValRatio: 0.1, TestRatio: 0.1, FreqThreshold: 5,
 		ImageSize: 356, Crop: 299, RandomCrop: true, Normalize: NormHalf,
-		Decoder: model.DecoderLSTM, AttentionDim: 512, AlphaC: 1, FeatureLayer: model.Mixed7c, EmbedSize: 256, HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
+		Decoder: model.DecoderLSTM, AttentionDim: 512, AlphaC: 1, FeatureLayer: model.Mixed7c, EmbedSize: 256,
+		HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		BestMetric: MetricCIDEr, Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
@@ -173,7 +225,10 @@ func LoadConfig(path string, sets []string) (Config, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return cfg, &ConfigError{File: path, Msg: "cannot read: " + strings.TrimPrefix(err.Error(), "open "+path+": ")}
+			return cfg, &ConfigError{
+				File: path,
+				Msg:  "cannot read: " + strings.TrimPrefix(err.Error(), "open "+path+": "),
+			}
 		}
 		src = b
 		md, err := toml.Decode(string(b), &cfg)
@@ -182,7 +237,12 @@ func LoadConfig(path string, sets []string) (Config, error) {
 		}
 		if und := md.Undecoded(); len(und) > 0 {
 			k := und[0].String()
-			return cfg, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")"}
+			return cfg, &ConfigError{
+				File:  path,
+				Line:  keyLine(b, k),
+				Field: k,
+				Msg:   "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")",
+			}
 		}
 		if cfg.Name == "" {
 			cfg.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
@@ -421,13 +481,24 @@ func (c Config) Validate() error {
 		return bad("beam", "%d: must be at least 1", c.Beam)
 	case c.CalibrateBN < 0:
 		return bad("calibrate_bn", "%d: must not be negative", c.CalibrateBN)
-	case c.EvalImages < 0 || c.SampleImages < 0 || c.Patience < 0 || c.Threads < 0 || c.Workers < 0 || c.CheckpointEvery < 0:
-		return bad("eval_images", "counts (eval_images, sample_images, patience, threads, workers, checkpoint_every) must not be negative")
+	case c.EvalImages < 0 || c.SampleImages < 0 || c.Patience < 0 || c.Threads < 0 || c.Workers < 0 ||
+		c.CheckpointEvery < 0:
+		return bad(
+			"eval_images",
+			"counts (eval_images, sample_images, patience, threads, workers, checkpoint_every) must not be negative",
+		)
 	case c.LogEvery <= 0:
 		return bad("log_every", "%d: must be positive", c.LogEvery)
 	}
-	if r := c.TrainRatio + c.ValRatio + c.TestRatio; c.TrainRatio <= 0 || c.ValRatio < 0 || c.TestRatio < 0 || r < 0.999 || r > 1.001 {
-		return bad("train_ratio", "train_ratio %v, val_ratio %v, test_ratio %v: want non-negative ratios (train > 0) summing to 1", c.TrainRatio, c.ValRatio, c.TestRatio)
+	if r := c.TrainRatio + c.ValRatio + c.TestRatio; c.TrainRatio <= 0 || c.ValRatio < 0 || c.TestRatio < 0 ||
+		r < 0.999 || r > 1.001 {
+		return bad(
+			"train_ratio",
+			"train_ratio %v, val_ratio %v, test_ratio %v: want non-negative ratios (train > 0) summing to 1",
+			c.TrainRatio,
+			c.ValRatio,
+			c.TestRatio,
+		)
 	}
 	if strings.ContainsAny(c.Name, "/\\") || c.Name == "." || c.Name == ".." {
 		return bad("name", "%q: a run name, not a path", c.Name)
@@ -443,7 +514,22 @@ func (c Config) TOML() string {
 }
 
 // ArchKeys are the keys a checkpoint must share with a run that resumes it.
-var ArchKeys = []string{"backbone", "decoder", "attention_dim", "feature_layer", "embed_size", "hidden_size", "num_layers", "train_cnn", "image_size", "crop", "normalize", "transform_input", "data", "freq_threshold"}
+var ArchKeys = []string{
+	"backbone",
+	"decoder",
+	"attention_dim",
+	"feature_layer",
+	"embed_size",
+	"hidden_size",
+	"num_layers",
+	"train_cnn",
+	"image_size",
+	"crop",
+	"normalize",
+	"transform_input",
+	"data",
+	"freq_threshold",
+}
 
 // archDiff names the architecture keys on which two configs differ.
 func archDiff(a, b Config) []string {

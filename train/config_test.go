@@ -81,7 +81,11 @@ func TestSweepPoints(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "base.toml"), []byte("epochs = 2\n"), 0o644)
 	p := filepath.Join(dir, "sweep_x.toml")
-	os.WriteFile(p, []byte("base = \"base.toml\"\n[grid]\nlr = [1e-3, 3e-4]\nhidden_size = [64, 128]\n[set]\nsynth_n = 40\n"), 0o644)
+	os.WriteFile(
+		p,
+		[]byte("base = \"base.toml\"\n[grid]\nlr = [1e-3, 3e-4]\nhidden_size = [64, 128]\n[set]\nsynth_n = 40\n"),
+		0o644,
+	)
 	s, err := LoadSweep(p)
 	if err != nil {
 		t.Fatal(err)

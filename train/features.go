@@ -82,12 +82,26 @@ func backboneHash(m *model.Captioner) string {
 // feature layer and the images' contents in order (not their paths or times,
 // so a data folder copied, moved or staged to a node's local disk keeps its
 // cache), and the file is complete only once renamed into place.
-func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform, dir string, workers, batch int, progress func(done, total int)) (*FeatureCache, error) {
+func BuildFeatureCache(
+	m *model.Captioner,
+	ex []data.Example,
+	tf data.Transform,
+	dir string,
+	workers, batch int,
+	progress func(done, total int),
+) (*FeatureCache, error) {
 	paths, keyOf := cacheKeys(m, ex, tf, workers)
 	maps := m.Cfg.Attention()
 	D := int(m.Cfg.FeatureDim())
 	key := keyOf(maps)
-	c := &FeatureCache{Key: key, Path: filepath.Join(dir, "features-"+key+".f32"), index: map[string]int{}, dim: D, maps: maps, chans: int64(D)}
+	c := &FeatureCache{
+		Key:   key,
+		Path:  filepath.Join(dir, "features-"+key+".f32"),
+		index: map[string]int{},
+		dim:   D,
+		maps:  maps,
+		chans: int64(D),
+	}
 	for i, p := range paths {
 		c.index[p] = i
 	}
@@ -147,7 +161,12 @@ func BuildFeatureCache(m *model.Captioner, ex []data.Example, tf data.Transform,
 // cacheKeys returns the cache's images (sorted, each once: the rows' order)
 // and the key of their pooled (maps false) or map cache under this backbone
 // and transform.
-func cacheKeys(m *model.Captioner, ex []data.Example, tf data.Transform, workers int) ([]string, func(maps bool) string) {
+func cacheKeys(
+	m *model.Captioner,
+	ex []data.Example,
+	tf data.Transform,
+	workers int,
+) ([]string, func(maps bool) string) {
 	paths := make([]string, len(ex))
 	for i, e := range ex {
 		paths[i] = e.Path
@@ -164,7 +183,14 @@ func cacheKeys(m *model.Captioner, ex []data.Example, tf data.Transform, workers
 	files := contentDigests(paths, workers)
 	return paths, func(maps bool) string {
 		h := sha256.New()
-		fmt.Fprintf(h, "captiongo feature cache v2\nbackbone %s (%s blocks)\ntransform %+v transform_input %v\n", bh, m.Cfg.BackboneKind(), tf, m.Cfg.TransformInput)
+		fmt.Fprintf(
+			h,
+			"captiongo feature cache v2\nbackbone %s (%s blocks)\ntransform %+v transform_input %v\n",
+			bh,
+			m.Cfg.BackboneKind(),
+			tf,
+			m.Cfg.TransformInput,
+		)
 		kind := "pooled"
 		if maps {
 			kind = "map"

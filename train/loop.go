@@ -61,7 +61,17 @@ func (r *runner) loop() (*Result, error) {
 			r.st.Epoch, r.st.Batch = epoch, b.index+1
 			bar(b.index + 1)
 			if !r.opt.TTY && (r.st.Step%int64(cfg.LogEvery) == 0 || b.index+1 == nb) {
-				r.say("epoch %d/%d  batch %d/%d  step %d  loss %.4f  lr %.2e  %.1f img/s", epoch+1, cfg.Epochs, b.index+1, nb, r.st.Step, lv, lr, float64(seen)/time.Since(t0).Seconds())
+				r.say(
+					"epoch %d/%d  batch %d/%d  step %d  loss %.4f  lr %.2e  %.1f img/s",
+					epoch+1,
+					cfg.Epochs,
+					b.index+1,
+					nb,
+					r.st.Step,
+					lv,
+					lr,
+					float64(seen)/time.Since(t0).Seconds(),
+				)
 			}
 			if cfg.CheckpointEvery > 0 && r.st.Step%int64(cfg.CheckpointEvery) == 0 && b.index+1 < nb {
 				if err := r.checkpoint(); err != nil {
@@ -98,10 +108,27 @@ func (r *runner) loop() (*Result, error) {
 				return nil, err
 			}
 		}
-		r.say("epoch %d/%d: train loss %.4f, val loss %.4f, BLEU-4 %.4f, CIDEr-D %.4f, %.1f img/s, %.1fs%s", epoch+1, cfg.Epochs, em.TrainLoss, em.ValLoss, em.Bleu4, em.CIDEr, em.ImagesPS, em.Seconds, map[bool]string{true: " (best)", false: ""}[improved])
+		r.say(
+			"epoch %d/%d: train loss %.4f, val loss %.4f, BLEU-4 %.4f, CIDEr-D %.4f, %.1f img/s, %.1fs%s",
+			epoch+1,
+			cfg.Epochs,
+			em.TrainLoss,
+			em.ValLoss,
+			em.Bleu4,
+			em.CIDEr,
+			em.ImagesPS,
+			em.Seconds,
+			map[bool]string{true: " (best)", false: ""}[improved],
+		)
 		r.tb.Flush()
 		if cfg.Patience > 0 && r.st.SinceBest >= cfg.Patience {
-			r.say("early stop: %s has not improved for %d epochs (best %.4f at epoch %d)", cfg.BestMetric, cfg.Patience, r.bestValue(), r.st.BestEpoch)
+			r.say(
+				"early stop: %s has not improved for %d epochs (best %.4f at epoch %d)",
+				cfg.BestMetric,
+				cfg.Patience,
+				r.bestValue(),
+				r.st.BestEpoch,
+			)
 			break
 		}
 	}
@@ -259,7 +286,11 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 			}
 			if png, w, h, err := render.AttentionPNG(s.Image, words, ws); err == nil {
 				r.tb.Image(fmt.Sprintf("attention/image%d", i), step, png, w, h)
-				name := fmt.Sprintf("epoch%03d-%s.png", epoch+1, strings.TrimSuffix(filepath.Base(s.Image), filepath.Ext(s.Image)))
+				name := fmt.Sprintf(
+					"epoch%03d-%s.png",
+					epoch+1,
+					strings.TrimSuffix(filepath.Base(s.Image), filepath.Ext(s.Image)),
+				)
 				if err := os.MkdirAll(filepath.Join(r.dir, "attention"), 0o755); err == nil {
 					data.WriteFileAtomic(filepath.Join(r.dir, "attention", name), png)
 				}
@@ -429,7 +460,12 @@ func (r *runner) writeState() error {
 	return runfolder.Write(r.dir, runfolder.Info{
 		Model: r.m.Cfg, Transform: r.tfEval, Data: r.dataDir, DataOptions: r.cfg.DataOptions(),
 		Vocab: runfolder.Vocab, Weights: r.st.Weights, Epoch: r.st.Epoch, Step: r.st.Step, Finished: r.st.Finished,
-		BestMetric: runfolder.BestMetric{Name: string(r.cfg.BestMetric), Value: r.bestValue(), HigherIsBetter: r.cfg.BestMetric.HigherIsBetter(), Epoch: r.st.BestEpoch},
+		BestMetric: runfolder.BestMetric{
+			Name:           string(r.cfg.BestMetric),
+			Value:          r.bestValue(),
+			HigherIsBetter: r.cfg.BestMetric.HigherIsBetter(),
+			Epoch:          r.st.BestEpoch,
+		},
 	})
 }
 
@@ -442,7 +478,17 @@ func (r *runner) saveBest() error {
 	if err := os.Rename(tmp, filepath.Join(r.dir, runfolder.Best)); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(map[string]any{"epoch": r.st.BestEpoch, "metric": r.cfg.BestMetric, "value": r.bestValue(), "step": r.st.Step, "config": r.cfg}, "", " ")
+	b, _ := json.MarshalIndent(
+		map[string]any{
+			"epoch":  r.st.BestEpoch,
+			"metric": r.cfg.BestMetric,
+			"value":  r.bestValue(),
+			"step":   r.st.Step,
+			"config": r.cfg,
+		},
+		"",
+		" ",
+	)
 	return data.WriteFileAtomic(filepath.Join(r.dir, runfolder.BestInfo), b)
 }
 

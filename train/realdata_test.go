@@ -91,13 +91,23 @@ func TestTrainOnRealPhotosWithPretrainedWeights(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	if !strings.Contains(log.String(), "backbone: fid Inception-v3") || res.State.Config.Backbone != "fid" {
-		t.Errorf("the pretrained FID backbone was not used (config backbone %q):\n%s", res.State.Config.Backbone, log.String())
+		t.Errorf(
+			"the pretrained FID backbone was not used (config backbone %q):\n%s",
+			res.State.Config.Backbone,
+			log.String(),
+		)
 	}
 	h := res.State.History
 	if len(h) != cfg.Epochs {
 		t.Fatalf("%d epochs in the history, want %d", len(h), cfg.Epochs)
 	}
-	t.Logf("train loss by epoch: %.3f -> %.3f; val BLEU-4 %.3f, CIDEr-D %.3f", h[0].TrainLoss, h[len(h)-1].TrainLoss, h[len(h)-1].Bleu4, h[len(h)-1].CIDEr)
+	t.Logf(
+		"train loss by epoch: %.3f -> %.3f; val BLEU-4 %.3f, CIDEr-D %.3f",
+		h[0].TrainLoss,
+		h[len(h)-1].TrainLoss,
+		h[len(h)-1].Bleu4,
+		h[len(h)-1].CIDEr,
+	)
 	if h[len(h)-1].TrainLoss > 0.85*h[0].TrainLoss {
 		t.Errorf("train loss fell only from %.3f to %.3f", h[0].TrainLoss, h[len(h)-1].TrainLoss)
 	}

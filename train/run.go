@@ -148,7 +148,16 @@ func (r *runner) setup() error {
 			r.cfg.Backbone = string(kind)
 		case string(kind):
 		default:
-			return &ConfigError{Field: "backbone", Msg: fmt.Sprintf("%q, but weights %s are for the %s backbone (set backbone = \"auto\" or %q)", r.cfg.Backbone, wpath, kind, kind)}
+			return &ConfigError{
+				Field: "backbone",
+				Msg: fmt.Sprintf(
+					"%q, but weights %s are for the %s backbone (set backbone = \"auto\" or %q)",
+					r.cfg.Backbone,
+					wpath,
+					kind,
+					kind,
+				),
+			}
 		}
 	} else if r.cfg.Backbone == "auto" {
 		r.cfg.Backbone = string(model.BackboneTorchvision)
@@ -158,7 +167,11 @@ func (r *runner) setup() error {
 	resuming := false
 	if b, err := os.ReadFile(statePath); err == nil {
 		if !cfg.Resume {
-			return fmt.Errorf("run folder %s already holds a checkpoint: set resume = true (-set resume=true) to continue it, or choose another name", r.dir)
+			return fmt.Errorf(
+				"run folder %s already holds a checkpoint: set resume = true (-set resume=true) to continue it, or choose "+
+					"another name",
+				r.dir,
+			)
 		}
 		if err := json.Unmarshal(b, &r.st); err != nil {
 			return fmt.Errorf("%s: %v", statePath, err)
@@ -257,7 +270,8 @@ func (r *runner) setup() error {
 		}
 		r.say("resuming at epoch %d, batch %d (step %d)", r.st.Epoch+1, r.st.Batch, r.st.Step)
 	} else {
-		r.st = State{Config: cfg, Best: -math.MaxFloat64, Optimiser: map[string]float64{"lr": cfg.LR, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": cfg.WeightDecay}}
+		r.st = State{Config: cfg, Best: -math.MaxFloat64, Optimiser: map[string]float64{"lr": cfg.LR, "beta1": 0.9,
+			"beta2": 0.999, "eps": 1e-8, "weight_decay": cfg.WeightDecay}}
 		if !cfg.BestMetric.HigherIsBetter() {
 			r.st.Best = -math.MaxFloat64 // stored negated
 		}
@@ -275,7 +289,15 @@ func (r *runner) setup() error {
 			all := append(append([]data.Example{}, r.train...), r.val...)
 			t0 := time.Now()
 			bar := r.bar(len(all), "features")
-			r.cache, err = BuildFeatureCache(r.m, all, r.tfEval, filepath.Join(cfg.OutDir, ".cache"), cfg.Workers, 32, func(d, n int) { bar(d) })
+			r.cache, err = BuildFeatureCache(
+				r.m,
+				all,
+				r.tfEval,
+				filepath.Join(cfg.OutDir, ".cache"),
+				cfg.Workers,
+				32,
+				func(d, n int) { bar(d) },
+			)
 			if err != nil {
 				return err
 			}
@@ -295,9 +317,25 @@ func (r *runner) setup() error {
 	if r.tb, err = tensorboard.NewWriter(evDir, purge); err != nil {
 		return err
 	}
-	hp := map[string]any{"lr": cfg.LR, "batch_size": cfg.BatchSize, "embed_size": cfg.EmbedSize, "hidden_size": cfg.HiddenSize,
-		"num_layers": cfg.NumLayers, "dropout": cfg.Dropout, "backbone_dropout": cfg.BackboneDropout, "train_cnn": cfg.TrainCNN, "decoder": cfg.Decoder, "feature_layer": cfg.FeatureLayer, "epochs": cfg.Epochs,
-		"lr_schedule": cfg.LRSchedule, "grad_clip": cfg.GradClip, "weights": cfg.Weights, "backbone": cfg.Backbone, "image_size": cfg.ImageSize, "crop": cfg.Crop}
+	hp := map[string]any{
+		"lr":               cfg.LR,
+		"batch_size":       cfg.BatchSize,
+		"embed_size":       cfg.EmbedSize,
+		"hidden_size":      cfg.HiddenSize,
+		"num_layers":       cfg.NumLayers,
+		"dropout":          cfg.Dropout,
+		"backbone_dropout": cfg.BackboneDropout,
+		"train_cnn":        cfg.TrainCNN,
+		"decoder":          cfg.Decoder,
+		"feature_layer":    cfg.FeatureLayer,
+		"epochs":           cfg.Epochs,
+		"lr_schedule":      cfg.LRSchedule,
+		"grad_clip":        cfg.GradClip,
+		"weights":          cfg.Weights,
+		"backbone":         cfg.Backbone,
+		"image_size":       cfg.ImageSize,
+		"crop":             cfg.Crop,
+	}
 	if err := r.tb.HParamsStart(hp, ""); err != nil {
 		return err
 	}
@@ -309,8 +347,14 @@ func (r *runner) bar(total int, desc string) func(int) {
 	if !r.opt.TTY {
 		return func(int) {}
 	}
-	b := progressbar.NewOptions(total, progressbar.OptionSetWriter(r.opt.Out), progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	b := progressbar.NewOptions(
+		total,
+		progressbar.OptionSetWriter(r.opt.Out),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
 	return func(d int) { b.Set(d) }
 }
 
@@ -362,7 +406,13 @@ func (r *runner) forward(in, tok *ts.Tensor, train bool) (logits, alphas *ts.Ten
 	return r.m.ForwardAlphas(in, tok, train)
 }
 
-func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, start int, shuffle bool, tf data.Transform) (<-chan batch, int, error) {
+func (r *runner) epochBatches(
+	ctx context.Context,
+	ex []data.Example,
+	epoch, start int,
+	shuffle bool,
+	tf data.Transform,
+) (<-chan batch, int, error) {
 	items := r.items(ex, epoch, shuffle)
 	bs := r.cfg.BatchSize
 	nb := (len(items) + bs - 1) / bs
@@ -394,7 +444,13 @@ func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, sta
 		}()
 		return out, nb, nil
 	}
-	l, err := data.NewLoader(ex, items, r.vocab, tf, data.LoaderConfig{BatchSize: bs, Workers: r.cfg.Workers, Shuffle: shuffle, Seed: uint64(r.cfg.Seed)})
+	l, err := data.NewLoader(
+		ex,
+		items,
+		r.vocab,
+		tf,
+		data.LoaderConfig{BatchSize: bs, Workers: r.cfg.Workers, Shuffle: shuffle, Seed: uint64(r.cfg.Seed)},
+	)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -419,7 +475,13 @@ func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, sta
 // statistics describe this data: every layer's output is then normalised at
 // evaluation, and the frozen random features are well scaled.
 func (r *runner) calibrateBN() error {
-	l, err := data.NewLoader(r.train, data.ImageItems(r.train), nil, r.tfEval, data.LoaderConfig{BatchSize: 32, Workers: r.cfg.Workers, Shuffle: true, Seed: uint64(r.cfg.Seed)})
+	l, err := data.NewLoader(
+		r.train,
+		data.ImageItems(r.train),
+		nil,
+		r.tfEval,
+		data.LoaderConfig{BatchSize: 32, Workers: r.cfg.Workers, Shuffle: true, Seed: uint64(r.cfg.Seed)},
+	)
 	if err != nil {
 		return err
 	}

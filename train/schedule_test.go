@@ -25,7 +25,17 @@ func TestScheduleMatchesPyTorch(t *testing.T) {
 		{"cosine", "cosine", 0, fmt.Sprintf("S.CosineAnnealingLR(opt, T_max=%d)", epochs*per), false},
 		{"step", "step", 0, "S.StepLR(opt, step_size=3, gamma=0.5)", true},
 		{"warm-up", "constant", 20, "S.LinearLR(opt, start_factor=1/20, end_factor=1.0, total_iters=19)", false},
-		{"warm-up + cosine", "cosine", 20, fmt.Sprintf("S.ChainedScheduler([S.LinearLR(opt, start_factor=1/20, end_factor=1.0, total_iters=19), S.CosineAnnealingLR(opt, T_max=%d)])", epochs*per), false},
+		{
+			"warm-up + cosine",
+			"cosine",
+			20,
+			fmt.Sprintf(
+				"S.ChainedScheduler([S.LinearLR(opt, start_factor=1/20, end_factor=1.0, total_iters=19), "+
+					"S.CosineAnnealingLR(opt, T_max=%d)])",
+				epochs*per,
+			),
+			false,
+		},
 	}
 	for _, c := range cases {
 		script := fmt.Sprintf(`import json, torch
@@ -49,7 +59,8 @@ print(json.dumps(out))
 			t.Fatal(err)
 		}
 		cfg := DefaultConfig()
-		cfg.Epochs, cfg.LR, cfg.LRSchedule, cfg.WarmupSteps, cfg.LRStepEpochs, cfg.LRGamma = epochs, 3e-3, c.schedule, c.warmup, 3, 0.5
+		cfg.Epochs, cfg.LR, cfg.LRSchedule, cfg.WarmupSteps, cfg.LRStepEpochs, cfg.LRGamma = epochs, 3e-3, c.schedule,
+			c.warmup, 3, 0.5
 		r := &runner{cfg: cfg, stepsPer: per}
 		worst := 0.0
 		for s, w := range want {

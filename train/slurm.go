@@ -22,16 +22,18 @@ import (
 // SlurmOptions are the sbatch settings of a sweep: the sweep file's [slurm]
 // table, overridden by command-line flags.
 type SlurmOptions struct {
-	Partition   string   `toml:"partition"`         // --partition
-	Account     string   `toml:"account"`           // --account
-	Time        string   `toml:"time"`              // --time, e.g. "04:00:00" or "1-00:00:00"
-	GPUsPerTask int      `toml:"gpus_per_task"`     // --gpus-per-task
-	CPUsPerTask int      `toml:"cpus_per_task"`     // --cpus-per-task (also libtorch's threads unless the sweep sets threads)
+	Partition   string `toml:"partition"`     // --partition
+	Account     string `toml:"account"`       // --account
+	Time        string `toml:"time"`          // --time, e.g. "04:00:00" or "1-00:00:00"
+	GPUsPerTask int    `toml:"gpus_per_task"` // --gpus-per-task
+	// --cpus-per-task (also libtorch's threads unless the sweep sets threads)
+	CPUsPerTask int      `toml:"cpus_per_task"`
 	Mem         string   `toml:"mem"`               // --mem, e.g. "16G"
 	Concurrency int      `toml:"array_concurrency"` // at most this many points at once (--array=...%N; 0 = no limit)
 	Extra       []string `toml:"extra"`             // more sbatch options, e.g. ["--qos=short", "--constraint=a100"]
 	Setup       []string `toml:"setup"`             // shell lines run before each point, e.g. ["module load cuda/12.1"]
-	Executable  string   `toml:"executable"`        // captiongo binary the tasks run (default: this one; must be on the shared filesystem)
+	// captiongo binary the tasks run (default: this one; must be on the shared filesystem)
+	Executable string `toml:"executable"`
 }
 
 var (
@@ -79,11 +81,15 @@ type SlurmJob struct {
 }
 
 // ErrNoSlurm says that sbatch is not on PATH.
-var ErrNoSlurm = errors.New("sbatch is not on PATH: -backend slurm needs the Slurm client commands (sbatch, squeue) of a cluster's login node; nothing was submitted")
+var ErrNoSlurm = errors.New(
+	"sbatch is not on PATH: -backend slurm needs the Slurm client commands (sbatch, squeue) of a cluster's login node; " +
+		"nothing was submitted",
+)
 
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%",
+			r))
 	}) < 0 {
 		return s
 	}
@@ -121,8 +127,19 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 	points := s.Points()
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/bash\n")
-	fmt.Fprintf(&b, "# captiongo sweep %s: %d of %d point(s) of %s, one array task each.\n", s.Name, len(indexes), len(points), s.file)
-	fmt.Fprintf(&b, "# Written by `captiongo experiment -backend slurm`; submitting again skips finished\n# and queued points, and interrupted points resume from their last checkpoint.\n")
+	fmt.Fprintf(
+		&b,
+		"# captiongo sweep %s: %d of %d point(s) of %s, one array task each.\n",
+		s.Name,
+		len(indexes),
+		len(points),
+		s.file,
+	)
+	fmt.Fprintf(
+		&b,
+		"# Written by `captiongo experiment -backend slurm`; submitting again skips finished\n# and queued points, and "+
+			"interrupted points resume from their last checkpoint.\n",
+	)
 	ids := make([]string, len(indexes))
 	for i, ix := range indexes {
 		ids[i] = strconv.Itoa(ix)
@@ -181,10 +198,18 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 		}
 		fmt.Fprintf(&b, "%d) point=%s; args=(%s) ;;\n", ix, shellQuote(p.Name), strings.Join(q, " "))
 	}
-	b.WriteString("*) echo \"captiongo: array task $SLURM_ARRAY_TASK_ID is not a point of this script\" >&2; exit 2 ;;\nesac\n")
+	b.WriteString(
+		"*) echo \"captiongo: array task $SLURM_ARRAY_TASK_ID is not a point of this script\" >&2; exit 2 ;;\nesac\n",
+	)
 	qroot := shellQuote(root)
 	fmt.Fprintf(&b, "mkdir -p %s/\"$point\"\n", qroot)
-	fmt.Fprintf(&b, "echo \"captiongo: sweep %s, point $point, job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), $(date -Is)\" >> %s/\"$point\"/train.log\n", s.Name, qroot)
+	fmt.Fprintf(
+		&b,
+		"echo \"captiongo: sweep %s, point $point, job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), $(date "+
+			"-Is)\" >> %s/\"$point\"/train.log\n",
+		s.Name,
+		qroot,
+	)
 	fmt.Fprintf(&b, "exec %s \"${args[@]}\" >> %s/\"$point\"/train.log 2>&1\n", shellQuote(exe), qroot)
 	return b.String(), nil
 }
@@ -235,7 +260,8 @@ func SlurmTaskStates(jobs []SlurmJob) map[string]string {
 		}
 	}
 	// Finished tasks first (sacct, where accounting is on), then the live queue over them.
-	if out, err := exec.Command("sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", strings.Join(ids, ",")).Output(); err == nil {
+	if out, err := exec.Command("sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", strings.Join(ids,
+		",")).Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
 			if f := strings.Split(l, "|"); len(f) == 2 {
 				set(f[0], f[1])
@@ -338,11 +364,19 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 		if msg == "" {
 			msg = err.Error()
 		}
-		return fmt.Errorf("sbatch %s failed: %s; nothing was submitted (fix the cause and run the same command again)", scriptPath, msg)
+		return fmt.Errorf(
+			"sbatch %s failed: %s; nothing was submitted (fix the cause and run the same command again)",
+			scriptPath,
+			msg,
+		)
 	}
 	jobID, _, _ := strings.Cut(strings.TrimSpace(stdout.String()), ";") // "id[;cluster]"
 	if _, err := strconv.Atoi(jobID); err != nil {
-		return fmt.Errorf("sbatch %s answered %q, not a job id: check squeue before submitting again", scriptPath, stdout.String())
+		return fmt.Errorf(
+			"sbatch %s answered %q, not a job id: check squeue before submitting again",
+			scriptPath,
+			stdout.String(),
+		)
 	}
 	job := SlurmJob{JobID: jobID, Submitted: time.Now().UTC(), Script: scriptPath, Tasks: map[int]string{}}
 	for _, ix := range indexes {
@@ -350,22 +384,53 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 	}
 	jobs, err := readJobs(root)
 	if err != nil {
-		return fmt.Errorf("submitted job %s but could not record it (%v): do not submit again before it ends", jobID, err)
+		return fmt.Errorf(
+			"submitted job %s but could not record it (%v): do not submit again before it ends",
+			jobID,
+			err,
+		)
 	}
 	jobs = append(jobs, job)
 	b, _ := json.MarshalIndent(jobs, "", " ")
 	if err := data.WriteFileAtomic(filepath.Join(dir, "jobs.json"), b); err != nil {
-		return fmt.Errorf("submitted job %s but could not record it (%v): do not submit again before it ends", jobID, err)
+		return fmt.Errorf(
+			"submitted job %s but could not record it (%v): do not submit again before it ends",
+			jobID,
+			err,
+		)
 	}
-	fmt.Fprintf(out, "sweep %s: submitted job array %s with %d point(s) (script %s, Slurm logs %s/%s_<task>.out, point logs %s/<point>/train.log)\n",
-		s.Name, jobID, len(indexes), scriptPath, dir, jobID, root)
+	fmt.Fprintf(
+		out,
+		"sweep %s: submitted job array %s with %d point(s) (script %s, Slurm logs %s/%s_<task>.out, point logs "+
+			"%s/<point>/train.log)\n",
+		s.Name,
+		jobID,
+		len(indexes),
+		scriptPath,
+		dir,
+		jobID,
+		root,
+	)
 	return nil
 }
 
 // slurmActive: the task still holds or waits for resources.
 func slurmActive(state string) bool {
 	switch state {
-	case "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "STOPPED":
+	case "PENDING",
+		"RUNNING",
+		"CONFIGURING",
+		"COMPLETING",
+		"REQUEUED",
+		"RESIZING",
+		"SUSPENDED",
+		"STAGE_OUT",
+		"SIGNALING",
+		"REQUEUE_HOLD",
+		"REQUEUE_FED",
+		"RESV_DEL_HOLD",
+		"SPECIAL_EXIT",
+		"STOPPED":
 		return true
 	}
 	return false

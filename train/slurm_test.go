@@ -22,7 +22,11 @@ func writeSweep(t *testing.T, dir, grid, slurm string) *Sweep {
 	t.Helper()
 	os.WriteFile(filepath.Join(dir, "tiny.toml"), []byte(testutil.TinyExperiment), 0o644)
 	path := filepath.Join(dir, "sweep_tiny.toml")
-	os.WriteFile(path, []byte("base = \"tiny.toml\"\nout_dir = \""+filepath.Join(dir, "runs")+"\"\n[grid]\n"+grid+"\n"+slurm), 0o644)
+	os.WriteFile(
+		path,
+		[]byte("base = \"tiny.toml\"\nout_dir = \""+filepath.Join(dir, "runs")+"\"\n[grid]\n"+grid+"\n"+slurm),
+		0o644,
+	)
 	s, err := LoadSweep(path)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +93,10 @@ setup = ["module load cuda/12.1"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := strings.Join(append(s.PointArgs(p, filepath.Join(dir, "runs", "sweep_tiny")), "-set", "threads=4"), "\n")
+		want := strings.Join(
+			append(s.PointArgs(p, filepath.Join(dir, "runs", "sweep_tiny")), "-set", "threads=4"),
+			"\n",
+		)
 		want = strings.Replace(want, "-config\n"+s.Base, "-config\n"+filepath.Join(dir, "tiny.toml"), 1)
 		if !strings.Contains(string(log), want) {
 			t.Errorf("task %d ran\n%s\nwant\n%s", ix, log, want)
@@ -101,7 +108,11 @@ setup = ["module load cuda/12.1"]
 		"slurm.time": "time = \"two hours\"", "slurm.mem": "mem = \"lots\"",
 		"slurm.extra": "extra = [\"qos=short\"]", "slurm.gpu": "gpu = 1",
 	} {
-		os.WriteFile(filepath.Join(dir, "bad.toml"), []byte("base = \"tiny.toml\"\n[grid]\nlr = [1e-3]\n[slurm]\n"+body+"\n"), 0o644)
+		os.WriteFile(
+			filepath.Join(dir, "bad.toml"),
+			[]byte("base = \"tiny.toml\"\n[grid]\nlr = [1e-3]\n[slurm]\n"+body+"\n"),
+			0o644,
+		)
 		_, err := LoadSweep(filepath.Join(dir, "bad.toml"))
 		if err == nil || !strings.Contains(err.Error(), "bad.toml") || !strings.Contains(err.Error(), ": "+field) {
 			t.Errorf("%s: error %v does not name the file and %s", body, err, field)
@@ -130,7 +141,8 @@ func TestSlurmSubmitFailures(t *testing.T) {
 		"squeue": "exit 0",
 	})
 	err := s.SubmitSlurm(s.Slurm, "/bin/true", false, &out)
-	if err == nil || !strings.Contains(err.Error(), "invalid partition specified: gpu") || !strings.Contains(err.Error(), "nothing was submitted") {
+	if err == nil || !strings.Contains(err.Error(), "invalid partition specified: gpu") ||
+		!strings.Contains(err.Error(), "nothing was submitted") {
 		t.Fatalf("failing sbatch: %v", err)
 	}
 	if b, _ := os.ReadFile(calls); strings.Count(string(b), "call") != 1 {
@@ -162,7 +174,8 @@ func TestSlurmSubmitFailures(t *testing.T) {
 	if b, _ := os.ReadFile(calls); strings.Count(string(b), "\n") != 1 {
 		t.Errorf("sbatch called again for queued points:\n%s\noutput: %s", b, out.String())
 	}
-	if !strings.Contains(out.String(), "lr-0.001 is running in Slurm already") || !strings.Contains(out.String(), "lr-0.0003 is pending in Slurm already") {
+	if !strings.Contains(out.String(), "lr-0.001 is running in Slurm already") ||
+		!strings.Contains(out.String(), "lr-0.0003 is pending in Slurm already") {
 		t.Errorf("output: %s", out.String())
 	}
 	rows, err := s.SlurmStatuses()
@@ -211,7 +224,11 @@ func startSlurm(t *testing.T) *slurmCluster {
 		}
 	}
 	if len(missing) > 0 || os.Geteuid() != 0 {
-		msg := fmt.Sprintf("a local Slurm needs root and Debian's slurm-wlm and munge (missing: %v, uid %d)", missing, os.Geteuid())
+		msg := fmt.Sprintf(
+			"a local Slurm needs root and Debian's slurm-wlm and munge (missing: %v, uid %d)",
+			missing,
+			os.Geteuid(),
+		)
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg + "; .ci/run installs them")
 		}
@@ -367,11 +384,24 @@ func TestSlurmSweep(t *testing.T) {
 	c := startSlurm(t)
 	dir := t.TempDir()
 	exe := buildCaptiongo(t, dir)
-	s := writeSweep(t, dir, "lr = [1e-3, 3e-4]\nhidden_size = [16, 24]", "[slurm]\ncpus_per_task = 1\ntime = \"00:10:00\"\n")
+	s := writeSweep(
+		t,
+		dir,
+		"lr = [1e-3, 3e-4]\nhidden_size = [16, 24]",
+		"[slurm]\ncpus_per_task = 1\ntime = \"00:10:00\"\n",
+	)
 	root := filepath.Join(dir, "runs", "sweep_tiny")
 
 	// Through the command line, as a user does.
-	cmd := exec.Command(exe, "experiment", "-backend", "slurm", "-array-concurrency", "2", filepath.Join(dir, "sweep_tiny.toml"))
+	cmd := exec.Command(
+		exe,
+		"experiment",
+		"-backend",
+		"slurm",
+		"-array-concurrency",
+		"2",
+		filepath.Join(dir, "sweep_tiny.toml"),
+	)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "with 4 point(s)") {
 		t.Fatalf("submit: %v\n%s\n%s", err, out, c.logs())
@@ -385,14 +415,16 @@ func TestSlurmSweep(t *testing.T) {
 		t.Errorf("script:\n%s", script)
 	}
 	// At once again: every point is queued, running or already done.
-	out, err = exec.Command(exe, "experiment", "-backend", "slurm", filepath.Join(dir, "sweep_tiny.toml")).CombinedOutput()
+	out, err = exec.Command(exe, "experiment", "-backend", "slurm", filepath.Join(dir, "sweep_tiny.toml")).
+		CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "nothing to submit") {
 		t.Fatalf("second submission: %v\n%s", err, out)
 	}
 	if jobs, _ := readJobs(root); len(jobs) != 1 {
 		t.Fatalf("the second submission submitted job(s): %+v", jobs)
 	}
-	status, _ := exec.Command(exe, "experiment", "-backend", "slurm", "-status", filepath.Join(dir, "sweep_tiny.toml")).CombinedOutput()
+	status, _ := exec.Command(exe, "experiment", "-backend", "slurm", "-status", filepath.Join(dir, "sweep_tiny.toml")).
+		CombinedOutput()
 	t.Logf("status while queued:\n%s", status)
 
 	deadline := time.Now().Add(8 * time.Minute)
@@ -431,12 +463,16 @@ func TestSlurmSweep(t *testing.T) {
 			t.Errorf("point %s: only %d events", p.Name, len(evs))
 		}
 	}
-	status, err = exec.Command(exe, "experiment", "-backend", "slurm", "-status", filepath.Join(dir, "sweep_tiny.toml")).CombinedOutput()
-	if err != nil || strings.Count(string(status), " done ") != 4 || !strings.Contains(string(status), "Slurm job(s): "+jobs[0].JobID) {
+	status, err = exec.Command(exe, "experiment", "-backend", "slurm", "-status", filepath.Join(dir, "sweep_tiny.toml")).
+		CombinedOutput()
+	if err != nil || strings.Count(string(status), " done ") != 4 ||
+		!strings.Contains(string(status), "Slurm job(s): "+jobs[0].JobID) {
 		t.Errorf("status after the array: %v\n%s", err, status)
 	}
-	out, err = exec.Command(exe, "experiment", "-backend", "slurm", filepath.Join(dir, "sweep_tiny.toml")).CombinedOutput()
-	if err != nil || strings.Count(string(out), "already finished, skipped") != 4 || !strings.Contains(string(out), "nothing to submit") {
+	out, err = exec.Command(exe, "experiment", "-backend", "slurm", filepath.Join(dir, "sweep_tiny.toml")).
+		CombinedOutput()
+	if err != nil || strings.Count(string(out), "already finished, skipped") != 4 ||
+		!strings.Contains(string(out), "nothing to submit") {
 		t.Errorf("resubmission after the array: %v\n%s", err, out)
 	}
 }

@@ -53,7 +53,8 @@ func LoadSweep(path string) (*Sweep, error) {
 		k := und[0].String()
 		msg := "unknown key (a sweep file has base, name, out_dir, grid, sample, seed, set, slurm)"
 		if strings.HasPrefix(k, "slurm.") {
-			msg = "unknown key ([slurm] has partition, account, time, gpus_per_task, cpus_per_task, mem, array_concurrency, extra, setup, executable)"
+			msg = "unknown key ([slurm] has partition, account, time, gpus_per_task, cpus_per_task, mem, array_concurrency, " +
+				"extra, setup, executable)"
 			return nil, &ConfigError{File: path, Line: keyLine(b, strings.TrimPrefix(k, "slurm.")), Field: k, Msg: msg}
 		}
 		return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: msg}
@@ -183,7 +184,8 @@ func (s *Sweep) OutRoot() (string, error) {
 // PointArgs is the `captiongo train` command line of a point.
 func (s *Sweep) PointArgs(p Point, root string) []string {
 	args := []string{"train", "-config", s.Base}
-	for _, kv := range append(append(s.fixedSets(), p.Sets...), "out_dir="+strconv.Quote(root), "name="+strconv.Quote(p.Name), "resume=true") {
+	for _, kv := range append(append(s.fixedSets(), p.Sets...), "out_dir="+strconv.Quote(root),
+		"name="+strconv.Quote(p.Name), "resume=true") {
 		args = append(args, "-set", kv)
 	}
 	return args

@@ -72,7 +72,8 @@ func TestTrainRunInTensorBoard(t *testing.T) {
 	if !res.State.Finished || len(res.State.History) != 2 || steps != 2*int64((48*5+15)/16) {
 		t.Fatalf("state %+v", res.State)
 	}
-	for _, f := range []string{"config.toml", "vocab.json", "state.json", "best.gt", "best.json", res.State.Weights, res.State.Moments} {
+	for _, f := range []string{"config.toml", "vocab.json", "state.json", "best.gt", "best.json", res.State.Weights,
+		res.State.Moments} {
 		if _, err := os.Stat(filepath.Join(res.RunDir, f)); err != nil {
 			t.Errorf("run folder lacks %s", f)
 		}
@@ -94,7 +95,8 @@ print("val steps", [e.step for e in ea.Scalars("Validation loss")])
 print("images", sorted(tags["images"]))
 print("tensors", sorted(tags["tensors"]))
 print("text", ea.Tensors("samples/text_summary")[-1].tensor_proto.string_val[0].decode().splitlines()[0])
-ssi = metadata.parse_session_start_info_plugin_data(ea.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
+ssi = metadata.parse_session_start_info_plugin_data(
+    ea.SummaryMetadata("_hparams_/session_start_info").plugin_data.content)
 print("hparams", sorted(ssi.hparams.keys()))
 sei = metadata.parse_session_end_info_plugin_data(ea.SummaryMetadata("_hparams_/session_end_info").plugin_data.content)
 print("end", sei.status)
@@ -130,7 +132,8 @@ print("hist count", len(tags["histograms"]))
 	// Resuming a finished run does nothing; resuming onto another architecture is refused.
 	cfg.Resume = true
 	cfg.HiddenSize = 48
-	if _, err := runIt(t, cfg, Options{}); err == nil || !strings.Contains(err.Error(), "different architecture: hidden_size (32 -> 48)") {
+	if _, err := runIt(t, cfg, Options{}); err == nil ||
+		!strings.Contains(err.Error(), "different architecture: hidden_size (32 -> 48)") {
 		t.Errorf("resume onto another architecture: %v", err)
 	}
 }
@@ -160,7 +163,13 @@ func TestResumeAfterStop(t *testing.T) {
 	if res.State.Step != rres.State.Step {
 		t.Errorf("resumed run made %d steps, uninterrupted %d", res.State.Step, rres.State.Step)
 	}
-	a, b := weights(t, filepath.Join(rres.RunDir, rres.State.Weights)), weights(t, filepath.Join(res.RunDir, res.State.Weights))
+	a, b := weights(
+		t,
+		filepath.Join(rres.RunDir, rres.State.Weights),
+	), weights(
+		t,
+		filepath.Join(res.RunDir, res.State.Weights),
+	)
 	if d := maxAbsDiff(a, b); d > 1e-5 {
 		t.Errorf("weights after resume differ from the uninterrupted run by %.3g", d)
 	}
@@ -356,7 +365,13 @@ func TestMemoryFlat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("live tensors at steps 45 and 170: %d, %d; resident memory at steps 170 and 300: %d MB, %d MB", live[0], live[1], rss[0]/1024, rss[1]/1024)
+	t.Logf(
+		"live tensors at steps 45 and 170: %d, %d; resident memory at steps 170 and 300: %d MB, %d MB",
+		live[0],
+		live[1],
+		rss[0]/1024,
+		rss[1]/1024,
+	)
 	if live[1] > live[0] {
 		t.Errorf("live tensors grew from %d to %d over 125 steps (8 epochs with evaluation)", live[0], live[1])
 	}
@@ -417,7 +432,17 @@ func checkTensorBoardServer(t *testing.T, logdir, run string) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command(tb, "--logdir", logdir, "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--reload_interval", "1")
+	cmd := exec.Command(
+		tb,
+		"--logdir",
+		logdir,
+		"--host",
+		"127.0.0.1",
+		"--port",
+		strconv.Itoa(port),
+		"--reload_interval",
+		"1",
+	)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -463,9 +488,14 @@ func checkTensorBoardServer(t *testing.T, logdir, run string) {
 	if code != 200 || !strings.Contains(exp, `"lr"`) || !strings.Contains(exp, `"hidden_size"`) {
 		t.Errorf("hparams/experiment: %d %s\n%s", code, exp, logs.String())
 	}
-	code, groups := get("POST", "/data/plugin/hparams/session_groups",
-		`{"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", "STATUS_UNKNOWN"], "colParams": [], "startIndex": 0, "sliceSize": 10}`)
-	if code != 200 || !strings.Contains(groups, `"name": "`+run+`"`) && !strings.Contains(groups, `"name":"`+run+`"`) || !strings.Contains(groups, "STATUS_SUCCESS") {
+	code, groups := get(
+		"POST",
+		"/data/plugin/hparams/session_groups",
+		`{"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", `+
+			`"STATUS_UNKNOWN"], "colParams": [], "startIndex": 0, "sliceSize": 10}`,
+	)
+	if code != 200 || !strings.Contains(groups, `"name": "`+run+`"`) && !strings.Contains(groups, `"name":"`+run+`"`) ||
+		!strings.Contains(groups, "STATUS_SUCCESS") {
 		t.Errorf("hparams/session_groups: %d %s", code, groups)
 	}
 }

@@ -23,7 +23,12 @@ const refsJSON = `{"images": [{"id": 1}, {"id": 2}],
 func TestScoreFiles(t *testing.T) {
 	dir := t.TempDir()
 	refs := writeFile(t, dir, "refs.json", refsJSON)
-	hyps := writeFile(t, dir, "hyps.json", `[{"image_id": 2, "caption": "two men play ball"}, {"image_id": 1, "caption": "a dog runs"}]`)
+	hyps := writeFile(
+		t,
+		dir,
+		"hyps.json",
+		`[{"image_id": 2, "caption": "two men play ball"}, {"image_id": 1, "caption": "a dog runs"}]`,
+	)
 	s, err := ScoreFiles(refs, hyps)
 	if err != nil {
 		t.Fatal(err)
@@ -32,10 +37,18 @@ func TestScoreFiles(t *testing.T) {
 		t.Errorf("near-copies scored %+v", s)
 	}
 	cases := []struct{ name, hyps, want string }{
-		{"unknown image", `[{"image_id": 1, "caption": "x"}, {"image_id": 2, "caption": "y"}, {"image_id": 7, "caption": "z"}]`, "image 7 has a caption but is not in"},
+		{
+			"unknown image",
+			`[{"image_id": 1, "caption": "x"}, {"image_id": 2, "caption": "y"}, {"image_id": 7, "caption": "z"}]`,
+			"image 7 has a caption but is not in",
+		},
 		{"missing image", `[{"image_id": 1, "caption": "x"}]`, "no caption for image 2"},
 		{"bad json", "[{\"image_id\": 1,\n \"caption\": }]", "hyps.json:2: bad JSON"},
-		{"duplicate", `[{"image_id": 1, "caption": "x"}, {"image_id": 1, "caption": "y"}]`, "entry 1: a second caption for image 1"},
+		{
+			"duplicate",
+			`[{"image_id": 1, "caption": "x"}, {"image_id": 1, "caption": "y"}]`,
+			"entry 1: a second caption for image 1",
+		},
 		{"no caption", `[{"image_id": 1}]`, "entry 0 needs \"image_id\" and \"caption\""},
 		{"wrong type", `{"image_id": 1}`, "hyps.json"},
 	}
@@ -47,10 +60,12 @@ func TestScoreFiles(t *testing.T) {
 		}
 	}
 	bad := writeFile(t, dir, "refs2.json", `{"images": [{"id": 1}], "annotations": [{"image_id": 3, "caption": "x"}]}`)
-	if _, err := ScoreFiles(bad, hyps); err == nil || !strings.Contains(err.Error(), "annotations[0]: image_id 3 is not in") {
+	if _, err := ScoreFiles(bad, hyps); err == nil ||
+		!strings.Contains(err.Error(), "annotations[0]: image_id 3 is not in") {
 		t.Errorf("annotation for an unknown image: %v", err)
 	}
-	if _, err := ScoreFiles(filepath.Join(dir, "absent.json"), hyps); err == nil || !strings.Contains(err.Error(), "absent.json: does not exist") {
+	if _, err := ScoreFiles(filepath.Join(dir, "absent.json"), hyps); err == nil ||
+		!strings.Contains(err.Error(), "absent.json: does not exist") {
 		t.Errorf("missing file: %v", err)
 	}
 }

@@ -32,7 +32,9 @@ func FindMeteorJar() string {
 		roots = append(roots, filepath.Dir(filepath.Dir(exe)))
 	}
 	for _, r := range roots {
-		m, _ := filepath.Glob(filepath.Join(r, ".venv", "lib", "python*", "site-packages", "pycocoevalcap", "meteor", "meteor-1.5.jar"))
+		m, _ := filepath.Glob(
+			filepath.Join(r, ".venv", "lib", "python*", "site-packages", "pycocoevalcap", "meteor", "meteor-1.5.jar"),
+		)
 		if len(m) > 0 {
 			return m[0]
 		}

@@ -18,7 +18,12 @@ func TestMETEORParity(t *testing.T) {
 	if _, err := exec.LookPath("java"); err != nil && os.Getenv("CI") == "" {
 		t.Skip("java is not installed")
 	}
-	jar := strings.TrimSpace(testutil.RunPython(t, `import os, pycocoevalcap.meteor.meteor as m; print(os.path.join(os.path.dirname(m.__file__), "meteor-1.5.jar"))`))
+	jar := strings.TrimSpace(
+		testutil.RunPython(
+			t,
+			`import os, pycocoevalcap.meteor.meteor as m; print(os.path.join(os.path.dirname(m.__file__), "meteor-1.5.jar"))`,
+		),
+	)
 	ids, refs, hyps := corpus(40, 3)
 	if hyps[ids[len(ids)-1]] == "" {
 		hyps[ids[len(ids)-1]] = "a dog"

@@ -14,7 +14,10 @@ import (
 	"github.com/captiongo/captiongo/internal/testutil"
 )
 
-var words = strings.Fields("a the dog dogs man woman girl boy red blue green grass water ball runs jumps is are on in with and of two three white black playing sitting standing near")
+var words = strings.Fields(
+	"a the dog dogs man woman girl boy red blue green grass water ball runs jumps is are on in with and of two three " +
+		"white black playing sitting standing near",
+)
 
 // corpus generates images with 1-5 references and one hypothesis each:
 // punctuation, capitals, repeated words, clitics, empty and one-word hypotheses.
@@ -127,7 +130,8 @@ func TestParityWithPycocoevalcap(t *testing.T) {
 		for _, c := range []struct {
 			name    string
 			go_, py float64
-		}{{"Bleu_1", got.Bleu1, want.Bleu1}, {"Bleu_2", got.Bleu2, want.Bleu2}, {"Bleu_3", got.Bleu3, want.Bleu3}, {"Bleu_4", got.Bleu4, want.Bleu4}, {"CIDEr", got.CIDEr, want.CIDEr}} {
+		}{{"Bleu_1", got.Bleu1, want.Bleu1}, {"Bleu_2", got.Bleu2, want.Bleu2}, {"Bleu_3", got.Bleu3, want.Bleu3}, {"Bleu_4",
+			got.Bleu4, want.Bleu4}, {"CIDEr", got.CIDEr, want.CIDEr}} {
 			if math.Abs(c.go_-c.py) > 1e-6 {
 				t.Errorf("seed %d %s: captiongo %.9f, pycocoevalcap %.9f", seed, c.name, c.go_, c.py)
 			}

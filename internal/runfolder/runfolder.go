@@ -87,8 +87,12 @@ func Open(runOrFile string) (*Run, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		if _, serr := os.Stat(filepath.Join(r.Dir, State)); serr == nil {
-			return nil, fmt.Errorf("checkpoint %s: no %s (the run predates it): run `captiongo train -config %s -set resume=true` once to write it",
-				r.Dir, Manifest, filepath.Join(r.Dir, Config))
+			return nil, fmt.Errorf(
+				"checkpoint %s: no %s (the run predates it): run `captiongo train -config %s -set resume=true` once to write it",
+				r.Dir,
+				Manifest,
+				filepath.Join(r.Dir, Config),
+			)
 		}
 		return nil, fmt.Errorf("checkpoint %s: no %s (give a run folder made by captiongo train)", r.Dir, Manifest)
 	}

@@ -16,9 +16,17 @@ import (
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	info := Info{
-		Model:     model.Config{VocabSize: 30, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, Decoder: "attention", Backbone: model.BackboneFID},
+		Model: model.Config{
+			VocabSize:  30,
+			EmbedSize:  8,
+			HiddenSize: 8,
+			NumLayers:  1,
+			Decoder:    "attention",
+			Backbone:   model.BackboneFID,
+		},
 		Transform: data.Transform{Size: 299, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]},
-		Data:      "../shared/data/flickr8k-224", DataOptions: data.Options{Format: "kaggle", SplitLists: "../shared/data/flickr8k-text"},
+		Data:      "../shared/data/flickr8k-224", DataOptions: data.Options{Format: "kaggle",
+			SplitLists: "../shared/data/flickr8k-text"},
 		Vocab: Vocab, Weights: "ckpt-000000010/model.gt", Epoch: 2, Step: 10,
 		BestMetric: BestMetric{Name: "val_loss", Value: 2.5, HigherIsBetter: false, Epoch: 1},
 	}
@@ -29,7 +37,8 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Info.Model != info.Model || r.Info.Transform != info.Transform || r.Info.DataOptions != info.DataOptions || r.Info.BestMetric != info.BestMetric || r.Info.Data != info.Data {
+	if r.Info.Model != info.Model || r.Info.Transform != info.Transform || r.Info.DataOptions != info.DataOptions ||
+		r.Info.BestMetric != info.BestMetric || r.Info.Data != info.Data {
 		t.Errorf("read back %+v, wrote %+v", r.Info, info)
 	}
 	if r.Weights != filepath.Join(dir, info.Weights) {
@@ -49,7 +58,8 @@ func TestOpen(t *testing.T) {
 	legacy := t.TempDir()
 	os.WriteFile(filepath.Join(legacy, State), []byte("{}"), 0o644)
 	for _, c := range []struct{ dir, want string }{
-		{legacy, "(the run predates it): run `captiongo train -config " + filepath.Join(legacy, Config) + " -set resume=true`"},
+		{legacy, "(the run predates it): run `captiongo train -config " + filepath.Join(legacy, Config) +
+			" -set resume=true`"},
 		{t.TempDir(), "no manifest.json (give a run folder made by captiongo train)"},
 		{filepath.Join(dir, "absent"), "does not exist"},
 	} {

@@ -51,7 +51,12 @@ const (
 
 // AdamStep applies torch.optim.Adam's update to params with their moments
 // (step is the 1-based step count), in libtorch, without gradient.
-func AdamStep(params, expAvg, expAvgSq []*ts.Tensor, lr, beta1, beta2, eps, weightDecay float64, step int, impl AdamImpl) error {
+func AdamStep(
+	params, expAvg, expAvgSq []*ts.Tensor,
+	lr, beta1, beta2, eps, weightDecay float64,
+	step int,
+	impl AdamImpl,
+) error {
 	if len(params) == 0 {
 		return nil
 	}
@@ -62,8 +67,22 @@ func AdamStep(params, expAvg, expAvgSq []*ts.Tensor, lr, beta1, beta2, eps, weig
 	vp, f3 := handles(expAvgSq)
 	defer f3()
 	var cerr *C.char
-	if C.captiongo_adam_step((*unsafe.Pointer)(pp), (*unsafe.Pointer)(mp), (*unsafe.Pointer)(vp), C.int(len(params)), C.double(lr),
-		C.double(beta1), C.double(beta2), C.double(eps), C.double(weightDecay), C.int64_t(step), C.int(impl), &cerr) != 0 {
+	if C.captiongo_adam_step(
+		(*unsafe.Pointer)(pp),
+		(*unsafe.Pointer)(mp),
+		(*unsafe.Pointer)(vp),
+		C.int(len(params)),
+		C.double(lr),
+		C.double(
+			beta1,
+		),
+		C.double(beta2),
+		C.double(eps),
+		C.double(weightDecay),
+		C.int64_t(step),
+		C.int(impl),
+		&cerr,
+	) != 0 {
 		defer C.free(unsafe.Pointer(cerr))
 		return errors.New("adam step: " + C.GoString(cerr))
 	}
@@ -111,7 +130,17 @@ func ReluInPlace(t *ts.Tensor) {
 func FoldBatchNorm(w, gamma, beta, mean, vari *ts.Tensor, eps float64) (wf, bf *ts.Tensor, err error) {
 	var cerr *C.char
 	var pw, pb unsafe.Pointer
-	if C.captiongo_fold_bn(w.Ctensor(), gamma.Ctensor(), beta.Ctensor(), mean.Ctensor(), vari.Ctensor(), C.double(eps), &pw, &pb, &cerr) != 0 {
+	if C.captiongo_fold_bn(
+		w.Ctensor(),
+		gamma.Ctensor(),
+		beta.Ctensor(),
+		mean.Ctensor(),
+		vari.Ctensor(),
+		C.double(eps),
+		&pw,
+		&pb,
+		&cerr,
+	) != 0 {
 		defer C.free(unsafe.Pointer(cerr))
 		return nil, nil, errors.New("fold batch norm: " + C.GoString(cerr))
 	}
@@ -122,17 +151,37 @@ func FoldBatchNorm(w, gamma, beta, mean, vari *ts.Tensor, eps float64) (wf, bf *
 // call (see helpers.cpp): h and c are updated in place; it returns the chosen
 // ids and their log-probabilities. table, when not nil, is InputTable's
 // projection for a one-layer LSTM, which replaces the embedding and W_ih.
-func GreedyStep(embed, table *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64) ([]int64, []float32, error) {
+func GreedyStep(
+	embed, table *ts.Tensor,
+	lstm []*ts.Tensor,
+	numLayers int,
+	linW, linB, h, c *ts.Tensor,
+	tokens []int64,
+) ([]int64, []float32, error) {
 	return decodeStep(embed, table, lstm, numLayers, linW, linB, h, c, tokens, 0)
 }
 
 // TopKStep is GreedyStep returning each row's k best tokens (n x k, best first).
-func TopKStep(embed, table *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64, k int) ([]int64, []float32, error) {
+func TopKStep(
+	embed, table *ts.Tensor,
+	lstm []*ts.Tensor,
+	numLayers int,
+	linW, linB, h, c *ts.Tensor,
+	tokens []int64,
+	k int,
+) ([]int64, []float32, error) {
 	return decodeStep(embed, table, lstm, numLayers, linW, linB, h, c, tokens, k)
 }
 
 // decodeStep calls the greedy step (k = 0) or the top-k step of helpers.cpp.
-func decodeStep(embed, table *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW, linB, h, c *ts.Tensor, tokens []int64, k int) ([]int64, []float32, error) {
+func decodeStep(
+	embed, table *ts.Tensor,
+	lstm []*ts.Tensor,
+	numLayers int,
+	linW, linB, h, c *ts.Tensor,
+	tokens []int64,
+	k int,
+) ([]int64, []float32, error) {
 	n, per := len(tokens), max(k, 1)
 	pp, free := handles(lstm)
 	defer free()
@@ -150,10 +199,25 @@ func decodeStep(embed, table *ts.Tensor, lstm []*ts.Tensor, numLayers int, linW,
 		tab = table.Ctensor()
 	}
 	if k == 0 {
-		rc = C.captiongo_lstm_greedy_step(embed.Ctensor(), tab, (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
-			h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr)
+		rc = C.captiongo_lstm_greedy_step(
+			embed.Ctensor(),
+			tab,
+			(*unsafe.Pointer)(pp),
+			C.int(len(lstm)),
+			C.int(numLayers),
+			linW.Ctensor(),
+			linB.Ctensor(),
+			h.Ctensor(),
+			c.Ctensor(),
+			(*C.int64_t)(tk),
+			C.int(n),
+			(*C.int64_t)(idsC),
+			(*C.float)(lpC),
+			&cerr,
+		)
 	} else {
-		rc = C.captiongo_lstm_topk_step(embed.Ctensor(), tab, (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers), linW.Ctensor(), linB.Ctensor(),
+		rc = C.captiongo_lstm_topk_step(embed.Ctensor(), tab, (*unsafe.Pointer)(pp), C.int(len(lstm)), C.int(numLayers),
+			linW.Ctensor(), linB.Ctensor(),
 			h.Ctensor(), c.Ctensor(), (*C.int64_t)(tk), C.int(n), C.int(k), (*C.int64_t)(idsC), (*C.float)(lpC), &cerr)
 	}
 	if rc != 0 {

@@ -50,11 +50,18 @@ func CPUCache() CPUCacheStats {
 			}
 			from = "a quarter of " + of + "; CAPTIONGO_CPU_CACHE=MiB sets it, 0 turns it off"
 		}
-		s.On, s.Why = true, fmt.Sprintf("on: freed CPU tensor buffers of 64 KB or more are kept for reuse, up to %d MiB (%s)", s.CapBytes>>20, from)
+		s.On, s.Why = true, fmt.Sprintf(
+			"on: freed CPU tensor buffers of 64 KB or more are kept for reuse, up to %d MiB (%s)",
+			s.CapBytes>>20,
+			from,
+		)
 	case 1:
 		s.Why = "off (CAPTIONGO_CPU_CACHE=0): every large CPU tensor is a fresh mmap, paid for in page faults"
 	case 3:
-		s.Why = fmt.Sprintf("off: CAPTIONGO_CPU_CACHE=%q is not a whole number of MiB", os.Getenv("CAPTIONGO_CPU_CACHE"))
+		s.Why = fmt.Sprintf(
+			"off: CAPTIONGO_CPU_CACHE=%q is not a whole number of MiB",
+			os.Getenv("CAPTIONGO_CPU_CACHE"),
+		)
 	default:
 		s.Why = "off: another allocator holds libtorch's CPU allocator slot"
 	}

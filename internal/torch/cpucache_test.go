@@ -99,7 +99,10 @@ func TestCPUCacheReusesBuffers(t *testing.T) {
 		t.Errorf("CAPTIONGO_CPU_CACHE=0: %+v", off)
 	}
 	if off.Faults < 8000 {
-		t.Errorf("without the cache: %.0f page faults per 64 MB cycle, expected ~16,384 (is the measurement blind?)", off.Faults)
+		t.Errorf(
+			"without the cache: %.0f page faults per 64 MB cycle, expected ~16,384 (is the measurement blind?)",
+			off.Faults,
+		)
 	}
 }
 
@@ -137,7 +140,11 @@ func TestCPUCacheCapAndContents(t *testing.T) {
 			}
 		}
 		if r.NearHit != 1 || r.FarHit != 0 {
-			t.Errorf("after a 10 MiB buffer was freed: a 9 MiB request took it %d times (want 1), a 6 MiB one %d times (want 0)", r.NearHit, r.FarHit)
+			t.Errorf(
+				"after a 10 MiB buffer was freed: a 9 MiB request took it %d times (want 1), a 6 MiB one %d times (want 0)",
+				r.NearHit,
+				r.FarHit,
+			)
 		}
 		if r.LiveGrowth < 100_000 || r.LiveGrowth > 112_500 {
 			t.Errorf("a 100,000-byte tensor took %d cached-class bytes, want 100,000-112,500", r.LiveGrowth)
@@ -245,7 +252,12 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			want = min(want, c.CgroupLimit)
 		}
 		if d := c.CapBytes - want/4; d < -(1<<20) || d > 1<<20 {
-			t.Errorf("this process: memory %d, cgroup limit %d, cap %d; want a quarter of the smaller", int64(si.Totalram)*int64(si.Unit), c.CgroupLimit, c.CapBytes)
+			t.Errorf(
+				"this process: memory %d, cgroup limit %d, cap %d; want a quarter of the smaller",
+				int64(si.Totalram)*int64(si.Unit),
+				c.CgroupLimit,
+				c.CapBytes,
+			)
 		}
 	}
 }

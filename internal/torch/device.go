@@ -20,7 +20,10 @@ func Device(name string) (gotch.Device, error) {
 		return gotch.CPU, nil
 	case "cuda":
 		if !gotch.CUDA.IsAvailable() {
-			return gotch.CPU, fmt.Errorf("device = \"cuda\" but CUDA is not available: %s", cudaWhyNot(Inspect().CUDALinked))
+			return gotch.CPU, fmt.Errorf(
+				"device = \"cuda\" but CUDA is not available: %s",
+				cudaWhyNot(Inspect().CUDALinked),
+			)
 		}
 		return gotch.CudaBuilder(0), nil
 	}

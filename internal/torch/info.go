@@ -89,15 +89,18 @@ func Inspect() Info {
 
 func cudaWhyNot(linked bool) string {
 	if !linked {
-		return "this is a CPU build (libtorch_cuda is not linked); on a machine with an NVIDIA GPU run `make setup CUDA=1 && make build`, or `make setup LIBTORCH=auto && make build` to use the CUDA of an installed PyTorch"
+		return "this is a CPU build (libtorch_cuda is not linked); on a machine with an NVIDIA GPU run `make setup CUDA=1 " +
+			"&& make build`, or `make setup LIBTORCH=auto && make build` to use the CUDA of an installed PyTorch"
 	}
 	if _, err := os.Stat("/proc/driver/nvidia/version"); err != nil {
-		return "libtorch_cuda is linked, but no NVIDIA driver is loaded on this machine (/proc/driver/nvidia/version is absent)"
+		return "libtorch_cuda is linked, but no NVIDIA driver is loaded on this machine (/proc/driver/nvidia/version is " +
+			"absent)"
 	}
 	if v := os.Getenv("CUDA_VISIBLE_DEVICES"); v != "" {
 		return fmt.Sprintf("an NVIDIA driver is loaded, but libtorch sees no device (CUDA_VISIBLE_DEVICES=%q)", v)
 	}
-	return "an NVIDIA driver is loaded, but libtorch sees no usable device (is the driver older than the CUDA this libtorch was built for? check nvidia-smi)"
+	return "an NVIDIA driver is loaded, but libtorch sees no usable device (is the driver older than the CUDA this " +
+		"libtorch was built for? check nvidia-smi)"
 }
 
 // loadedTorchLibraries lists the libtorch/c10 shared objects in /proc/self/maps.

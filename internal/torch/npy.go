@@ -75,7 +75,11 @@ func ParseNpy(b []byte) (data []float32, shape []int64, err error) {
 			return nil, nil, fmt.Errorf("bad shape (%s)", sm[1])
 		}
 		if d > 0 && n > int64(len(body))/4/d {
-			return nil, nil, fmt.Errorf("truncated: shape (%s) needs more than the %d bytes of data present", sm[1], len(body))
+			return nil, nil, fmt.Errorf(
+				"truncated: shape (%s) needs more than the %d bytes of data present",
+				sm[1],
+				len(body),
+			)
 		}
 		shape = append(shape, d)
 		n *= d

@@ -29,7 +29,11 @@ func TestMatmulBackward(t *testing.T) {
 		x := tensor(t, []float32{1, 2, 3, 4, 5, 6}, 2, 3).MustSetRequiresGrad(true, true)
 		w := tensor(t, []float32{1, -1, 2, 0.5, 3, -2}, 3, 2).MustSetRequiresGrad(true, true)
 		y := x.MustMatmul(w, false)
-		if got, want := y.Float64Values(), []float64{1*1 + 2*2 + 3*3, -1 + 2*0.5 - 2*3, 4 + 5*2 + 6*3, -4 + 5*0.5 - 6*2}; !equal(got, want) {
+		if got, want := y.Float64Values(), []float64{1*1 + 2*2 + 3*3, -1 + 2*0.5 - 2*3, 4 + 5*2 + 6*3, -4 +
+			5*0.5 - 6*2}; !equal(
+			got,
+			want,
+		) {
 			t.Errorf("x@w = %v, want %v", got, want)
 		}
 		s := y.MustSum(gotch.Float, true)
@@ -163,7 +167,12 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("libtorch_cpu.so is not mapped into the test process: %v", in.Libraries)
 	}
 	if in.LoadedVersion != "" && in.LoadedVersion != in.CompiledVersion {
-		t.Errorf("loaded libtorch %s from %s, compiled against %s", in.LoadedVersion, in.LibtorchDir, in.CompiledVersion)
+		t.Errorf(
+			"loaded libtorch %s from %s, compiled against %s",
+			in.LoadedVersion,
+			in.LibtorchDir,
+			in.CompiledVersion,
+		)
 	}
 	if in.LibraryABI != in.CompiledABI {
 		t.Errorf("ABI mismatch: compiled with %s, libc10 is %s", ABIName(in.CompiledABI), ABIName(in.LibraryABI))
@@ -242,7 +251,11 @@ func TestGotchTensorsAreSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	if b >= PatchedGotchMaxBytes {
-		t.Fatalf("gotch allocates %.0f bytes of Go heap per tensor handle: built against the stock module, not make setup's patched copy", b)
+		t.Fatalf(
+			"gotch allocates %.0f bytes of Go heap per tensor handle: built against the stock module, not make setup's "+
+				"patched copy",
+			b,
+		)
 	}
 	t.Logf("%.0f bytes of Go heap per tensor handle", b)
 }

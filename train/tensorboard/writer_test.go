@@ -27,7 +27,8 @@ func TestRecordBytes(t *testing.T) {
 	if binary.LittleEndian.Uint64(r) != 3 || !bytes.Equal(r[12:15], []byte("abc")) {
 		t.Errorf("length or payload wrong: % x", r)
 	}
-	if binary.LittleEndian.Uint32(r[8:]) != MaskedCRC(r[:8]) || binary.LittleEndian.Uint32(r[15:]) != MaskedCRC([]byte("abc")) {
+	if binary.LittleEndian.Uint32(r[8:]) != MaskedCRC(r[:8]) ||
+		binary.LittleEndian.Uint32(r[15:]) != MaskedCRC([]byte("abc")) {
 		t.Errorf("CRCs wrong: % x", r)
 	}
 	// masked CRC of the empty string: mask(0) = 0xa282ead8.
@@ -58,7 +59,8 @@ func TestReadPyTorchFixture(t *testing.T) {
 			if v.Tag == "Training loss" && v.Simple != nil {
 				scalars[e.Step] = *v.Simple
 			}
-			if v.Tag == "samples/image0" && (v.ImageW != 8 || v.ImageH != 8 || !bytes.HasPrefix(v.ImagePNG, []byte("\x89PNG"))) {
+			if v.Tag == "samples/image0" &&
+				(v.ImageW != 8 || v.ImageH != 8 || !bytes.HasPrefix(v.ImagePNG, []byte("\x89PNG"))) {
 				t.Errorf("image %dx%d", v.ImageW, v.ImageH)
 			}
 			if v.Tag == "samples/epoch/text_summary" && (v.Plugin != "text" || len(v.Text) != 1) {
@@ -91,7 +93,8 @@ func TestReadPyTorchFixture(t *testing.T) {
 		}
 	}
 	got := strings.Join(plugins, " ")
-	for _, want := range []string{"_hparams_/experiment:hparams", "_hparams_/session_start_info:hparams", "_hparams_/session_end_info:hparams", "hparam/bleu4:"} {
+	for _, want := range []string{"_hparams_/experiment:hparams", "_hparams_/session_start_info:hparams",
+		"_hparams_/session_end_info:hparams", "hparam/bleu4:"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("hparams sub-run lacks %s: %s", want, got)
 		}
@@ -142,7 +145,9 @@ print("tensors", sorted(tags["tensors"]))
 print("text", ea.Tensors("samples/text_summary")[0].tensor_proto.string_val[0].decode()[:7])
 for tag in ["_hparams_/session_start_info", "_hparams_/session_end_info"]:
     c = ea.SummaryMetadata(tag).plugin_data.content
-    d = metadata.parse_session_start_info_plugin_data(c) if "start" in tag else metadata.parse_session_end_info_plugin_data(c)
+    start, end = metadata.parse_session_start_info_plugin_data, metadata.parse_session_end_info_plugin_data
+    parse = start if "start" in tag else end
+    d = parse(c)
     print(tag, str(d).replace("\n", " "))
 `, dir)
 	for _, want := range []string{
