@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/captiongo/captiongo/internal/testutil"
 )
@@ -73,5 +76,36 @@ func TestGoModTidy(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("go mod tidy -diff: %v (run `GOWORK=off go mod tidy`)\n%s", err, out)
+	}
+}
+
+// TestLineLength: no line of the project's code, scripts or docs is over 120
+// characters, except Markdown table rows (which cannot wrap).
+func TestLineLength(t *testing.T) {
+	out, err := exec.Command("git", "-C", testutil.Root(), "ls-files",
+		"*.go", "*.py", "*.sh", "*.md", "*.toml", "Makefile", ".ci/run").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v (not a git checkout)", err)
+	}
+	files := strings.Fields(string(out))
+	if len(files) < 50 {
+		t.Fatalf("git ls-files listed %d files; want the project's", len(files))
+	}
+	long := 0
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(testutil.Root(), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			table := strings.HasSuffix(f, ".md") && strings.HasPrefix(line, "|")
+			if n := utf8.RuneCountInString(line); n > 120 && !table {
+				t.Errorf("%s:%d: %d characters (at most 120)", f, i+1, n)
+				long++
+			}
+		}
+	}
+	if long > 0 {
+		t.Logf("%d long lines", long)
 	}
 }
