@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/captiongo/captiongo/train"
+	"github.com/captiongo/captiongo/sweep"
 )
 
 func init() {
@@ -27,7 +27,7 @@ func init() {
 				"print each point's state and best metric instead of running (with -backend slurm: Slurm's state too)",
 			)
 			dryRun := fs.Bool("dry-run", false, "slurm: print the sbatch script instead of submitting it")
-			var o train.SlurmOptions
+			var o sweep.SlurmOptions
 			var extra, setupLines multiFlag
 			fs.StringVar(&o.Partition, "partition", "", "slurm: partition (overrides [slurm] partition)")
 			fs.StringVar(&o.Account, "account", "", "slurm: account")
@@ -52,7 +52,7 @@ func init() {
 				if len(args) != 1 {
 					return errors.New("give one sweep file, e.g. experiments/sweep_shapes.toml")
 				}
-				sw, err := train.LoadSweep(args[0])
+				sw, err := sweep.LoadSweep(args[0])
 				if err != nil {
 					return err
 				}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/captiongo/captiongo/infer/metrics"
+	"github.com/captiongo/captiongo/metrics"
 )
 
 func init() {

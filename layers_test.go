@@ -16,11 +16,12 @@ import (
 // the model never into either.
 var layer = map[string]int{
 	"internal/torch": 0, "internal/testutil": 0, "data": 0, "train/tensorboard": 0,
-	"model": 1, "infer/metrics": 1,
+	"model": 1, "metrics": 1,
 	"internal/render": 2, "internal/runfolder": 2,
 	"infer": 3, "train": 3,
-	"bench": 4,
-	"":      5, // the command
+	"sweep": 4,
+	"bench": 5,
+	"":      6, // the command
 }
 
 // TestPackageLayers reads every package's imports from go list and checks the

@@ -1,6 +1,6 @@
 // Package infer captions images and evaluates trained runs: it loads a
 // checkpoint (weights, vocabulary and config), decodes greedily or with a
-// beam, and scores a split with BLEU-1..4 and CIDEr-D (infer/metrics).
+// beam, and scores a split with BLEU-1..4 and CIDEr-D (metrics).
 package infer
 
 import (
@@ -15,10 +15,10 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
-	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/render"
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/metrics"
 	"github.com/captiongo/captiongo/model"
 )
 

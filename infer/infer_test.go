@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/captiongo/captiongo/data"
-	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/metrics"
 	"github.com/captiongo/captiongo/train"
 )
 

@@ -1,7 +1,7 @@
 // Package train runs experiments: a TOML config over defaults, the training
 // loop (Adam, clipping, schedule, validation loss, BLEU-4/CIDEr-D each epoch,
 // best checkpoint, early stopping), atomic checkpoints that a killed run
-// resumes from, TensorBoard logs, and sweeps.
+// resumes from, and TensorBoard logs. Sweeps over experiments are package sweep.
 package train
 
 import (
@@ -233,13 +233,13 @@ func LoadConfig(path string, sets []string) (Config, error) {
 		src = b
 		md, err := toml.Decode(string(b), &cfg)
 		if err != nil {
-			return cfg, tomlErr(path, err)
+			return cfg, TOMLError(path, err)
 		}
 		if und := md.Undecoded(); len(und) > 0 {
 			k := und[0].String()
 			return cfg, &ConfigError{
 				File:  path,
-				Line:  keyLine(b, k),
+				Line:  KeyLine(b, k),
 				Field: k,
 				Msg:   "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")",
 			}
@@ -261,7 +261,7 @@ func LoadConfig(path string, sets []string) (Config, error) {
 		if errors.As(err, &ce) {
 			ce.File = path
 			if src != nil && ce.Field != "" {
-				ce.Line = keyLine(src, ce.Field)
+				ce.Line = KeyLine(src, ce.Field)
 			}
 			if overridden(sets, ce.Field) {
 				ce.File, ce.Line = "-set "+ce.Field, 0
@@ -283,7 +283,8 @@ func overridden(sets []string, field string) bool {
 
 var tomlLine = regexp.MustCompile(`line (\d+)`)
 
-func tomlErr(path string, err error) error {
+// TOMLError is a TOML decoding error as a ConfigError naming the file and line.
+func TOMLError(path string, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		return &ConfigError{File: path, Line: pe.Position.Line, Field: pe.LastKey, Msg: pe.Message}
@@ -296,8 +297,8 @@ func tomlErr(path string, err error) error {
 	return ce
 }
 
-// keyLine finds the line that sets key in a flat TOML file (0 if none).
-func keyLine(src []byte, key string) int {
+// KeyLine finds the line that sets key in a flat TOML file (0 if none).
+func KeyLine(src []byte, key string) int {
 	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=`)
 	for i, l := range bytes.Split(src, []byte("\n")) {
 		if re.Match(l) {
@@ -315,7 +316,7 @@ func applySet(cfg *Config, s string) error {
 	if !ok || k == "" {
 		return &ConfigError{File: "-set", Msg: fmt.Sprintf("%q: want key=value", s)}
 	}
-	if !knownKey(k) {
+	if !KnownKey(k) {
 		return &ConfigError{File: "-set", Field: k, Msg: "unknown key (known keys: " + strings.Join(Keys(), ", ") + ")"}
 	}
 	try := func(val string) error {
@@ -340,7 +341,8 @@ func Keys() []string {
 	return out
 }
 
-func knownKey(k string) bool {
+// KnownKey says whether k is a config key.
+func KnownKey(k string) bool {
 	for _, x := range Keys() {
 		if x == k {
 			return true

@@ -13,10 +13,10 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
-	"github.com/captiongo/captiongo/infer/metrics"
 	"github.com/captiongo/captiongo/internal/render"
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/metrics"
 	"github.com/captiongo/captiongo/model"
 )
 

@@ -1,4 +1,4 @@
-package train
+package sweep
 
 import (
 	"bytes"
@@ -86,5 +86,55 @@ func TestPointEnvSharesTheCache(t *testing.T) {
 	t.Setenv("CAPTIONGO_CPU_CACHE", "77")
 	if v := find(pointEnv(4)); v != "77" {
 		t.Errorf("the user's CAPTIONGO_CPU_CACHE=77 became %q", v)
+	}
+}
+
+func TestSweepPoints(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "base.toml"), []byte("epochs = 2\n"), 0o644)
+	p := filepath.Join(dir, "sweep_x.toml")
+	os.WriteFile(
+		p,
+		[]byte("base = \"base.toml\"\n[grid]\nlr = [1e-3, 3e-4]\nhidden_size = [64, 128]\n[set]\nsynth_n = 40\n"),
+		0o644,
+	)
+	s, err := LoadSweep(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts := s.Points()
+	var names []string
+	for _, pt := range pts {
+		names = append(names, pt.Name)
+	}
+	want := "hidden_size-64_lr-0.001 hidden_size-64_lr-0.0003 hidden_size-128_lr-0.001 hidden_size-128_lr-0.0003"
+	if strings.Join(names, " ") != want {
+		t.Errorf("points %v, want %s", names, want)
+	}
+	s.Sample, s.Seed = 2, 7
+	a := s.Points()
+	b := s.Points()
+	if len(a) != 2 || a[0].Name != b[0].Name || a[1].Name != b[1].Name {
+		t.Errorf("seeded sample not stable: %v %v", a, b)
+	}
+	os.WriteFile(p, []byte("base = \"base.toml\"\n[grid]\nlearning = [1]\n"), 0o644)
+	if _, err := LoadSweep(p); err == nil || !strings.Contains(err.Error(), "grid.learning: not a config key") {
+		t.Errorf("bad grid key: %v", err)
+	}
+	os.WriteFile(p, []byte("base = \"base.toml\"\n[grid]\nepochs = [0, 1]\n"), 0o644)
+	if _, err := LoadSweep(p); err == nil || !strings.Contains(err.Error(), "point epochs-0") {
+		t.Errorf("invalid point: %v", err)
+	}
+}
+
+func TestShippedSweepsAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../experiments/sweep_*.toml")
+	if len(files) == 0 {
+		t.Fatal("no experiments/sweep_*.toml")
+	}
+	for _, f := range files {
+		if _, err := LoadSweep(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

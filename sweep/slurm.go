@@ -1,4 +1,4 @@
-package train
+package sweep
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/train"
 )
 
 // SlurmOptions are the sbatch settings of a sweep: the sweep file's [slurm]
@@ -45,7 +46,7 @@ var (
 // option's key (slurm.time, ...); the caller fills in File.
 func (o SlurmOptions) Validate() error {
 	bad := func(field, format string, args ...any) error {
-		return &ConfigError{Field: "slurm." + field, Msg: fmt.Sprintf(format, args...)}
+		return &train.ConfigError{Field: "slurm." + field, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case o.Time != "" && !slurmTimeRe.MatchString(o.Time):
@@ -490,7 +491,7 @@ func (s *Sweep) PrintSlurmTable(out io.Writer) error {
 
 // withFile sets the file of a *ConfigError (Validate leaves it empty).
 func withFile(err error, file string) error {
-	var ce *ConfigError
+	var ce *train.ConfigError
 	if errors.As(err, &ce) && ce.File == "" {
 		ce.File = file
 	}

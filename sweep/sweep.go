@@ -1,4 +1,8 @@
-package train
+// Package sweep runs grids over an experiment (a base TOML, [grid], [set],
+// a seeded sample): each point is its own run under out_dir/<sweep>/<point>,
+// run locally (-j jobs at a time) or as one Slurm job array, and a finished
+// point is skipped when the sweep runs again.
+package sweep
 
 import (
 	"encoding/json"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/train"
 )
 
 // Sweep is a sweep file: a base experiment and lists of values for some keys.
@@ -42,12 +47,12 @@ type Point struct {
 func LoadSweep(path string) (*Sweep, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: "cannot read: " + err.Error()}
+		return nil, &train.ConfigError{File: path, Msg: "cannot read: " + err.Error()}
 	}
 	var s Sweep
 	md, err := toml.Decode(string(b), &s)
 	if err != nil {
-		return nil, tomlErr(path, err)
+		return nil, train.TOMLError(path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
@@ -55,13 +60,14 @@ func LoadSweep(path string) (*Sweep, error) {
 		if strings.HasPrefix(k, "slurm.") {
 			msg = "unknown key ([slurm] has partition, account, time, gpus_per_task, cpus_per_task, mem, array_concurrency, " +
 				"extra, setup, executable)"
-			return nil, &ConfigError{File: path, Line: keyLine(b, strings.TrimPrefix(k, "slurm.")), Field: k, Msg: msg}
+			return nil, &train.ConfigError{File: path, Line: train.KeyLine(b, strings.TrimPrefix(k, "slurm.")), Field: k,
+				Msg: msg}
 		}
-		return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: k, Msg: msg}
+		return nil, &train.ConfigError{File: path, Line: train.KeyLine(b, k), Field: k, Msg: msg}
 	}
 	s.file = path
 	if s.Base == "" {
-		return nil, &ConfigError{File: path, Field: "base", Msg: "missing: name the experiment file to sweep"}
+		return nil, &train.ConfigError{File: path, Field: "base", Msg: "missing: name the experiment file to sweep"}
 	}
 	if !filepath.IsAbs(s.Base) {
 		s.Base = filepath.Join(filepath.Dir(path), s.Base)
@@ -70,30 +76,30 @@ func LoadSweep(path string) (*Sweep, error) {
 		s.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	if len(s.Grid) == 0 {
-		return nil, &ConfigError{File: path, Field: "grid", Msg: "empty: give at least one key with a list of values"}
+		return nil, &train.ConfigError{File: path, Field: "grid", Msg: "empty: give at least one key with a list of values"}
 	}
 	for k, vs := range s.Grid {
-		if !knownKey(k) {
-			return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: "grid." + k, Msg: "not a config key"}
+		if !train.KnownKey(k) {
+			return nil, &train.ConfigError{File: path, Line: train.KeyLine(b, k), Field: "grid." + k, Msg: "not a config key"}
 		}
 		if len(vs) == 0 {
-			return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: "grid." + k, Msg: "empty list"}
+			return nil, &train.ConfigError{File: path, Line: train.KeyLine(b, k), Field: "grid." + k, Msg: "empty list"}
 		}
 	}
 	for k := range s.Set {
-		if !knownKey(k) {
-			return nil, &ConfigError{File: path, Line: keyLine(b, k), Field: "set." + k, Msg: "not a config key"}
+		if !train.KnownKey(k) {
+			return nil, &train.ConfigError{File: path, Line: train.KeyLine(b, k), Field: "set." + k, Msg: "not a config key"}
 		}
 	}
 	if err := s.Slurm.Validate(); err != nil {
 		return nil, withFile(err, path)
 	}
 	if s.Sample < 0 {
-		return nil, &ConfigError{File: path, Field: "sample", Msg: "must not be negative"}
+		return nil, &train.ConfigError{File: path, Field: "sample", Msg: "must not be negative"}
 	}
 	// Every point must be a valid config.
 	for _, p := range s.Points() {
-		if _, err := LoadConfig(s.Base, append(s.fixedSets(), p.Sets...)); err != nil {
+		if _, err := train.LoadConfig(s.Base, append(s.fixedSets(), p.Sets...)); err != nil {
 			return nil, fmt.Errorf("sweep %s, point %s: %w", path, p.Name, err)
 		}
 	}
@@ -172,7 +178,7 @@ func sanitize(s string) string {
 func (s *Sweep) OutRoot() (string, error) {
 	out := s.OutDir
 	if out == "" {
-		cfg, err := LoadConfig(s.Base, s.fixedSets())
+		cfg, err := train.LoadConfig(s.Base, s.fixedSets())
 		if err != nil {
 			return "", err
 		}
@@ -192,12 +198,12 @@ func (s *Sweep) PointArgs(p Point, root string) []string {
 }
 
 // PointStatus reads a point's state.json: "done", "partial" (a checkpoint) or "new".
-func PointStatus(root string, p Point) (string, *State) {
+func PointStatus(root string, p Point) (string, *train.State) {
 	b, err := os.ReadFile(filepath.Join(root, p.Name, runfolder.State))
 	if err != nil {
 		return "new", nil
 	}
-	var st State
+	var st train.State
 	if json.Unmarshal(b, &st) != nil {
 		return "new", nil
 	}
@@ -288,7 +294,7 @@ func (s *Sweep) PrintTable(root string, out io.Writer) {
 }
 
 // bestString is a run's best metric, "-" before its first epoch.
-func bestString(state *State) string {
+func bestString(state *train.State) string {
 	if state == nil || state.BestEpoch == 0 {
 		return "-"
 	}
