@@ -65,7 +65,7 @@ func decode(opt Options) ([]Result, error) {
 			}
 			x := torch.FromFloat32s(d, shape, dev)
 			run := func() [][]int64 {
-				st := m.StepperFromPooled(x)
+				st := m.StepperFromFeatures(x)
 				defer model.CloseStepper(st)
 				tok := make([]int64, B)
 				for i := range tok {
@@ -115,7 +115,7 @@ func decode(opt Options) ([]Result, error) {
 		x := torch.FromFloat32s(d, shape, dev)
 		defer x.MustDrop()
 		tm, err := interleave(ref, "beam", rounds, max(reps/2, 1), sync, func() {
-			st := m.StepperFromPooled(x)
+			st := m.StepperFromFeatures(x)
 			model.Beam(st, 16, 3, steps, 1)
 			model.CloseStepper(st)
 		})

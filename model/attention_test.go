@@ -269,13 +269,13 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			}
 		}
 		// Greedy and beam decoding run on the attention decoder.
-		st := m.StepperFromPooled(feat)
+		st := m.StepperFromFeatures(feat)
 		hyps := Greedy(st, 3, 8)
 		CloseStepper(st)
 		if len(hyps) != 3 {
 			t.Errorf("greedy gave %d captions", len(hyps))
 		}
-		st = m.StepperFromPooled(feat)
+		st = m.StepperFromFeatures(feat)
 		beams := Beam(st, 3, 3, 8, 1)
 		CloseStepper(st)
 		if len(beams) != 3 {

@@ -271,11 +271,12 @@ func (m *Captioner) NewStepper(images *ts.Tensor) Stepper {
 
 func (m *Captioner) stepperFrom(f *ts.Tensor) Stepper { return m.dec.stepper(f) }
 
-// StepperFromPooled starts decoding from pooled 2048-d features (cached features).
-// For the attention decoder the features are the map rows (N x P x 2048).
-func (m *Captioner) StepperFromPooled(pooled *ts.Tensor) Stepper {
+// StepperFromFeatures starts decoding from the decoder's features (what
+// Features returns, or the feature cache holds): pooled N x 2048 for the LSTM,
+// the map rows N x P x 2048 for the attention decoder.
+func (m *Captioner) StepperFromFeatures(feat *ts.Tensor) Stepper {
 	var st Stepper
-	torch.NoGrad(func() { st = m.stepperFrom(pooled) })
+	torch.NoGrad(func() { st = m.stepperFrom(feat) })
 	return st
 }
 

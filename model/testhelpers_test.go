@@ -163,10 +163,10 @@ func matchesCaptum(t *testing.T, name string, got []float32, refPath string) {
 
 // greedyAndBeam decodes pooled features greedily and with beam 3 (alpha 1).
 func greedyAndBeam(m *Captioner, pooled *ts.Tensor, rows, maxLen int) (g, b []Hypothesis) {
-	s := m.StepperFromPooled(pooled)
+	s := m.StepperFromFeatures(pooled)
 	g = Greedy(s, rows, maxLen)
 	CloseStepper(s)
-	s = m.StepperFromPooled(pooled)
+	s = m.StepperFromFeatures(pooled)
 	b = Beam(s, rows, 3, maxLen, 1)
 	CloseStepper(s)
 	return g, b

@@ -75,7 +75,7 @@ func attentionMass(
 			x := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, gotch.CPU)
 			f := m.Features(x, false)
 			x.MustDrop()
-			st := m.StepperFromPooled(f)
+			st := m.StepperFromFeatures(f)
 			h := model.Greedy(st, 1, 20)[0]
 			model.CloseStepper(st)
 			has := map[string]bool{}

@@ -42,7 +42,7 @@ func (r *runner) loop() (*Result, error) {
 			start = r.st.Batch
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		ch, nb, err := r.epochBatches(ctx, r.train, epoch, start, true, r.tfTrain)
+		ch, nb, err := r.epochBatches(ctx, r.train, epoch, start, true)
 		if err != nil {
 			cancel()
 			return nil, err
@@ -147,10 +147,9 @@ func (r *runner) loop() (*Result, error) {
 
 // step is one optimiser step; it returns the loss and the learning rate.
 func (r *runner) step(b batch) (float64, float64) {
-	in, tok := r.tensors(b)
 	lr := r.lrAt(r.st.Step)
 	r.adam.ZeroGrad()
-	logits, alphas := r.forward(in, tok, true)
+	logits, alphas, tok := r.src.forward(b, true)
 	loss := model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
 	if alphas != nil {
 		alphas.MustDrop()
@@ -163,7 +162,6 @@ func (r *runner) step(b batch) (float64, float64) {
 	r.adam.Step(lr)
 	loss.MustDrop()
 	logits.MustDrop()
-	in.MustDrop()
 	tok.MustDrop()
 	r.st.Step++
 	r.tb.Scalar("Training loss", r.st.Step, lv)
@@ -203,15 +201,15 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	// Validation loss, weighted by target tokens.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, _, err := r.epochBatches(ctx, r.val, 0, 0, false, r.tfEval)
+	ch, _, err := r.epochBatches(ctx, r.val, 0, 0, false)
 	if err != nil {
 		return em, nil, err
 	}
 	var sum, n float64
 	for b := range ch {
-		in, tok := r.tensors(b)
 		torch.NoGrad(func() {
-			logits, alphas := r.forward(in, tok, false)
+			logits, alphas, tok := r.src.forward(b, false)
+			defer tok.MustDrop()
 			if alphas != nil {
 				alphas.MustDrop()
 			}
@@ -227,8 +225,6 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 			loss.MustDrop()
 			logits.MustDrop()
 		})
-		in.MustDrop()
-		tok.MustDrop()
 	}
 	em.ValLoss = sum / math.Max(1, n)
 
@@ -307,22 +303,9 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 // attentionOf returns the words of a caption (and a final <end>) with the
 // attention weights the model gives each when teacher-forced on it.
 func (r *runner) attentionOf(e data.Example, caption string) ([]string, [][]float32, error) {
-	var x *ts.Tensor
-	if row := r.cachedRow(e.Path); row != nil {
-		x = torch.FromFloat32s(row, r.cache.Shape(1), r.device)
-	} else {
-		img, err := data.DecodeImage(e.Path)
-		if err != nil {
-			return nil, nil, err
-		}
-		side := r.tfEval.OutSide()
-		buf := make([]float32, 3*side*side)
-		if err := r.tfEval.Apply(img, nil, buf); err != nil {
-			return nil, nil, err
-		}
-		in := torch.FromFloat32s(buf, []int64{1, 3, int64(side), int64(side)}, r.device)
-		x = r.m.Features(in, false)
-		in.MustDrop()
+	x, err := r.src.features([]data.Example{e})
+	if err != nil {
+		return nil, nil, err
 	}
 	defer x.MustDrop()
 	return r.m.CaptionAttention(r.vocab, x, caption)
@@ -351,56 +334,18 @@ func (r *runner) logHistograms(step int64) {
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
-// cachedRow is an image's cached features (nil without a cache or when the
-// cache does not hold it: test images are not cached).
-func (r *runner) cachedRow(path string) []float32 {
-	if r.cache == nil {
-		return nil
-	}
-	return r.cache.Row(path)
-}
-
-// cached reports whether the cache holds every image of ex.
-func (r *runner) cached(ex []data.Example) bool {
-	for _, e := range ex {
-		if r.cachedRow(e.Path) == nil {
-			return false
-		}
-	}
-	return r.cache != nil
-}
-
 // decode captions images (greedy or beam) and returns the words joined.
 func (r *runner) decode(ex []data.Example) ([]string, error) {
 	out := make([]string, 0, len(ex))
 	const bs = 32
 	for lo := 0; lo < len(ex); lo += bs {
 		part := ex[lo:min(lo+bs, len(ex))]
-		var st model.Stepper
-		if r.cached(part) {
-			f := make([]float32, 0, len(part)*r.cache.dim)
-			for _, e := range part {
-				f = append(f, r.cache.Row(e.Path)...)
-			}
-			x := torch.FromFloat32s(f, r.cache.Shape(len(part)), r.device)
-			st = r.m.StepperFromPooled(x)
-			x.MustDrop()
-		} else {
-			side := r.tfEval.OutSide()
-			buf := make([]float32, len(part)*3*side*side)
-			for i, e := range part {
-				img, err := data.DecodeImage(e.Path)
-				if err != nil {
-					return nil, err
-				}
-				if err := r.tfEval.Apply(img, nil, buf[i*3*side*side:(i+1)*3*side*side]); err != nil {
-					return nil, err
-				}
-			}
-			x := torch.FromFloat32s(buf, []int64{int64(len(part)), 3, int64(side), int64(side)}, r.device)
-			st = r.m.NewStepper(x)
-			x.MustDrop()
+		x, err := r.src.features(part)
+		if err != nil {
+			return nil, err
 		}
+		st := r.m.StepperFromFeatures(x)
+		x.MustDrop()
 		hs := model.Beam(st, len(part), r.cfg.Beam, r.cfg.MaxLen, 1)
 		model.CloseStepper(st)
 		for _, h := range hs {

@@ -91,7 +91,7 @@ type runner struct {
 	ds       *data.Dataset
 	train    []data.Example
 	val      []data.Example
-	cache    *FeatureCache
+	src      source // the cache's rows or images
 	tfTrain  data.Transform
 	tfEval   data.Transform
 	tb       *tensorboard.Writer
@@ -278,7 +278,10 @@ func (r *runner) setup() error {
 	}
 	r.st.Config = cfg
 
-	// Feature cache.
+	// Where images come from: the feature cache, or pixels.
+	images := &imageSource{m: r.m, vocab: r.vocab, tfTrain: r.tfTrain, tfEval: r.tfEval, device: r.device, say: r.say,
+		cfg: data.LoaderConfig{BatchSize: cfg.BatchSize, Workers: cfg.Workers, Seed: uint64(cfg.Seed)}}
+	r.src = images
 	if cfg.FeatureCache {
 		switch {
 		case cfg.TrainCNN:
@@ -289,7 +292,7 @@ func (r *runner) setup() error {
 			all := append(append([]data.Example{}, r.train...), r.val...)
 			t0 := time.Now()
 			bar := r.bar(len(all), "features")
-			r.cache, err = BuildFeatureCache(
+			cache, err := BuildFeatureCache(
 				r.m,
 				all,
 				r.tfEval,
@@ -301,7 +304,9 @@ func (r *runner) setup() error {
 			if err != nil {
 				return err
 			}
-			r.say("feature cache: %s (%d images, %.1fs)", r.cache.Path, len(all), time.Since(t0).Seconds())
+			r.say("feature cache: %s (%d images, %.1fs)", cache.Path, len(all), time.Since(t0).Seconds())
+			r.src = &cacheSource{cache: cache, m: r.m, vocab: r.vocab, seed: uint64(cfg.Seed), bs: cfg.BatchSize,
+				device: r.device, images: images}
 		}
 	}
 
@@ -376,98 +381,11 @@ func (r *runner) lrAt(step int64) float64 {
 	return lr
 }
 
-// batch is an epoch's batch in plain Go slices (made off the torch thread).
-type batch struct {
-	index  int
-	n      int
-	feats  []float32 // B x 2048 (or B x P x 2048) from the feature cache, or nil
-	images []float32 // B x 3 x side x side, or nil
-	side   int
-	tokens []int64 // B x T
-	T      int
-}
-
-// tensors turns a batch into the model's input and the token tensor.
-func (r *runner) tensors(b batch) (in, tok *ts.Tensor) {
-	if b.feats != nil {
-		in = torch.FromFloat32s(b.feats, r.cache.Shape(b.n), r.device)
-	} else {
-		in = torch.FromFloat32s(b.images, []int64{int64(b.n), 3, int64(b.side), int64(b.side)}, r.device)
-	}
-	return in, torch.FromInt64s(b.tokens, []int64{int64(b.n), int64(b.T)}, r.device)
-}
-
-// forward gives the logits, and the attention decoder's weights (else nil),
-// for cached features or images.
-func (r *runner) forward(in, tok *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
-	if r.cache != nil {
-		return r.m.DecodeFeatures(in, tok, train)
-	}
-	return r.m.ForwardAlphas(in, tok, train)
-}
-
-func (r *runner) epochBatches(
-	ctx context.Context,
-	ex []data.Example,
-	epoch, start int,
-	shuffle bool,
-	tf data.Transform,
+// epochBatches streams one epoch's batches of ex (training order when
+// shuffle) from the run's source.
+func (r *runner) epochBatches(ctx context.Context, ex []data.Example, epoch, start int, shuffle bool,
 ) (<-chan batch, int, error) {
-	items := r.items(ex, epoch, shuffle)
-	bs := r.cfg.BatchSize
-	nb := (len(items) + bs - 1) / bs
-	out := make(chan batch)
-	if r.cache != nil {
-		if shuffle {
-			data.ShuffleItems(items, uint64(r.cfg.Seed), epoch)
-		}
-		enc := make([][]int, len(items))
-		go func() {
-			defer close(out)
-			for b := start; b < nb; b++ {
-				lo, hi := b*bs, min((b+1)*bs, len(items))
-				feats := make([]float32, 0, (hi-lo)*r.cache.dim)
-				for i := lo; i < hi; i++ {
-					it := items[i]
-					feats = append(feats, r.cache.Row(ex[it.Example].Path)...)
-					if enc[i] == nil {
-						enc[i] = r.vocab.Encode(ex[it.Example].Captions[it.Caption])
-					}
-				}
-				toks, T, _ := data.PadTokens(enc[lo:hi])
-				select {
-				case out <- batch{index: b, n: hi - lo, feats: feats, tokens: toks, T: T}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-		return out, nb, nil
-	}
-	l, err := data.NewLoader(
-		ex,
-		items,
-		r.vocab,
-		tf,
-		data.LoaderConfig{BatchSize: bs, Workers: r.cfg.Workers, Shuffle: shuffle, Seed: uint64(r.cfg.Seed)},
-	)
-	if err != nil {
-		return nil, 0, err
-	}
-	go func() {
-		defer close(out)
-		for b := range l.Epoch(ctx, epoch, start) {
-			select {
-			case out <- batch{index: b.Index, n: b.Size(), images: b.Images, side: b.Side, tokens: b.Tokens, T: b.T}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		if s := l.SkipSummary(); s != "" {
-			r.say("note: %s", s)
-		}
-	}()
-	return out, l.NumBatches(), nil
+	return r.src.epoch(ctx, ex, r.items(ex, epoch, shuffle), epoch, start, shuffle)
 }
 
 // calibrateBN runs training images through the randomly initialised backbone
