@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/captiongo/captiongo/bench"
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 func init() {
@@ -44,7 +45,7 @@ func init() {
 						Python:   *py,
 						Images:   *n,
 						Workers:  *workers,
-						Device:   *device,
+						Device:   torch.DeviceName(*device),
 						RefAlloc: *refAlloc,
 					},
 					os.Stdout,

@@ -22,7 +22,7 @@ func init() {
 			beam := fs.Int("beam", 1, "beam size (1 = greedy)")
 			asJSON := fs.Bool("json", false, "print JSON lines with file, caption, log-probability")
 			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
-			device := fs.String("device", "auto", "auto, cpu or cuda")
+			device := deviceFlag(fs)
 			attDir := fs.String(
 				"attention",
 				"",

@@ -22,7 +22,7 @@ func init() {
 			beam := fs.Int("beam", 1, "beam size (1 = greedy)")
 			maxLen := fs.Int("max-len", 50, "longest caption in tokens")
 			out := fs.String("out", "", "COCO results file to write (default: <run>/results_<split>.json)")
-			device := fs.String("device", "auto", "auto, cpu or cuda")
+			device := deviceFlag(fs)
 			return func([]string) error {
 				if *ckpt == "" {
 					return errors.New("-checkpoint is required")

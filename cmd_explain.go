@@ -27,7 +27,7 @@ func init() {
 			baseline := fs.String("baseline", "zero", "ig: zero (the normalised mean grey, Captum's default) or black")
 			beam := fs.Int("beam", 1, "beam size for the caption (1 = greedy)")
 			out := fs.String("out", "explain", "folder for one PNG per word and an HTML page per image")
-			device := fs.String("device", "auto", "auto, cpu or cuda")
+			device := deviceFlag(fs)
 			return func(args []string) error {
 				if *ckpt == "" || len(args) == 0 {
 					return errors.New("give -checkpoint and at least one image")

@@ -29,7 +29,7 @@ func init() {
 				"apply torchvision's transform_input (true for Google's ImageNet weights with ImageNet-normalised input)",
 			)
 			batch := fs.Int("batch", 32, "images per forward pass")
-			device := fs.String("device", "auto", "auto, cpu or cuda")
+			device := deviceFlag(fs)
 			return func([]string) error {
 				if *weights == "" || *input == "" || *out == "" {
 					return errors.New("-weights, -input and -out are required")

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 )
 
 // command is one subcommand: its flags are declared in setup, and run gets the
@@ -22,12 +21,6 @@ type command struct {
 	usage   string // argument synopsis after the flags
 	setup   func(fs *flag.FlagSet) func(args []string) error
 }
-
-// multiFlag collects a repeatable string flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // commands are the subcommands, one file each (cmd_<name>.go) registering
 // itself with register.
@@ -55,13 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	runFn := cmd.setup(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(
-			fs.Output(),
-			"usage: captiongo %s %s\n\n%s.\n\nflags (with defaults):\n",
-			name,
-			cmd.usage,
-			cmd.summary,
-		)
+		fmt.Fprintf(fs.Output(), "usage: captiongo %s %s\n\n%s.\n\nflags (with defaults):\n", name, cmd.usage, cmd.summary)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {

@@ -20,12 +20,12 @@ import (
 
 // Result is one line of `make bench`.
 type Result struct {
-	Case      string  `json:"case"`
-	Unit      string  `json:"unit"`
-	Captiongo float64 `json:"captiongo"`
-	PyTorch   float64 `json:"pytorch"`
-	Speedup   float64 `json:"speedup"` // PyTorch's time / captiongo's time (> 1: captiongo is faster)
-	Device    string  `json:"device"`  // where both sides ran: cpu or cuda
+	Case      string           `json:"case"`
+	Unit      string           `json:"unit"`
+	Captiongo float64          `json:"captiongo"`
+	PyTorch   float64          `json:"pytorch"`
+	Speedup   float64          `json:"speedup"` // PyTorch's time / captiongo's time (> 1: captiongo is faster)
+	Device    torch.DeviceName `json:"device"`  // where both sides ran: cpu or cuda
 	// Alloc names each side's CPU memory allocator: captiongo's buffer cache
 	// (internal/torch/cpucache.cpp, CAPTIONGO_CPU_CACHE), PyTorch's from -ref-alloc.
 	Alloc string `json:"alloc"`
@@ -43,7 +43,7 @@ type Options struct {
 	SynthN  int  // synthetic pictures for the epoch case (0 = 200)
 	// Device is where the decode and train cases run, on both sides: "cpu"
 	// (default) or "cuda". The loader and epoch cases are CPU pipelines.
-	Device string
+	Device torch.DeviceName
 	// RefAlloc is the PyTorch side's memory allocator: "default" (glibc's
 	// malloc, what `python train.py` gets) or "jemalloc" (LD_PRELOAD of
 	// libjemalloc.so.2, as PyTorch's CPU tuning guide recommends).
@@ -65,7 +65,7 @@ func Run(opt Options, w io.Writer) error {
 		}
 	}
 	if opt.Device == "" {
-		opt.Device = "cpu"
+		opt.Device = torch.DeviceCPU
 	}
 	preload, err := refPreload(opt.RefAlloc)
 	if err != nil {
@@ -81,11 +81,11 @@ func Run(opt Options, w io.Writer) error {
 	} else {
 		alloc += "PyTorch: jemalloc (LD_PRELOAD=" + preload + ", MALLOC_CONF=" + refMallocConf() + ")"
 	}
-	if opt.Device != "cpu" && opt.Device != "cuda" {
+	if opt.Device != torch.DeviceCPU && opt.Device != torch.DeviceCUDA {
 		return fmt.Errorf("-device %q: use cpu or cuda", opt.Device)
 	}
-	if opt.Device == "cuda" { // before a reference script starts on a CUDA it may not have either
-		if err := torch.Run(func() error { _, err := torch.Device("cuda"); return err }); err != nil {
+	if opt.Device == torch.DeviceCUDA { // before a reference script starts on a CUDA it may not have either
+		if err := torch.Run(func() error { _, err := torch.Device(torch.DeviceCUDA); return err }); err != nil {
 			return fmt.Errorf("-device cuda: %w", err)
 		}
 	}
@@ -111,7 +111,7 @@ func Run(opt Options, w io.Writer) error {
 			return fmt.Errorf("bench %s: %w", c, err)
 		}
 		for _, r := range rs {
-			r.Device = "cpu"
+			r.Device = torch.DeviceCPU
 			r.Alloc = alloc
 			if c == "decode" || c == "train" {
 				r.Device = opt.Device

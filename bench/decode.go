@@ -21,7 +21,7 @@ func decode(opt Options) ([]Result, error) {
 	switch {
 	case opt.Quick:
 		rounds, reps = 1, 2
-	case opt.Device == "cuda":
+	case opt.Device == torch.DeviceCUDA:
 		reps = 20
 	}
 	dir, err := os.MkdirTemp("", "captiongo-bench-")
@@ -38,7 +38,7 @@ func decode(opt Options) ([]Result, error) {
 		fmt.Sprint(V),
 		fmt.Sprint(steps),
 		fmt.Sprint(torchThreads()),
-		opt.Device,
+		string(opt.Device),
 	)
 	if err != nil {
 		return nil, err

@@ -164,11 +164,11 @@ func (t timing) Note() string {
 
 // benchDevice resolves -device for the Go side; sync waits for its queued
 // work (a no-op on the CPU), as the reference calls torch.cuda.synchronize.
-func benchDevice(name string) (dev gotch.Device, sync func(), err error) {
-	if name != "cuda" {
+func benchDevice(name torch.DeviceName) (dev gotch.Device, sync func(), err error) {
+	if name != torch.DeviceCUDA {
 		return gotch.CPU, func() {}, nil
 	}
-	dev, err = torch.Device("cuda")
+	dev, err = torch.Device(torch.DeviceCUDA)
 	if err != nil {
 		return gotch.CPU, nil, err
 	}

@@ -24,7 +24,7 @@ func trainSteps(opt Options) ([]Result, error) {
 	switch {
 	case opt.Quick:
 		roundsFull, roundsDec, repsDec = 1, 1, 2
-	case opt.Device == "cuda":
+	case opt.Device == torch.DeviceCUDA:
 		// A GPU step takes milliseconds, not seconds: more of them per round.
 		roundsFull, repsFull, roundsDec, repsDec = 7, 10, 7, 20
 	}
@@ -42,7 +42,7 @@ func trainSteps(opt Options) ([]Result, error) {
 		fmt.Sprint(V),
 		fmt.Sprint(T),
 		fmt.Sprint(torchThreads()),
-		opt.Device,
+		string(opt.Device),
 	)
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ type Model struct {
 // Load opens a run folder (its best.gt if present, else its last checkpoint)
 // or a weight file inside one, through the run's manifest. Must run on a
 // locked thread (torch.Run).
-func Load(runOrFile, device string) (*Model, error) {
+func Load(runOrFile string, device torch.DeviceName) (*Model, error) {
 	run, err := runfolder.Open(runOrFile)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 )
 
@@ -77,7 +78,7 @@ type Config struct {
 	// "" (random init), "torchvision", "fid-inception" (make setup), or a .pth / TorchScript / gotch file
 	Weights string `toml:"weights"`
 	// Inception-v3 variant: auto (from the weights file), torchvision or fid
-	Backbone string `toml:"backbone"`
+	Backbone model.BackboneKind `toml:"backbone"`
 	// torchvision's transform_input (for Google's weights with ImageNet normalisation)
 	TransformInput bool `toml:"transform_input"`
 	// randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
@@ -122,7 +123,7 @@ type Config struct {
 
 	// System.
 	// auto, cpu or cuda
-	Device string `toml:"device"`
+	Device torch.DeviceName `toml:"device"`
 	// libtorch intra-op threads (0 = libtorch's default)
 	Threads int `toml:"threads"`
 	// image decode goroutines (0 = CPUs)
@@ -147,13 +148,16 @@ func (c Config) ModelConfig(vocabSize int) model.Config {
 		Backbone: c.backboneKind()}
 }
 
+// BackboneAuto is the backbone value that lets the weights file decide.
+const BackboneAuto model.BackboneKind = "auto"
+
 // backboneKind is the resolved backbone variant; "auto" (unresolved) and ""
 // (runs from before the key existed) are torchvision's.
 func (c Config) backboneKind() model.BackboneKind {
-	if c.Backbone == "auto" {
+	if c.Backbone == BackboneAuto {
 		return model.BackboneTorchvision
 	}
-	k, _ := model.ParseBackboneKind(c.Backbone)
+	k, _ := model.ParseBackboneKind(string(c.Backbone))
 	return k
 }
 
@@ -190,7 +194,7 @@ func DefaultConfig() Config {
 		HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
-		BestMetric: MetricCIDEr, Device: "auto", Seed: 1, LogEvery: 50, Backbone: "auto",
+		BestMetric: MetricCIDEr, Device: torch.DeviceAuto, Seed: 1, LogEvery: 50, Backbone: BackboneAuto,
 	}
 }
 
@@ -427,10 +431,10 @@ func (c Config) Validate() error {
 		oneOf("normalize", c.Normalize, Norms...),
 		oneOf("decoder", c.Decoder, model.DecoderKinds...),
 		oneOf("feature_layer", c.FeatureLayer, model.Layers...),
-		oneOf("backbone", c.Backbone, "auto", string(model.BackboneTorchvision), string(model.BackboneFID)),
+		oneOf("backbone", c.Backbone, append([]model.BackboneKind{BackboneAuto}, model.BackboneKinds()...)...),
 		oneOf("lr_schedule", c.LRSchedule, Schedules...),
 		oneOf("best_metric", c.BestMetric, Metrics...),
-		oneOf("device", c.Device, "auto", "cpu", "cuda"),
+		oneOf("device", c.Device, torch.DeviceNames...),
 		oneOf("caption_sampling", c.CaptionSampling, Samplings...),
 	}
 	for _, e := range checks {
@@ -540,7 +544,7 @@ func archDiff(a, b Config) []string {
 			c.FeatureLayer = model.Mixed7c
 		}
 		if c.Backbone == "" { // runs from before backbone existed
-			c.Backbone = string(model.BackboneTorchvision)
+			c.Backbone = model.BackboneTorchvision
 		}
 		if c.Decoder != model.DecoderAttention { // attention_dim shapes nothing then
 			c.AttentionDim = 0

@@ -144,9 +144,9 @@ func (r *runner) setup() error {
 		weights = tensors
 		defer model.DropAll(weights)
 		switch r.cfg.Backbone {
-		case "auto":
-			r.cfg.Backbone = string(kind)
-		case string(kind):
+		case BackboneAuto:
+			r.cfg.Backbone = kind
+		case kind:
 		default:
 			return &ConfigError{
 				Field: "backbone",
@@ -159,8 +159,8 @@ func (r *runner) setup() error {
 				),
 			}
 		}
-	} else if r.cfg.Backbone == "auto" {
-		r.cfg.Backbone = string(model.BackboneTorchvision)
+	} else if r.cfg.Backbone == BackboneAuto {
+		r.cfg.Backbone = model.BackboneTorchvision
 	}
 	cfg := r.cfg
 	statePath := filepath.Join(r.dir, runfolder.State)

@@ -6,19 +6,32 @@ import (
 	"github.com/sugarme/gotch"
 )
 
-// Device resolves a config's device name ("auto", "cpu" or "cuda") to a gotch
-// device. "auto" picks CUDA when libtorch sees a GPU and the CPU otherwise;
-// "cuda" on a machine without one is an error that says why.
-func Device(name string) (gotch.Device, error) {
+// DeviceName is where a run computes, as configs and flags spell it.
+type DeviceName string
+
+// The device names.
+const (
+	DeviceAuto DeviceName = "auto" // CUDA when libtorch sees a GPU, else the CPU
+	DeviceCPU  DeviceName = "cpu"
+	DeviceCUDA DeviceName = "cuda" // the first GPU
+)
+
+// DeviceNames lists them.
+var DeviceNames = []DeviceName{DeviceAuto, DeviceCPU, DeviceCUDA}
+
+// Device resolves a device name to a gotch device. "auto" (and "") picks CUDA
+// when libtorch sees a GPU and the CPU otherwise; "cuda" on a machine without
+// one is an error that says why.
+func Device(name DeviceName) (gotch.Device, error) {
 	switch name {
-	case "", "auto":
+	case "", DeviceAuto:
 		if gotch.CUDA.IsAvailable() {
 			return gotch.CudaBuilder(0), nil
 		}
 		return gotch.CPU, nil
-	case "cpu":
+	case DeviceCPU:
 		return gotch.CPU, nil
-	case "cuda":
+	case DeviceCUDA:
 		if !gotch.CUDA.IsAvailable() {
 			return gotch.CPU, fmt.Errorf(
 				"device = \"cuda\" but CUDA is not available: %s",
