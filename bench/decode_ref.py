@@ -9,9 +9,8 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torchvision
 
+import refmodels
 from refserve import device_of, serve
 
 
@@ -21,14 +20,8 @@ def main():
     torch.set_num_threads(int(sys.argv[4]))
     dev, sync = device_of(sys.argv, 5)
     E = H = 256
-    m = nn.Module()
-    m.encoderCNN = nn.Module()
-    inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
-    inc.fc = nn.Linear(2048, E)
-    m.encoderCNN.inception = inc
-    m.decoderRNN = nn.Module()
-    dec = m.decoderRNN
-    dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
+    m = refmodels.baseline(V, E, H, init_weights=False)
+    inc, dec = m.encoderCNN.inception, m.decoderRNN
     torch.save(m.state_dict(), out + "/model.pth")
     m.to(dev).eval()
     header, cases = {}, {}

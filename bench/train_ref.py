@@ -22,31 +22,16 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
 
+import refmodels
 from refserve import device_of, serve
 
 
 def build(V, E=256, H=256):
-    m = nn.Module()
-    m.encoderCNN = nn.Module()
-    inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
-    inc.fc = nn.Linear(2048, E)
-    m.encoderCNN.inception = inc
-    m.decoderRNN = nn.Module()
-    d = m.decoderRNN
-    d.embed, d.lstm, d.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
-    return m
+    return refmodels.baseline(V, E, H, init_weights=False)
 
 
-def backbone_pooled(inc, x):
-    """Inception up to the pooled 2048-d features (fc excluded)."""
-    fc = inc.fc
-    inc.fc = nn.Identity()
-    try:
-        return inc(x)
-    finally:
-        inc.fc = fc
+backbone_pooled = refmodels.pooled
 
 
 def pooled_features(inc, x):

@@ -51,15 +51,8 @@ func (d *attnDecoder) stepper(enc *ts.Tensor) Stepper { return &attnStepper{d: d
 const EncoderDim = 2048
 
 func newAttnDecoder(dec *nn.Path, cfg Config, device gotch.Device) *attnDecoder {
-	D, A, E, H, V := cfg.FeatureDim(), int64(
-		cfg.AttentionDim,
-	), int64(
-		cfg.EmbedSize,
-	), int64(
-		cfg.HiddenSize,
-	), int64(
-		cfg.VocabSize,
-	)
+	D, A := cfg.FeatureDim(), int64(cfg.AttentionDim)
+	E, H, V := int64(cfg.EmbedSize), int64(cfg.HiddenSize), int64(cfg.VocabSize)
 	d := &attnDecoder{dropout: cfg.Dropout, vocab: cfg.VocabSize, device: device}
 	lin := func(p *nn.Path, out, in int64) (*ts.Tensor, *ts.Tensor) {
 		w := p.MustNewVar("weight", []int64{out, in}, uniform(float64(in)))

@@ -26,29 +26,13 @@ import (
 // layers get no gradient), no word's attention is one-hot, and every trainable
 // tensor's gradient is far from zero.
 const pyAttention = `
-import sys, json, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, torchvision
+import sys, json, numpy as np, torch
+import refmodels
 d = sys.argv[1]
 V, E, H, A, D, B, T = 30, 16, 24, 20, 2048, 3, 6
 torch.manual_seed(0)
-class Attention(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.encoder_att, s.decoder_att, s.full_att = nn.Linear(D, A), nn.Linear(H, A), nn.Linear(A, 1)
-    def forward(s, enc, h):
-        e = s.full_att(torch.relu(s.encoder_att(enc) + s.decoder_att(h).unsqueeze(1))).squeeze(2)
-        alpha = torch.softmax(e, 1)
-        return (enc * alpha.unsqueeze(2)).sum(1), alpha
-m = nn.Module()
-m.encoderCNN = nn.Module()
-inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
-inc.fc = nn.Identity()
-m.encoderCNN.inception = inc
-m.decoderRNN = dec = nn.Module()
-dec.attention = Attention()
-dec.embed = nn.Embedding(V, E)
-dec.init_h, dec.init_c, dec.f_beta = nn.Linear(D, H), nn.Linear(D, H), nn.Linear(H, D)
-dec.decode_step = nn.LSTMCell(E + D, H)
-dec.fc = nn.Linear(H, V)
+m = refmodels.show_attend_tell(V, E, H, A, D)
+inc, dec = m.encoderCNN.inception, m.decoderRNN
 rng = np.random.default_rng(1)
 x = rng.standard_normal((B, 3, 139, 139)).astype(np.float32)
 tok = np.zeros((B, T), np.int64)
@@ -57,12 +41,7 @@ for b, n in enumerate([6, 4, 5]):
     tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
 np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
 x, tok = torch.from_numpy(x), torch.from_numpy(tok)
-for mod in inc.modules():  # BatchNorm statistics from the batch
-    if isinstance(mod, nn.BatchNorm2d):
-        mod.reset_running_stats(); mod.momentum = None
-inc.train()
-with torch.no_grad():
-    inc(x)
+refmodels.calibrate_bn(inc, x)  # BatchNorm statistics from the batch
 torch.save(m.state_dict(), d + "/att.pth")
 for p in inc.parameters():
     p.requires_grad_(False)
@@ -76,19 +55,9 @@ with torch.no_grad():
 np.save(d + "/Mixed_5d.npy", feats["m5d"].numpy()); np.save(d + "/Mixed_6e.npy", feats["m6e"].numpy())
 enc = feats["map"].flatten(2).transpose(1, 2)  # B x P x D
 def forward():
-    mean = enc.mean(1)
-    h, c = dec.init_h(mean), dec.init_c(mean)
-    logits, alphas = [], []
-    for t in range(T - 1):
-        ctx, a = dec.attention(enc, h)
-        ctx = torch.sigmoid(dec.f_beta(h)) * ctx
-        h, c = dec.decode_step(torch.cat([dec.embed(tok[:, t]), ctx], 1), (h, c))
-        logits.append(dec.fc(h)); alphas.append(a)
-    return torch.stack(logits), torch.stack(alphas)
+    return dec.teacher(enc, tok)
 def loss_of(logits, alphas):
-    ce = F.cross_entropy(logits.reshape(-1, V), tok[:, 1:].t().reshape(-1), ignore_index=0)
-    mask = (tok[:, 1:].t() != 0).float().unsqueeze(2)
-    return ce + 1.0 * ((1 - (alphas * mask).sum(0)) ** 2).mean()
+    return refmodels.caption_loss(logits, alphas, tok, alpha_c=1.0)
 logits, alphas = forward()
 np.save(d + "/logits.npy", logits.detach().numpy()); np.save(d + "/alphas.npy", alphas.detach().numpy())
 peak = alphas.max().item()

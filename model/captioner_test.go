@@ -28,18 +28,13 @@ import (
 // activations of the first step lie inside (0.02, 0.98), and every trainable
 // tensor's gradient is far from zero.
 const pyCaptioner = `
-import sys, json, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, torchvision
+import sys, json, numpy as np, torch
+import refmodels
 d = sys.argv[1]
 V, E, H, L, B, T = 30, 16, 24, 2, 4, 7
 torch.manual_seed(0)
-m = nn.Module()
-m.encoderCNN = nn.Module()
-inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
-inc.fc = nn.Linear(2048, E)
-m.encoderCNN.inception = inc
-m.decoderRNN = nn.Module()
-dec = m.decoderRNN
-dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, L), nn.Linear(H, V)
+m = refmodels.baseline(V, E, H, L)
+inc, dec = m.encoderCNN.inception, m.decoderRNN
 rng = np.random.default_rng(1)
 x = rng.standard_normal((B, 3, 75, 75)).astype(np.float32)
 tok = np.zeros((B, T), np.int64)
@@ -48,26 +43,15 @@ for b, n in enumerate([7, 5, 6, 3]):
     tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
 np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
 x, tok = torch.from_numpy(x), torch.from_numpy(tok)
-# BatchNorm statistics from the batch (a cumulative average over one pass).
-for mod in inc.modules():
-    if isinstance(mod, nn.BatchNorm2d):
-        mod.reset_running_stats(); mod.momentum = None
-inc.train()
-with torch.no_grad():
-    inc(x)
+refmodels.calibrate_bn(inc, x)  # BatchNorm statistics from the batch
 torch.save(m.state_dict(), d + "/cap.pth")
 for p in inc.parameters():
     p.requires_grad_(False)
 for p in inc.fc.parameters():
     p.requires_grad_(True)
 inc.eval()
-def pooled(x):
-    fc = inc.fc; inc.fc = nn.Identity()
-    with torch.no_grad():
-        p = inc(x)
-    inc.fc = fc
-    return p
-P = pooled(x)
+with torch.no_grad():
+    P = refmodels.pooled(inc, x)
 assert P.abs().max() < 1e3 and P.std() > 1e-2, \
     "pooled features out of the live range: max %g std %g" % (P.abs().max(), P.std())
 with torch.no_grad():  # the gates of the image step (h0 = 0)
@@ -75,12 +59,9 @@ with torch.no_grad():  # the gates of the image step (h0 = 0)
     live = ((torch.sigmoid(g) > 0.02) & (torch.sigmoid(g) < 0.98)).float().mean().item()
 assert live > 0.6, "only %.2f of the first step's gates are unsaturated" % live
 def forward(tok):
-    feat = torch.relu(inc.fc(P))
-    emb = dec.embed(tok[:, :-1].t())
-    out, _ = dec.lstm(torch.cat([feat.unsqueeze(0), emb], 0))
-    return dec.linear(out[1:])
+    return dec.teacher(torch.relu(inc.fc(P)), tok)
 def loss_of(logits):
-    return F.cross_entropy(logits.reshape(-1, V), tok[:, 1:].t().reshape(-1), ignore_index=0)
+    return refmodels.caption_loss(logits, None, tok)
 logits = forward(tok)
 np.save(d + "/logits.npy", logits.detach().numpy())
 names = [n for n, p in m.named_parameters() if p.requires_grad]

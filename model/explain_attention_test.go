@@ -16,36 +16,16 @@ import (
 // of two words' logits of a fixed caption, teacher-forced, eval mode, on two
 // images.
 const pyExplainAttention = `
-import sys, json, numpy as np, torch, torch.nn as nn, torchvision
+import sys, json, numpy as np, torch
 from captum.attr import IntegratedGradients, Saliency, LayerGradCam, Occlusion
+import refmodels
 d = sys.argv[1]
 V, E, H, A, D = 30, 16, 24, 20, 2048
 torch.manual_seed(0)
-class Attention(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.encoder_att, s.decoder_att, s.full_att = nn.Linear(D, A), nn.Linear(H, A), nn.Linear(A, 1)
-    def forward(s, enc, h):
-        e = s.full_att(torch.relu(s.encoder_att(enc) + s.decoder_att(h).unsqueeze(1))).squeeze(2)
-        alpha = torch.softmax(e, 1)
-        return (enc * alpha.unsqueeze(2)).sum(1), alpha
-m = nn.Module()
-m.encoderCNN = nn.Module()
-inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
-inc.fc = nn.Identity()
-m.encoderCNN.inception = inc
-m.decoderRNN = dec = nn.Module()
-dec.attention = Attention()
-dec.embed = nn.Embedding(V, E)
-dec.init_h, dec.init_c, dec.f_beta = nn.Linear(D, H), nn.Linear(D, H), nn.Linear(H, D)
-dec.decode_step = nn.LSTMCell(E + D, H)
-dec.fc = nn.Linear(H, V)
-for mod in inc.modules():
-    if isinstance(mod, nn.BatchNorm2d):
-        mod.momentum = None
-inc.train()
-with torch.no_grad():
-    inc(torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, (8, 3, 139, 139)).astype(np.float32)))
+m = refmodels.show_attend_tell(V, E, H, A, D)
+inc, dec = m.encoderCNN.inception, m.decoderRNN
+x0 = np.random.default_rng(9).uniform(-1, 1, (8, 3, 139, 139)).astype(np.float32)
+refmodels.calibrate_bn(inc, torch.from_numpy(x0), reset=False)
 torch.save(m.state_dict(), d + "/att.pth")
 m.eval()
 feats = {}
@@ -55,14 +35,11 @@ def logit(t):
     def f(x):
         inc(x)
         enc = feats["map"].flatten(2).transpose(1, 2)
-        mean = enc.mean(1)
-        h, c = dec.init_h(mean), dec.init_c(mean)
+        st = dec.start(enc)
         tok = cap.unsqueeze(0).expand(x.shape[0], -1)
         for s in range(t + 1):
-            ctx, _ = dec.attention(enc, h)
-            ctx = torch.sigmoid(dec.f_beta(h)) * ctx
-            h, c = dec.decode_step(torch.cat([dec.embed(tok[:, s]), ctx], 1), (h, c))
-        return dec.fc(h)[:, cap[t + 1]]
+            logits, _ = dec.step(st, tok[:, s])
+        return logits[:, cap[t + 1]]
     return f
 out = {}
 for i, seed in enumerate((4, 5)):

@@ -13,42 +13,25 @@ import (
 // Gauss-Legendre, 16 steps, black baseline) and Saliency of one word's logit,
 // teacher-forced on a fixed caption, in eval mode.
 const pyExplain = `
-import sys, json, numpy as np, torch, torch.nn as nn, torchvision
+import sys, json, numpy as np, torch
 from captum.attr import IntegratedGradients, Saliency
+import refmodels
 d = sys.argv[1]
 V, E, H = 30, 16, 24
 torch.manual_seed(0)
-m = nn.Module()
-m.encoderCNN = nn.Module()
-inc = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
-inc.fc = nn.Linear(2048, E)
-m.encoderCNN.inception = inc
-m.decoderRNN = dec = nn.Module()
-dec.embed, dec.lstm, dec.linear = nn.Embedding(V, E), nn.LSTM(E, H, 1), nn.Linear(H, V)
+m = refmodels.baseline(V, E, H)
+inc, dec = m.encoderCNN.inception, m.decoderRNN
 # BatchNorm statistics from a batch, so that the random network neither
 # vanishes nor explodes (else every attribution is ~0 and the test is empty).
-for mod in inc.modules():
-    if isinstance(mod, nn.BatchNorm2d):
-        mod.momentum = None
-inc.train()
-with torch.no_grad():
-    inc(torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, (8, 3, 75, 75)).astype(np.float32)))
+x0 = np.random.default_rng(9).uniform(-1, 1, (8, 3, 75, 75)).astype(np.float32)
+refmodels.calibrate_bn(inc, torch.from_numpy(x0), reset=False)
 torch.save(m.state_dict(), d + "/cap.pth")
 m.eval()
 cap = torch.tensor([1, 7, 12, 5, 9, 2])
 t = 2  # the word cap[3] at step 2
 def f(x):
     tok = cap.unsqueeze(0).expand(x.shape[0], -1)
-    feat = torch.relu(inc.fc(inc(x) if False else pooled(x)))
-    emb = dec.embed(tok[:, :-1].t())
-    out, _ = dec.lstm(torch.cat([feat.unsqueeze(0), emb], 0))
-    return dec.linear(out[1:])[t, :, cap[t + 1]]
-def pooled(x):
-    fc = inc.fc; inc.fc = nn.Identity()
-    try:
-        return inc(x)
-    finally:
-        inc.fc = fc
+    return dec.teacher(torch.relu(inc.fc(refmodels.pooled(inc, x))), tok)[t, :, cap[t + 1]]
 x = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, (1, 3, 75, 75)).astype(np.float32))
 np.save(d + "/x.npy", x.numpy())
 ig, delta = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16,

@@ -207,12 +207,8 @@ func newInceptionC(p *nn.Path, in, c7 int64, tr trainability, v backboneVariant)
 	return &inceptionC{v: v,
 		b1: conv1(p.Sub("branch1x1"), in, 192, tr),
 		s1: conv1(p.Sub("branch7x7_1"), in, c7, tr), s2: row("branch7x7_2", c7, c7), s3: col("branch7x7_3", c7, 192),
-		d1: conv1(
-			p.Sub("branch7x7dbl_1"),
-			in,
-			c7,
-			tr,
-		), d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
+		d1: conv1(p.Sub("branch7x7dbl_1"), in, c7, tr),
+		d2: col("branch7x7dbl_2", c7, c7), d3: row("branch7x7dbl_3", c7, c7),
 		d4: col("branch7x7dbl_4", c7, c7), d5: row("branch7x7dbl_5", c7, 192),
 		pool: conv1(p.Sub("branch_pool"), in, 192, tr),
 	}

@@ -163,13 +163,8 @@ func TestResumeAfterStop(t *testing.T) {
 	if res.State.Step != rres.State.Step {
 		t.Errorf("resumed run made %d steps, uninterrupted %d", res.State.Step, rres.State.Step)
 	}
-	a, b := weights(
-		t,
-		filepath.Join(rres.RunDir, rres.State.Weights),
-	), weights(
-		t,
-		filepath.Join(res.RunDir, res.State.Weights),
-	)
+	a := weights(t, filepath.Join(rres.RunDir, rres.State.Weights))
+	b := weights(t, filepath.Join(res.RunDir, res.State.Weights))
 	if d := maxAbsDiff(a, b); d > 1e-5 {
 		t.Errorf("weights after resume differ from the uninterrupted run by %.3g", d)
 	}

@@ -38,11 +38,14 @@ func Python(t testing.TB) string {
 	return p
 }
 
-// RunPython runs a Python script with the .venv interpreter and returns stdout.
+// RunPython runs a Python script with the .venv interpreter and returns stdout;
+// the script can import bench/refmodels.py.
 func RunPython(t testing.TB, script string, args ...string) string {
 	t.Helper()
 	py := Python(t)
 	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	// bench/refmodels.py, captiongo's models in PyTorch, imports as refmodels.
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(Root(), "bench"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
