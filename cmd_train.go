@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -27,8 +29,13 @@ func init() {
 				if err != nil {
 					return err
 				}
+				// SIGTERM (Slurm's time limit, kill) and Ctrl-C checkpoint the run and end it.
+				sig := make(chan os.Signal, 1)
+				signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+				defer signal.Stop(sig)
 				return torch.Run(func() error {
-					_, err := train.Run(cfg, train.Options{Out: os.Stdout, TTY: term.IsTerminal(int(os.Stdout.Fd()))})
+					tty := term.IsTerminal(int(os.Stdout.Fd()))
+					_, err := train.Run(cfg, train.Options{Out: os.Stdout, TTY: tty, Interrupt: sig})
 					return err
 				})
 			}

@@ -59,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := runFn(fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "captiongo %s: %v\n", name, err)
+		var coded interface{ ExitCode() int }
+		if errors.As(err, &coded) {
+			return coded.ExitCode()
+		}
 		return 1
 	}
 	return 0

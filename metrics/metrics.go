@@ -79,14 +79,27 @@ type ngramCounts map[string]int
 // precook counts the 1..n-grams of a space-separated sentence (keys join the
 // words with a space, which no token holds).
 func precook(s string, n int) (int, ngramCounts) {
+	l, c, _ := precookOrdered(s, n)
+	return l, c
+}
+
+// precookOrdered is precook that also lists the n-grams in the order they
+// first appear (n = 1 first), the order pycocoevalcap's dictionaries keep:
+// CIDEr-D's sums run in it, so the score does not depend on Go's map order.
+func precookOrdered(s string, n int) (int, ngramCounts, []string) {
 	words := strings.Fields(s)
 	c := ngramCounts{}
+	var keys []string
 	for k := 1; k <= n; k++ {
 		for i := 0; i+k <= len(words); i++ {
-			c[strings.Join(words[i:i+k], " ")]++
+			g := strings.Join(words[i:i+k], " ")
+			if c[g] == 0 {
+				keys = append(keys, g)
+			}
+			c[g]++
 		}
 	}
-	return len(words), c
+	return len(words), c, keys
 }
 
 func order(ngram string) int { return strings.Count(ngram, " ") + 1 }
@@ -155,13 +168,17 @@ func abs(x int) int {
 // in the original), times 10; the corpus score is the mean over images.
 func CiderD(hyps []string, refs [][]string) float64 {
 	const n, sigma = 4, 6.0
-	crefs := make([][]ngramCounts, len(refs))
+	type cooked struct {
+		c    ngramCounts
+		keys []string
+	}
+	crefs := make([][]cooked, len(refs))
 	df := map[string]float64{}
 	for i, rs := range refs {
 		seen := map[string]bool{}
 		for _, r := range rs {
-			_, c := precook(r, n)
-			crefs[i] = append(crefs[i], c)
+			_, c, keys := precookOrdered(r, n)
+			crefs[i] = append(crefs[i], cooked{c, keys})
 			for g := range c {
 				seen[g] = true
 			}
@@ -173,18 +190,21 @@ func CiderD(hyps []string, refs [][]string) float64 {
 	refLen := math.Log(float64(len(refs)))
 	type vec struct {
 		w      [n]map[string]float64
+		keys   [n][]string // the n-grams of each order in first-appearance order
 		norm   [n]float64
 		length int
 	}
-	toVec := func(c ngramCounts) vec {
+	toVec := func(ck cooked) vec {
 		var v vec
 		for k := range v.w {
 			v.w[k] = map[string]float64{}
 		}
-		for g, tf := range c {
+		for _, g := range ck.keys {
+			tf := ck.c[g]
 			k := order(g) - 1
 			w := float64(tf) * (refLen - math.Log(math.Max(1, df[g])))
 			v.w[k][g] = w
+			v.keys[k] = append(v.keys[k], g)
 			v.norm[k] += w * w
 			if k == 1 {
 				v.length += tf
@@ -197,16 +217,16 @@ func CiderD(hyps []string, refs [][]string) float64 {
 	}
 	total := 0.0
 	for i, h := range hyps {
-		_, hc := precook(h, n)
-		hv := toVec(hc)
+		_, hc, hkeys := precookOrdered(h, n)
+		hv := toVec(cooked{hc, hkeys})
 		var score [n]float64
 		for _, rc := range crefs[i] {
 			rv := toVec(rc)
 			delta := float64(hv.length - rv.length)
 			for k := 0; k < n; k++ {
 				val := 0.0
-				for g, w := range hv.w[k] {
-					r := rv.w[k][g]
+				for _, g := range hv.keys[k] {
+					w, r := hv.w[k][g], rv.w[k][g]
 					val += math.Min(w, r) * r
 				}
 				if hv.norm[k] != 0 && rv.norm[k] != 0 {

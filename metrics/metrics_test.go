@@ -156,3 +156,24 @@ func TestPerfectAndDisjoint(t *testing.T) {
 		t.Errorf("CIDEr-D of disjoint words = %v, want 0", c)
 	}
 }
+
+// TestCiderDeterministic: CIDEr-D's sums run in a fixed order (the n-grams'
+// first appearance, as pycocoevalcap's dictionaries keep them), so scoring the
+// same corpus again gives the same bits, whatever Go's map order.
+func TestCiderDeterministic(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		ids, refs, hyps := corpus(300, seed)
+		hs := make([]string, len(ids))
+		rs := make([][]string, len(ids))
+		for i, id := range ids {
+			hs[i], rs[i] = hyps[id], refs[id]
+		}
+		first := CiderD(hs, rs)
+		for i := 0; i < 40; i++ {
+			if got := CiderD(hs, rs); got != first {
+				t.Fatalf("corpus %d, run %d: CIDEr-D %v, first run %v (differ by %.3g)", seed, i+2, got, first,
+					got-first)
+			}
+		}
+	}
+}

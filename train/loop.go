@@ -3,10 +3,12 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -41,23 +43,27 @@ func (r *runner) loop() (*Result, error) {
 		if epoch == r.st.Epoch {
 			start = r.st.Batch
 		}
+		if start == 0 {
+			r.st.Partial = EpochProgress{}
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		ch, nb, err := r.epochBatches(ctx, r.train, epoch, start, true)
 		if err != nil {
 			cancel()
 			return nil, err
 		}
-		t0 := time.Now()
-		seen, lossSum, lossN := 0, 0.0, 0
+		t0, secs0 := time.Now(), r.st.Partial.Seconds
+		p := &r.st.Partial
 		bar := r.bar(nb, fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
 		for b := range ch {
 			lv, lr := r.step(b)
 			if r.opt.OnStep != nil {
 				r.opt.OnStep(r.st.Step)
 			}
-			seen += b.n
-			lossSum += lv
-			lossN++
+			p.Images += b.n
+			p.LossSum += lv
+			p.Batches++
+			p.Seconds = secs0 + time.Since(t0).Seconds()
 			r.st.Epoch, r.st.Batch = epoch, b.index+1
 			bar(b.index + 1)
 			if !r.opt.TTY && (r.st.Step%int64(cfg.LogEvery) == 0 || b.index+1 == nb) {
@@ -70,8 +76,12 @@ func (r *runner) loop() (*Result, error) {
 					r.st.Step,
 					lv,
 					lr,
-					float64(seen)/time.Since(t0).Seconds(),
+					float64(p.Images)/p.Seconds,
 				)
+			}
+			if sig := r.interrupted(); sig != nil {
+				cancel()
+				return nil, r.stopForSignal(sig, ch)
 			}
 			if cfg.CheckpointEvery > 0 && r.st.Step%int64(cfg.CheckpointEvery) == 0 && b.index+1 < nb {
 				if err := r.checkpoint(); err != nil {
@@ -88,25 +98,34 @@ func (r *runner) loop() (*Result, error) {
 			}
 		}
 		cancel()
-		trainSecs := time.Since(t0).Seconds()
-		ips := float64(seen) / trainSecs
-		em, smp, err := r.evaluate(epoch, lossSum/math.Max(1, float64(lossN)), ips)
+		if r.st.Batch != nb { // the batches ended early: a loader error was logged
+			r.st.Epoch, r.st.Batch = epoch, nb
+		}
+		ips := float64(p.Images) / math.Max(p.Seconds, 1e-9)
+		em, smp, err := r.evaluate(epoch, p.LossSum/math.Max(1, float64(p.Batches)), ips)
+		var in *Interrupted
+		if errors.As(err, &in) { // the epoch's steps are done: resuming evaluates
+			return nil, r.stopForSignal(in.Signal, nil)
+		}
 		if err != nil {
 			return nil, err
 		}
-		em.TrainSecs = trainSecs
-		em.Seconds = time.Since(t0).Seconds()
+		em.TrainSecs = p.Seconds
+		em.Seconds = secs0 + time.Since(t0).Seconds() // this epoch's steps before a resume, and all since
 		samples = smp
 		r.st.History = append(r.st.History, em)
 		r.st.Epoch, r.st.Batch = epoch+1, 0
+		r.st.Partial = EpochProgress{}
+		// best.gt first: a checkpoint that names this epoch as the best must
+		// find its weights there (a kill in between redoes the epoch).
 		improved := r.updateBest(em)
-		if err := r.checkpoint(); err != nil {
-			return nil, err
-		}
 		if improved {
 			if err := r.saveBest(); err != nil {
 				return nil, err
 			}
+		}
+		if err := r.checkpoint(); err != nil {
+			return nil, err
 		}
 		r.say(
 			"epoch %d/%d: train loss %.4f, val loss %.4f, BLEU-4 %.4f, CIDEr-D %.4f, %.1f img/s, %.1fs%s",
@@ -149,6 +168,9 @@ func (r *runner) loop() (*Result, error) {
 func (r *runner) step(b batch) (float64, float64) {
 	lr := r.lrAt(r.st.Step)
 	r.adam.ZeroGrad()
+	// Dropout's masks come from a generator seeded by the run's seed and the
+	// step, so a run resumed from a checkpoint draws the masks it would have.
+	torch.ManualSeed(stepSeed(r.cfg.Seed, r.st.Step))
 	logits, alphas, tok := r.src.forward(b, true)
 	loss := model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
 	if alphas != nil {
@@ -340,6 +362,10 @@ func (r *runner) decode(ex []data.Example) ([]string, error) {
 	const bs = 32
 	for lo := 0; lo < len(ex); lo += bs {
 		part := ex[lo:min(lo+bs, len(ex))]
+		r.crash("eval")
+		if sig := r.interrupted(); sig != nil {
+			return nil, &Interrupted{Signal: sig}
+		}
 		x, err := r.src.features(part)
 		if err != nil {
 			return nil, err
@@ -355,10 +381,15 @@ func (r *runner) decode(ex []data.Example) ([]string, error) {
 	return out, nil
 }
 
-// checkpoint writes weights and optimiser moments into a fresh folder, then
-// commits by renaming state.json over the old one; older folders are removed.
+// checkpoint syncs the events logged so far, writes weights, optimiser
+// moments and a copy of the state into a fresh folder, and commits by
+// renaming state.json over the old one. The previous checkpoint folder stays
+// (resuming falls back to it when the newest cannot be read); older ones go.
 // A kill at any point leaves the previous checkpoint whole.
 func (r *runner) checkpoint() error {
+	if err := r.tb.Flush(); err != nil {
+		return err
+	}
 	name := fmt.Sprintf("ckpt-%09d", r.st.Step)
 	dir := filepath.Join(r.dir, name)
 	tmp := dir + ".tmp"
@@ -369,27 +400,61 @@ func (r *runner) checkpoint() error {
 	if err := r.m.VS.Save(filepath.Join(tmp, "model.gt")); err != nil {
 		return fmt.Errorf("checkpoint weights: %w", err)
 	}
+	r.crash("checkpoint:weights")
 	if err := ts.SaveMultiNew(r.adam.State(), filepath.Join(tmp, "optim.gt")); err != nil {
 		return fmt.Errorf("checkpoint optimiser: %w", err)
 	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		return err
-	}
-	old := r.st.Weights
+	prev := r.st.Weights
 	r.st.Weights = filepath.Join(name, "model.gt")
 	r.st.Moments = filepath.Join(name, "optim.gt")
 	r.st.AdamSteps = r.adam.Steps
 	r.st.VocabFile = runfolder.Vocab
 	r.st.WallSeconds += time.Since(r.started).Seconds()
 	r.started = time.Now()
+	b, err := json.MarshalIndent(r.st, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, runfolder.State), b, 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	r.crash("checkpoint:folder")
 	if err := r.writeState(); err != nil {
 		return err
 	}
-	if old != "" && filepath.Dir(old) != name {
-		os.RemoveAll(filepath.Join(r.dir, filepath.Dir(old)))
+	r.crash("checkpoint:state")
+	// Keep this checkpoint and the one before; remove older ones.
+	keep := map[string]bool{name: true, filepath.Dir(prev): true}
+	old, _ := filepath.Glob(filepath.Join(r.dir, "ckpt-*"))
+	for _, o := range old {
+		if !keep[filepath.Base(o)] {
+			os.RemoveAll(o)
+		}
 	}
-	return r.tb.Flush()
+	return nil
+}
+
+// stopForSignal checkpoints where the run stands after a signal and returns
+// the *Interrupted error; ch, when not nil, is drained first.
+func (r *runner) stopForSignal(sig os.Signal, ch <-chan batch) error {
+	for range ch {
+	}
+	r.say("%v: checkpointing at epoch %d, batch %d (step %d)", sig, r.st.Epoch+1, r.st.Batch, r.st.Step)
+	if err := r.checkpoint(); err != nil {
+		return err
+	}
+	return &Interrupted{Signal: sig, Step: r.st.Step, Dir: r.dir}
+}
+
+// stepSeed is the generator seed of an optimiser step.
+func stepSeed(seed, step int64) int64 {
+	x := uint64(seed)*0x9E3779B97F4A7C15 + uint64(step)
+	x ^= x >> 31
+	return int64(x & (1<<62 - 1))
 }
 
 // writeState writes state.json (the trainer's own) and then the manifest
@@ -438,18 +503,51 @@ func (r *runner) saveBest() error {
 }
 
 // loadCheckpoint restores weights and optimiser moments named in state.json.
+// When that checkpoint cannot be read (a truncated or corrupt file), it falls
+// back to the newest other checkpoint folder that can, saying so, and the run
+// resumes from there (its own copy of the state); with none, the error names
+// the file.
 func (r *runner) loadCheckpoint() error {
-	if err := r.m.LoadFile(filepath.Join(r.dir, r.st.Weights)); err != nil {
-		return err
+	err := r.loadCheckpointFiles(r.st)
+	if err == nil {
+		return nil
 	}
-	named, err := ts.LoadMulti(filepath.Join(r.dir, r.st.Moments))
+	dirs, _ := filepath.Glob(filepath.Join(r.dir, "ckpt-*"))
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, d := range dirs {
+		if strings.HasSuffix(d, ".tmp") || filepath.Base(d) == filepath.Dir(r.st.Weights) {
+			continue
+		}
+		b, rerr := os.ReadFile(filepath.Join(d, runfolder.State))
+		var st State
+		if rerr != nil || json.Unmarshal(b, &st) != nil {
+			continue
+		}
+		if ferr := r.loadCheckpointFiles(st); ferr != nil {
+			continue
+		}
+		r.say("note: checkpoint %s cannot be read (%v); resuming from the previous one, %s (step %d)",
+			filepath.Dir(r.st.Weights), err, filepath.Base(d), st.Step)
+		st.Config = r.st.Config
+		r.st = st
+		return nil
+	}
+	return fmt.Errorf("cannot resume %s: %w (and no earlier checkpoint folder can be read)", r.dir, err)
+}
+
+// loadCheckpointFiles loads the weights and moments st names.
+func (r *runner) loadCheckpointFiles(st State) error {
+	if err := r.m.LoadFile(filepath.Join(r.dir, st.Weights)); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(r.dir, st.Weights), err)
+	}
+	named, err := ts.LoadMulti(filepath.Join(r.dir, st.Moments))
 	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(r.dir, r.st.Moments), err)
+		return fmt.Errorf("%s: %w", filepath.Join(r.dir, st.Moments), err)
 	}
 	m := map[string]*ts.Tensor{}
 	for _, n := range named {
 		m[n.Name] = n.Tensor
 	}
 	defer model.DropAll(m)
-	return r.adam.LoadState(m, r.st.AdamSteps)
+	return r.adam.LoadState(m, st.AdamSteps)
 }

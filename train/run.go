@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -41,6 +42,17 @@ type State struct {
 	Moments     string             `json:"moments"`
 	Finished    bool               `json:"finished"`
 	WallSeconds float64            `json:"wall_seconds"`
+	// Partial is the running epoch's training so far (kept by mid-epoch
+	// checkpoints, so that a resumed epoch reports what an uninterrupted one would).
+	Partial EpochProgress `json:"partial"`
+}
+
+// EpochProgress is an epoch's training statistics so far.
+type EpochProgress struct {
+	LossSum float64 `json:"loss_sum"` // the sum of the batches' losses
+	Batches int     `json:"batches"`
+	Images  int     `json:"images"`
+	Seconds float64 `json:"seconds"` // spent in optimiser steps, data included
 }
 
 // EpochMetrics is one epoch's evaluation.
@@ -77,9 +89,55 @@ type Options struct {
 	StopAt   int64            // stop (as if killed) after this many steps; 0 = never (tests)
 	EventDir string           // override of the TensorBoard folder (default: the run folder)
 	OnStep   func(step int64) // called after every optimiser step (tests, monitoring)
+	// Interrupt, when it delivers a signal (SIGTERM at a Slurm time limit,
+	// Ctrl-C), makes the run checkpoint where it is and return an *Interrupted.
+	Interrupt <-chan os.Signal
+	// Crash is called at named points inside checkpoint, event and feature
+	// cache writes and evaluation ("checkpoint:weights", "event", "cache",
+	// "eval", ...), so that tests can kill the process there.
+	Crash func(point string)
 }
 
 var errStopped = errors.New("stopped at the requested step")
+
+// Interrupted is Run's error when Options.Interrupt delivered a signal: the
+// run checkpointed at Step and resumes from there.
+type Interrupted struct {
+	Signal os.Signal
+	Step   int64
+	Dir    string
+}
+
+// ExitCode is the shell's code for death by the signal (143 for SIGTERM,
+// 130 for SIGINT), though the run ended cleanly: it is not finished.
+func (e *Interrupted) ExitCode() int {
+	if s, ok := e.Signal.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
+func (e *Interrupted) Error() string {
+	return fmt.Sprintf("%v: checkpointed %s at step %d; run the same command with -set resume=true to continue",
+		e.Signal, e.Dir, e.Step)
+}
+
+// crash calls Options.Crash (tests' kill points).
+func (r *runner) crash(point string) {
+	if r.opt.Crash != nil {
+		r.opt.Crash(point)
+	}
+}
+
+// interrupted reports a signal from Options.Interrupt, if one came.
+func (r *runner) interrupted() os.Signal {
+	select {
+	case sig := <-r.opt.Interrupt:
+		return sig
+	default:
+		return nil
+	}
+}
 
 type runner struct {
 	cfg      Config
@@ -299,7 +357,7 @@ func (r *runner) setup() error {
 				filepath.Join(cfg.OutDir, ".cache"),
 				cfg.Workers,
 				32,
-				func(d, n int) { bar(d) },
+				func(d, n int) { bar(d); r.crash("cache") },
 			)
 			if err != nil {
 				return err
@@ -315,12 +373,15 @@ func (r *runner) setup() error {
 	if r.opt.EventDir != "" {
 		evDir = r.opt.EventDir
 	}
-	purge := int64(-1)
-	if resuming {
-		purge = r.st.Step
-	}
-	if r.tb, err = tensorboard.NewWriter(evDir, purge); err != nil {
+	// Events up to the checkpoint's step are on disk (a checkpoint syncs them
+	// first); later ones, from a run killed after it (or before a first
+	// checkpoint), are dropped by TensorBoard when it reads this purge record,
+	// and are logged again.
+	if r.tb, err = tensorboard.NewWriter(evDir, r.st.Step+1); err != nil {
 		return err
+	}
+	if r.opt.Crash != nil {
+		r.tb.MidRecord = func() { r.crash("event") }
 	}
 	hp := map[string]any{
 		"lr":               cfg.LR,

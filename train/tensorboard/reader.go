@@ -145,7 +145,7 @@ func decodeEvent(b []byte) (Event, error) {
 					ev.Values = append(ev.Values, v)
 				}
 			}
-		case 6:
+		case 7: // session_log (6 is the deprecated log_message)
 			sl, _ := fields(f.data)
 			for _, s := range sl {
 				if s.num == 1 {

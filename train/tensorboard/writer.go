@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,9 @@ type Writer struct {
 	f    *os.File
 	Path string
 	now  func() time.Time
+	// MidRecord, when set, is called halfway through writing each record
+	// (tests kill the process there to leave a truncated record behind).
+	MidRecord func()
 }
 
 var counter int
@@ -62,8 +67,22 @@ func NewWriter(dir string, purgeStep int64) (*Writer, error) {
 		host = "localhost"
 	}
 	counter++
-	now := time.Now()
-	name := fmt.Sprintf("events.out.tfevents.%010d.%s.%d.%d", now.Unix(), host, os.Getpid(), counter)
+	// TensorBoard reads a folder's event files in name order, and a purge
+	// record only drops what it has read before: a new file's name must sort
+	// after every file already there, even one another process started in the
+	// same second.
+	secs := time.Now().Unix()
+	old, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	for _, o := range old {
+		f := strings.Split(filepath.Base(o), ".")
+		if len(f) < 4 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[3], 10, 64); err == nil && n >= secs {
+			secs = n + 1
+		}
+	}
+	name := fmt.Sprintf("events.out.tfevents.%010d.%s.%d.%d", secs, host, os.Getpid(), counter)
 	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
@@ -79,7 +98,7 @@ func NewWriter(dir string, purgeStep int64) (*Writer, error) {
 		sl := protowire.AppendTag(nil, 1, protowire.VarintType)
 		sl = protowire.AppendVarint(sl, 1) // START
 		ev := event(w.wall(), purgeStep)
-		ev = protowire.AppendTag(ev, 6, protowire.BytesType)
+		ev = protowire.AppendTag(ev, 7, protowire.BytesType) // Event.session_log
 		ev = protowire.AppendBytes(ev, sl)
 		if err := w.write(ev); err != nil {
 			return nil, err
@@ -106,7 +125,15 @@ func (w *Writer) write(ev []byte) error {
 	if w.f == nil {
 		return fmt.Errorf("tensorboard: %s is closed", w.Path)
 	}
-	_, err := w.f.Write(Record(ev))
+	rec := Record(ev)
+	if w.MidRecord != nil {
+		if _, err := w.f.Write(rec[:len(rec)/2]); err != nil {
+			return err
+		}
+		w.MidRecord()
+		rec = rec[len(rec)/2:]
+	}
+	_, err := w.f.Write(rec)
 	return err
 }
 

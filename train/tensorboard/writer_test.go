@@ -167,6 +167,39 @@ for tag in ["_hparams_/session_start_info", "_hparams_/session_end_info"]:
 	}
 }
 
+// TestPurgeDropsOrphanedSteps: a run killed after step 10 and resumed from a
+// checkpoint at step 5 (a new writer with purge step 6, started in the same
+// second) shows stock TensorBoard steps 1-5 of the first file and 6-12 of the
+// second, each once.
+func TestPurgeDropsOrphanedSteps(t *testing.T) {
+	dir := t.TempDir()
+	for i, steps := range [][2]int64{{1, 10}, {6, 12}} {
+		purge := int64(-1)
+		if i == 1 {
+			purge = 6
+		}
+		w, err := NewWriter(dir, purge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s := steps[0]; s <= steps[1]; s++ {
+			w.Scalar("x", s, float64(s*int64(i*9+1)))
+		}
+		w.Close()
+	}
+	out := testutil.RunPython(t, `
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+ea = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+ea.Reload()
+print([(e.step, int(e.value)) for e in ea.Scalars("x")])
+`, dir)
+	want := "[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 60), (7, 70), (8, 80), (9, 90), (10, 100), (11, 110), (12, 120)]"
+	if strings.TrimSpace(out) != want {
+		t.Errorf("TensorBoard reads %s\nwant %s", out, want)
+	}
+}
+
 // TestCutFileStaysReadable: a writer killed mid-record leaves a file whose
 // complete records still read.
 func TestCutFileStaysReadable(t *testing.T) {
