@@ -55,7 +55,7 @@ export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 export CAPTIONGO_LIBTORCH_VERSION := $(LIBTORCH_VERSION)
 
 .PHONY: flickr8k env setup setup-libtorch setup-venv setup-weights build demo train test test-go vet bench doctor
-.PHONY: experiment clean distclean help
+.PHONY: experiment clean distclean help fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -107,6 +107,9 @@ test: setup ## set up, then run the whole suite
 test-go:
 	go vet $(PKGS)
 	go test -count=1 -timeout 40m $(TESTFLAGS) $(PKGS)
+
+fuzz: setup ## a short fuzz run of every reader (FUZZTIME=10s per target)
+	scripts/fuzz.sh
 
 bench: setup build ## captiongo beside the PyTorch reference, JSON lines
 	$(BIN) bench $(ARGS)

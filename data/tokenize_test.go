@@ -38,12 +38,7 @@ var tricky = []string{
 // javaPTB runs pycocoevalcap's own Stanford PTBTokenizer jar over lines.
 func javaPTB(t *testing.T, lines []string) []string {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("java is missing: .ci/run installs it (pycocoevalcap's tokenizer is Java)")
-		}
-		t.Skip("java is not installed: pycocoevalcap's tokenizer needs it")
-	}
+	testutil.Java(t)
 	jar := strings.TrimSpace(
 		testutil.RunPython(
 			t,

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,9 +14,7 @@ import (
 // TestMETEORParity: captiongo's METEOR (tokenise in Go, drive the jar) equals
 // pycocoevalcap's (Java tokenizer, its Meteor class) on a generated corpus.
 func TestMETEORParity(t *testing.T) {
-	if _, err := exec.LookPath("java"); err != nil && os.Getenv("CI") == "" {
-		t.Skip("java is not installed")
-	}
+	testutil.Java(t)
 	jar := strings.TrimSpace(
 		testutil.RunPython(
 			t,

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,9 +92,7 @@ print(json.dumps({"Bleu_1": b[0], "Bleu_2": b[1], "Bleu_3": b[2], "Bleu_4": b[3]
 
 func pycoco(t *testing.T, ids []string, refs map[string][]string, hyps map[string]string) Scores {
 	t.Helper()
-	if _, err := exec.LookPath("java"); err != nil && os.Getenv("CI") == "" {
-		t.Skip("java is not installed: pycocoevalcap's tokenizer needs it")
-	}
+	testutil.Java(t)
 	var rows [][]any
 	for _, id := range ids {
 		rows = append(rows, []any{id, refs[id], hyps[id]})

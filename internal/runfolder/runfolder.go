@@ -102,6 +102,12 @@ func Open(runOrFile string) (*Run, error) {
 	if r.Info.Model.VocabSize <= 0 || r.Info.Vocab == "" {
 		return nil, fmt.Errorf("%s: no model or vocabulary recorded", p)
 	}
+	if err := r.Info.Model.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: model: %v", p, err)
+	}
+	if err := r.Info.Transform.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: transform: %v", p, err)
+	}
 	if r.Weights == "" {
 		r.Weights = filepath.Join(r.Dir, Best)
 		if _, err := os.Stat(r.Weights); err != nil {

@@ -98,3 +98,15 @@ eval_images = 4
 sample_images = 1
 max_len = 8
 `
+
+// Java makes sure java is on PATH (pycocoevalcap's tokenizer and METEOR run
+// on it): outside CI a test without it skips, saying so; in CI it fails.
+func Java(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("java"); err != nil {
+		if inCI() {
+			t.Fatal("java is missing: .ci/run installs it (default-jre-headless; pycocoevalcap's tokenizer is Java)")
+		}
+		t.Skip("java is not installed: pycocoevalcap's tokenizer and METEOR need it")
+	}
+}
