@@ -1,0 +1,194 @@
+package model
+
+import (
+	"math"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/captiongo/captiongo/internal/torch"
+)
+
+// pyFineTune: one fine-tuning step of the baseline with every parameter
+// trainable (train_CNN = True: Inception-v3's 24M and the decoder), BatchNorm in
+// training mode (batch statistics, running ones updated), dropout off so both
+// sides draw nothing random, at 139 px. The reference asserts every parameter's
+// gradient is non-zero, then saves the loss, every gradient, every parameter
+// after one Adam step (lr 1e-4) and the BatchNorm running statistics.
+const pyFineTune = `
+import sys, json, numpy as np, torch
+import refmodels
+d = sys.argv[1]
+V, E, H, B, T = 30, 16, 24, 4, 7
+torch.manual_seed(0)
+m = refmodels.baseline(V, E, H)
+inc, dec = m.encoderCNN.inception, m.decoderRNN
+rng = np.random.default_rng(1)
+x = rng.standard_normal((B, 3, 139, 139)).astype(np.float32)
+tok = np.zeros((B, T), np.int64)
+for b, n in enumerate([7, 5, 6, 3]):
+    tok[b, 0], tok[b, n - 1] = 1, 2
+    tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
+np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
+torch.save(m.state_dict(), d + "/cap.pth")
+x, tok = torch.from_numpy(x), torch.from_numpy(tok)
+inc.dropout.p = 0.0
+m.train()
+params = [(n, p) for n, p in m.named_parameters()]
+assert all(p.requires_grad for _, p in params)
+opt = torch.optim.Adam([p for _, p in params], lr=1e-4)
+opt.zero_grad()
+logits = dec.teacher(torch.relu(inc(x)), tok)
+loss = refmodels.caption_loss(logits, None, tok)
+loss.backward()
+dead = [n for n, p in params if p.grad is None or p.grad.abs().max().item() == 0]
+assert not dead, "no gradient reaches %s" % dead
+for n, p in params:
+    np.save(d + "/grad_" + n + ".npy", p.grad.numpy())
+opt.step()
+for n, p in params:
+    np.save(d + "/step1_" + n + ".npy", p.detach().numpy())
+buffers = [n for n, _ in m.named_buffers() if "running" in n]
+assert all(b.abs().max() > 0 for n, b in m.named_buffers() if "running_mean" in n), "running means not updated"
+for n, b in m.named_buffers():
+    if "running" in n:
+        np.save(d + "/buf_" + n + ".npy", b.numpy())
+json.dump({"loss": loss.item(), "params": [n for n, _ in params], "buffers": buffers,
+           "values": sum(p.numel() for _, p in params)}, open(d + "/ref.json", "w"))
+`
+
+// TestFineTuneStepMatchesPyTorch: one fine-tuning step through the whole
+// backbone against PyTorch: the loss, the gradient of every one of the ~24M
+// parameters, the parameters after the Adam step and BatchNorm's updated
+// running statistics.
+//
+// Adam's first step moves each element by lr * g / (|g| + eps), about
+// lr * sign(g): where a gradient element is within float rounding of zero its
+// sign is not defined by either side, so those elements (|g| under 1e-3 of
+// their tensor's largest) are counted and bounded by the step itself; every
+// other element must land within 1e-3 of a step of PyTorch's.
+func TestFineTuneStepMatchesPyTorch(t *testing.T) {
+	var ref struct {
+		Loss    float64  `json:"loss"`
+		Params  []string `json:"params"`
+		Buffers []string `json:"buffers"`
+		Values  int64    `json:"values"`
+	}
+	dir := pythonReference(t, pyFineTune, &ref)
+	const lr = 1e-4
+	run(t, func() {
+		m, err := NewCaptioner(Config{VocabSize: 30, EmbedSize: 16, HiddenSize: 24, NumLayers: 1, TrainCNN: true},
+			gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LoadFile(filepath.Join(dir, "cap.pth")); err != nil {
+			t.Fatal(err)
+		}
+		vars := m.VS.Variables()
+		var names []string
+		var values int64
+		for n, v := range vars {
+			if v.MustRequiresGrad() {
+				names = append(names, n)
+				values += int64(v.Numel())
+			}
+		}
+		sort.Strings(names)
+		want := append([]string(nil), ref.Params...)
+		sort.Strings(want)
+		if strings.Join(names, ",") != strings.Join(want, ",") || values != ref.Values {
+			t.Fatalf("trainable: %d tensors (%d values), PyTorch %d (%d)", len(names), values, len(want), ref.Values)
+		}
+		x := npyTensor(t, filepath.Join(dir, "x.npy"))
+		tok := npyTensor(t, filepath.Join(dir, "tok.npy")).MustTotype(gotch.Int64, true)
+		opt := NewAdam(m.VS, 0)
+		opt.ZeroGrad()
+		logits := m.Forward(x, tok, true)
+		loss := Loss(logits, tok)
+		if got := torch.Item(loss); math.Abs(got-ref.Loss) > 1e-5 {
+			t.Errorf("loss %.7f, PyTorch %.7f", got, ref.Loss)
+		}
+		loss.MustBackward()
+		worst, worstName := worstGradDiff(t, vars, names,
+			func(n string) string { return filepath.Join(dir, "grad_"+n+".npy") })
+		t.Logf("gradients of all %d parameters (%.1fM values): max |go - pytorch| / max |pytorch| = %.3g (%s)",
+			len(names), float64(values)/1e6, worst, worstName)
+		if worst > 1e-4 {
+			t.Errorf("gradient of %s differs from PyTorch's by %.3g (relative)", worstName, worst)
+		}
+		// The step's inputs: each element's gradient on the reference side.
+		grads := map[string][]float32{}
+		for _, n := range names {
+			g, _, err := torch.ReadNpy(filepath.Join(dir, "grad_"+n+".npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads[n] = g
+		}
+		opt.Step(lr)
+		loss.MustDrop()
+		logits.MustDrop()
+		var defined, undefined int
+		worst, worstName = 0, ""
+		for _, n := range names {
+			v := vars[n]
+			got := torch.Float32s(&v)
+			wantP, _, err := torch.ReadNpy(filepath.Join(dir, "step1_"+n+".npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := grads[n]
+			gmax := 0.0
+			for _, e := range g {
+				gmax = math.Max(gmax, math.Abs(float64(e)))
+			}
+			for i := range got {
+				d := math.Abs(float64(got[i]) - float64(wantP[i]))
+				if math.Abs(float64(g[i])) < 1e-3*gmax {
+					undefined++
+					if d > 2.001*lr {
+						t.Fatalf("%s[%d] moved %.3g from PyTorch's, more than two steps", n, i, d)
+					}
+					continue
+				}
+				defined++
+				if d > worst {
+					worst, worstName = d, n
+				}
+			}
+		}
+		t.Logf("after one Adam step: max |go - pytorch| = %.3g lr (%s) over %d elements whose gradient sign is "+
+			"defined; %d near-zero-gradient elements (%.2f%%) within two steps",
+			worst/lr, worstName, defined, undefined, 100*float64(undefined)/float64(defined+undefined))
+		if worst > 1e-3*lr {
+			t.Errorf("parameters after the step differ by %.3g lr (%s)", worst/lr, worstName)
+		}
+		// BatchNorm's running statistics after one training-mode pass.
+		worstB, worstBName := 0.0, ""
+		for _, n := range ref.Buffers {
+			v, ok := vars[n]
+			if !ok {
+				t.Fatalf("no buffer %s in captiongo's model", n)
+			}
+			if d := maxRelDiff(t, &v, filepath.Join(dir, "buf_"+n+".npy")); d > worstB {
+				worstB, worstBName = d, n
+			}
+		}
+		t.Logf("%d BatchNorm running statistics: max relative difference %.3g (%s)", len(ref.Buffers), worstB,
+			worstBName)
+		if worstB > 1e-4 {
+			t.Errorf("running statistic %s differs by %.3g (relative)", worstBName, worstB)
+		}
+		x.MustDrop()
+		tok.MustDrop()
+		// vars are struct copies: they do not keep the model (whose finalizers
+		// free its tensors) alive (TestLoadKeepsTheModelAlive).
+		runtime.KeepAlive(m)
+		runtime.KeepAlive(opt)
+	})
+}
