@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -47,6 +48,30 @@ func FuzzLoadConfig(f *testing.F) {
 		again.Name = cfg.Name
 		if again.TOML() != cfg.TOML() {
 			t.Fatalf("TOML round trip changed the config:\n%s\n---\n%s", cfg.TOML(), again.TOML())
+		}
+	})
+}
+
+// FuzzParseState: whatever state.json holds, parseState does not panic; an
+// error names the file, and an accepted state has counters >= 0 and names a
+// checkpoint inside the run folder.
+func FuzzParseState(f *testing.F) {
+	b, _ := json.Marshal(State{Epoch: 1, Batch: 3, Step: 18, AdamSteps: 18, Weights: "ckpt-000000018/model.gt",
+		Moments: "ckpt-000000018/optim.gt", Partial: EpochProgress{LossSum: 9.5, Batches: 3, Images: 48}})
+	f.Add(b)
+	f.Add([]byte(`{"epoch": -1, "weights": "a", "moments": "b"}`))
+	f.Add([]byte(`{"weights": "../../etc/passwd", "moments": "b"}`))
+	f.Add([]byte(`{"config": {"epochs": "x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := parseState("run/state.json", b)
+		if err != nil {
+			if !strings.Contains(err.Error(), "run/state.json") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if st.Epoch < 0 || st.Batch < 0 || st.Step < 0 || st.Weights == "" || filepath.IsAbs(st.Weights) {
+			t.Fatalf("accepted %+v", st)
 		}
 	})
 }

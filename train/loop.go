@@ -519,8 +519,11 @@ func (r *runner) loadCheckpoint() error {
 			continue
 		}
 		b, rerr := os.ReadFile(filepath.Join(d, runfolder.State))
-		var st State
-		if rerr != nil || json.Unmarshal(b, &st) != nil {
+		if rerr != nil {
+			continue
+		}
+		st, perr := parseState(filepath.Join(d, runfolder.State), b)
+		if perr != nil {
 			continue
 		}
 		if ferr := r.loadCheckpointFiles(st); ferr != nil {

@@ -47,6 +47,27 @@ type State struct {
 	Partial EpochProgress `json:"partial"`
 }
 
+// parseState decodes a state.json (path names it in errors) and checks what
+// resuming relies on: counters that are not negative and a checkpoint named.
+func parseState(path string, b []byte) (State, error) {
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: %v", path, err)
+	}
+	switch {
+	case st.Epoch < 0 || st.Batch < 0 || st.Step < 0 || st.AdamSteps < 0:
+		return st, fmt.Errorf("%s: negative epoch %d, batch %d, step %d or adam_steps %d", path, st.Epoch, st.Batch,
+			st.Step, st.AdamSteps)
+	case st.Weights == "" || st.Moments == "":
+		return st, fmt.Errorf("%s: names no checkpoint (weights %q, moments %q)", path, st.Weights, st.Moments)
+	case filepath.IsAbs(st.Weights) || strings.HasPrefix(filepath.Clean(st.Weights), ".."):
+		return st, fmt.Errorf("%s: weights %q is not inside the run folder", path, st.Weights)
+	case st.Partial.Batches < 0 || st.Partial.Images < 0:
+		return st, fmt.Errorf("%s: negative counts in partial", path)
+	}
+	return st, nil
+}
+
 // EpochProgress is an epoch's training statistics so far.
 type EpochProgress struct {
 	LossSum float64 `json:"loss_sum"` // the sum of the batches' losses
@@ -231,8 +252,8 @@ func (r *runner) setup() error {
 				r.dir,
 			)
 		}
-		if err := json.Unmarshal(b, &r.st); err != nil {
-			return fmt.Errorf("%s: %v", statePath, err)
+		if r.st, err = parseState(statePath, b); err != nil {
+			return err
 		}
 		if d := archDiff(r.st.Config, cfg); len(d) > 0 {
 			return fmt.Errorf("refusing to resume %s onto a different architecture: %s", r.dir, strings.Join(d, ", "))
