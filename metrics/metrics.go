@@ -165,78 +165,105 @@ func abs(x int) int {
 // CiderD is pycocoevalcap's CIDEr (which is CIDEr-D): per image the mean over
 // references and n = 1..4 of the clipped tf-idf cosine times a Gaussian
 // penalty on the length difference (sigma 6; "length" is the bigram count, as
-// in the original), times 10; the corpus score is the mean over images.
+// in the original), times 10; the corpus score is the mean over images, with
+// document frequencies from the evaluated images' own references.
 func CiderD(hyps []string, refs [][]string) float64 {
-	const n, sigma = 4, 6.0
-	type cooked struct {
-		c    ngramCounts
-		keys []string
+	s := NewCiderDScorer(refs)
+	total := 0.0
+	for i, h := range hyps {
+		total += s.Score(h, refs[i])
 	}
-	crefs := make([][]cooked, len(refs))
-	df := map[string]float64{}
-	for i, rs := range refs {
+	return total / float64(len(hyps))
+}
+
+// CiderDScorer scores one caption at a time by CIDEr-D, with the document
+// frequencies of a fixed corpus of reference sets: the evaluated images' own
+// (CiderD, as pycocoevalcap), or the training split's, as self-critical
+// training's reward does. Captions are tokenised strings (Tokenize).
+type CiderDScorer struct {
+	df     map[string]float64
+	refLen float64 // log of the corpus's image count
+}
+
+// NewCiderDScorer fixes the document frequencies from corpus: each element is
+// one image's references; an n-gram counts once per image.
+func NewCiderDScorer(corpus [][]string) *CiderDScorer {
+	s := &CiderDScorer{df: map[string]float64{}, refLen: math.Log(float64(len(corpus)))}
+	for _, rs := range corpus {
 		seen := map[string]bool{}
 		for _, r := range rs {
-			_, c, keys := precookOrdered(r, n)
-			crefs[i] = append(crefs[i], cooked{c, keys})
+			_, c := precook(r, cider.n)
 			for g := range c {
 				seen[g] = true
 			}
 		}
 		for g := range seen {
-			df[g]++
+			s.df[g]++
 		}
 	}
-	refLen := math.Log(float64(len(refs)))
-	type vec struct {
-		w      [n]map[string]float64
-		keys   [n][]string // the n-grams of each order in first-appearance order
-		norm   [n]float64
-		length int
+	return s
+}
+
+// cider holds CIDEr-D's constants.
+var cider = struct {
+	n     int
+	sigma float64
+}{4, 6}
+
+// ciderVec is a caption's tf-idf vectors, one per n-gram order.
+type ciderVec struct {
+	w      [4]map[string]float64
+	keys   [4][]string // the n-grams of each order in first-appearance order
+	norm   [4]float64
+	length int // bigram count
+}
+
+func (s *CiderDScorer) vec(caption string) ciderVec {
+	_, c, keys := precookOrdered(caption, cider.n)
+	var v ciderVec
+	for k := range v.w {
+		v.w[k] = map[string]float64{}
 	}
-	toVec := func(ck cooked) vec {
-		var v vec
-		for k := range v.w {
-			v.w[k] = map[string]float64{}
+	for _, g := range keys {
+		tf := c[g]
+		k := order(g) - 1
+		w := float64(tf) * (s.refLen - math.Log(math.Max(1, s.df[g])))
+		v.w[k][g] = w
+		v.keys[k] = append(v.keys[k], g)
+		v.norm[k] += w * w
+		if k == 1 {
+			v.length += tf
 		}
-		for _, g := range ck.keys {
-			tf := ck.c[g]
-			k := order(g) - 1
-			w := float64(tf) * (refLen - math.Log(math.Max(1, df[g])))
-			v.w[k][g] = w
-			v.keys[k] = append(v.keys[k], g)
-			v.norm[k] += w * w
-			if k == 1 {
-				v.length += tf
+	}
+	for k := range v.norm {
+		v.norm[k] = math.Sqrt(v.norm[k])
+	}
+	return v
+}
+
+// Score is one caption's CIDEr-D against its references (pycocoevalcap's
+// per-image score).
+func (s *CiderDScorer) Score(hyp string, refs []string) float64 {
+	if len(refs) == 0 {
+		return 0
+	}
+	hv := s.vec(hyp)
+	var score [4]float64
+	for _, r := range refs {
+		rv := s.vec(r)
+		delta := float64(hv.length - rv.length)
+		for k := 0; k < cider.n; k++ {
+			val := 0.0
+			for _, g := range hv.keys[k] {
+				w, r := hv.w[k][g], rv.w[k][g]
+				val += math.Min(w, r) * r
 			}
-		}
-		for k := range v.norm {
-			v.norm[k] = math.Sqrt(v.norm[k])
-		}
-		return v
-	}
-	total := 0.0
-	for i, h := range hyps {
-		_, hc, hkeys := precookOrdered(h, n)
-		hv := toVec(cooked{hc, hkeys})
-		var score [n]float64
-		for _, rc := range crefs[i] {
-			rv := toVec(rc)
-			delta := float64(hv.length - rv.length)
-			for k := 0; k < n; k++ {
-				val := 0.0
-				for _, g := range hv.keys[k] {
-					w, r := hv.w[k][g], rv.w[k][g]
-					val += math.Min(w, r) * r
-				}
-				if hv.norm[k] != 0 && rv.norm[k] != 0 {
-					val /= hv.norm[k] * rv.norm[k]
-				}
-				score[k] += val * math.Exp(-(delta*delta)/(2*sigma*sigma))
+			if hv.norm[k] != 0 && rv.norm[k] != 0 {
+				val /= hv.norm[k] * rv.norm[k]
 			}
+			score[k] += val * math.Exp(-(delta*delta)/(2*cider.sigma*cider.sigma))
 		}
-		mean := (score[0] + score[1] + score[2] + score[3]) / n
-		total += mean / float64(len(refs[i])) * 10
 	}
-	return total / float64(len(hyps))
+	mean := (score[0] + score[1] + score[2] + score[3]) / float64(cider.n)
+	return mean / float64(len(refs)) * 10
 }

@@ -174,3 +174,48 @@ func TestCiderDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestCiderDScorerPerCaption: the one-caption scorer (self-critical
+// training's reward) gives pycocoevalcap's per-image CIDEr-D scores when its
+// document frequencies come from the same references.
+func TestCiderDScorerPerCaption(t *testing.T) {
+	ids, refs, hyps := corpus(200, 4)
+	if hyps[ids[len(ids)-1]] == "" {
+		hyps[ids[len(ids)-1]] = "a dog"
+	}
+	tk, err := Tokenize(ids, refs, hyps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]any
+	for i, id := range ids {
+		rows = append(rows, []any{id, tk.Refs[i], tk.Hyps[i]})
+	}
+	p := filepath.Join(t.TempDir(), "tok.json")
+	b, _ := json.Marshal(rows)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := testutil.RunPython(t, `
+import json, sys
+from pycocoevalcap.cider.cider import Cider
+rows = json.load(open(sys.argv[1]))
+gts = {r[0]: r[1] for r in rows}
+res = {r[0]: [r[2]] for r in rows}
+_, per = Cider().compute_score(gts, res)
+print(json.dumps([float(v) for v in per]))
+`, p)
+	var want []float64
+	if err := json.Unmarshal([]byte(out), &want); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	s := NewCiderDScorer(tk.Refs)
+	worst := 0.0
+	for i := range ids {
+		worst = math.Max(worst, math.Abs(s.Score(tk.Hyps[i], tk.Refs[i])-want[i]))
+	}
+	t.Logf("%d captions: max |captiongo - pycocoevalcap| = %.3g", len(ids), worst)
+	if worst > 1e-9 {
+		t.Errorf("per-caption CIDEr-D differs from pycocoevalcap's by %.3g", worst)
+	}
+}
