@@ -107,6 +107,20 @@ type Config struct {
 	// also checkpoint every n steps inside an epoch (0 = epoch ends only)
 	CheckpointEvery int `toml:"checkpoint_every"`
 
+	// Self-critical training.
+	// "xe" (cross-entropy, teacher forcing) or "scst" (self-critical sequence training)
+	Training Training `toml:"training"`
+	// a run folder (or weight file) whose weights and vocabulary the run starts from; scst needs one
+	InitFrom string `toml:"init_from"`
+	// scst: captions sampled per image
+	SCSTSamples int `toml:"scst_samples"`
+	// scst: sampling temperature (softmax(log p / t))
+	SCSTTemperature float64 `toml:"scst_temperature"`
+	// scst: what a sample's reward is compared with: "greedy" (the greedy caption's) or "mean" (the other samples')
+	SCSTBaseline SCSTBaseline `toml:"scst_baseline"`
+	// scst: the reward: CIDEr-D against the image's references, idf from the training split
+	SCSTReward Reward `toml:"scst_reward"`
+
 	// Evaluation.
 	// decoding stops after this many tokens
 	MaxLen int `toml:"max_len"`
@@ -194,6 +208,7 @@ func DefaultConfig() Config {
 		HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		Training: TrainXE, SCSTSamples: 5, SCSTTemperature: 1, SCSTBaseline: BaselineGreedy, SCSTReward: RewardCIDErD,
 		BestMetric: MetricCIDEr, Device: torch.DeviceAuto, Seed: 1, LogEvery: 50, Backbone: BackboneAuto,
 	}
 }
@@ -409,6 +424,40 @@ const (
 	SampleOne Sampling = "one" // one random caption per image per epoch
 )
 
+// Training is how the decoder learns.
+type Training string
+
+// The trainings.
+const (
+	TrainXE   Training = "xe"   // cross-entropy with teacher forcing (the baseline)
+	TrainSCST Training = "scst" // self-critical sequence training from an xe checkpoint
+)
+
+// Trainings lists them.
+var Trainings = []Training{TrainXE, TrainSCST}
+
+// SCSTBaseline is what a sampled caption's reward is compared with.
+type SCSTBaseline string
+
+// The baselines.
+const (
+	BaselineGreedy SCSTBaseline = "greedy" // the reward of the image's greedy caption (Rennie et al.)
+	BaselineMean   SCSTBaseline = "mean"   // the mean reward of the image's other samples
+)
+
+// SCSTBaselines lists them.
+var SCSTBaselines = []SCSTBaseline{BaselineGreedy, BaselineMean}
+
+// Reward is self-critical training's reward metric.
+type Reward string
+
+// RewardCIDErD is CIDEr-D against the image's references, with document
+// frequencies from the training split's references.
+const RewardCIDErD Reward = "CIDEr-D"
+
+// Rewards lists them.
+var Rewards = []Reward{RewardCIDErD}
+
 // Samplings lists them.
 var Samplings = []Sampling{SampleAll, SampleOne}
 
@@ -436,6 +485,9 @@ func (c Config) Validate() error {
 		oneOf("best_metric", c.BestMetric, Metrics...),
 		oneOf("device", c.Device, torch.DeviceNames...),
 		oneOf("caption_sampling", c.CaptionSampling, Samplings...),
+		oneOf("training", c.Training, Trainings...),
+		oneOf("scst_baseline", c.SCSTBaseline, SCSTBaselines...),
+		oneOf("scst_reward", c.SCSTReward, Rewards...),
 	}
 	for _, e := range checks {
 		if e != nil {
@@ -483,6 +535,14 @@ func (c Config) Validate() error {
 		return bad("warmup_steps", "warmup_steps, grad_clip and weight_decay must not be negative")
 	case c.MaxLen < 1:
 		return bad("max_len", "%d: must be positive", c.MaxLen)
+	case c.Training == TrainSCST && c.InitFrom == "":
+		return bad("init_from", "empty: scst training starts from a cross-entropy run (init_from = \"runs/<run>\")")
+	case c.Training == TrainSCST && (c.SCSTSamples < 1 || (c.SCSTBaseline == BaselineMean && c.SCSTSamples < 2)):
+		return bad("scst_samples", "%d: want at least 1 (2 with scst_baseline = \"mean\")", c.SCSTSamples)
+	case c.SCSTTemperature <= 0:
+		return bad("scst_temperature", "%v: must be positive", c.SCSTTemperature)
+	case c.Training == TrainSCST && c.TrainCNN:
+		return bad("train_cnn", "true: scst training here keeps the backbone frozen")
 	case c.Beam < 1:
 		return bad("beam", "%d: must be at least 1", c.Beam)
 	case c.CalibrateBN < 0:

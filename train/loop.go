@@ -55,8 +55,12 @@ func (r *runner) loop() (*Result, error) {
 		t0, secs0 := time.Now(), r.st.Partial.Seconds
 		p := &r.st.Partial
 		bar := r.bar(nb, fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
+		step := r.step
+		if cfg.Training == TrainSCST {
+			step = r.scstStep
+		}
 		for b := range ch {
-			lv, lr := r.step(b)
+			lv, lr := step(b)
 			if r.opt.OnStep != nil {
 				r.opt.OnStep(r.st.Step)
 			}
@@ -316,6 +320,7 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 		}
 	}
 	r.tb.Text("samples", step, md.String())
+	r.logSCSTSamples(step)
 	if r.cfg.Histograms {
 		r.logHistograms(step)
 	}

@@ -170,7 +170,8 @@ type runner struct {
 	ds       *data.Dataset
 	train    []data.Example
 	val      []data.Example
-	src      source // the cache's rows or images
+	src      source     // the cache's rows or images
+	scst     *scstState // training = "scst" only
 	tfTrain  data.Transform
 	tfEval   data.Transform
 	tb       *tensorboard.Writer
@@ -303,8 +304,21 @@ func (r *runner) setup() error {
 
 	// Vocabulary (train split only), saved beside every checkpoint.
 	vocabPath := filepath.Join(r.dir, runfolder.Vocab)
+	var initRun *runfolder.Run
+	if !resuming && cfg.InitFrom != "" {
+		if initRun, err = r.openInit(); err != nil {
+			return err
+		}
+	}
 	if resuming {
 		if r.vocab, err = data.LoadVocab(vocabPath); err != nil {
+			return err
+		}
+	} else if initRun != nil { // the starting run's vocabulary: its weights index it
+		if r.vocab, err = initRun.LoadVocab(); err != nil {
+			return err
+		}
+		if err := r.vocab.Save(vocabPath); err != nil {
 			return err
 		}
 	} else {
@@ -333,6 +347,18 @@ func (r *runner) setup() error {
 			r.say("note: %s", n)
 		}
 		r.say("backbone: %s Inception-v3, weights %s", cfg.Backbone, wpath)
+	}
+	if initRun != nil {
+		if err := r.checkInit(initRun); err != nil {
+			return err
+		}
+		if err := r.m.LoadFile(initRun.Weights); err != nil {
+			return err
+		}
+		r.say("starting from %s (init_from)", initRun.Weights)
+	}
+	if cfg.Training == TrainSCST {
+		r.setupSCST()
 	}
 	r.adam = model.NewAdam(r.m.VS, cfg.WeightDecay)
 	r.tfTrain, r.tfEval = cfg.Transforms()
@@ -422,6 +448,11 @@ func (r *runner) setup() error {
 		"backbone":         cfg.Backbone,
 		"image_size":       cfg.ImageSize,
 		"crop":             cfg.Crop,
+		"training":         cfg.Training,
+	}
+	if cfg.Training == TrainSCST {
+		hp["scst_samples"], hp["scst_baseline"], hp["scst_temperature"] = cfg.SCSTSamples, cfg.SCSTBaseline,
+			cfg.SCSTTemperature
 	}
 	if err := r.tb.HParamsStart(hp, ""); err != nil {
 		return err
@@ -505,6 +536,13 @@ func (r *runner) calibrateBN() error {
 // caption_sampling = "one" in training, one caption per image drawn from the
 // seed and the epoch.
 func (r *runner) items(ex []data.Example, epoch int, train bool) []data.Item {
+	if train && r.cfg.Training == TrainSCST { // one row per image; its captions are the references
+		out := make([]data.Item, len(ex))
+		for i := range ex {
+			out[i] = data.Item{Example: i}
+		}
+		return out
+	}
 	if !train || r.cfg.CaptionSampling == SampleAll {
 		return data.CaptionItems(ex)
 	}

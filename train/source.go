@@ -27,18 +27,21 @@ type source interface {
 	// features are the decoder's inputs for images (N x D, or N x P x D for
 	// the attention decoder), computed without gradients.
 	features(ex []data.Example) (*ts.Tensor, error)
+	// batchFeatures are features for a batch's images, without gradients.
+	batchFeatures(b batch) *ts.Tensor
 	// name says what the source reads, for the log.
 	name() string
 }
 
 // batch is an epoch's batch in plain Go slices (made off the torch thread).
 type batch struct {
-	index  int
-	n      int
-	x      []float32 // the input: cached features or pixels
-	shape  []int64   // x's tensor shape
-	tokens []int64   // n x T
-	T      int
+	index    int
+	n        int
+	examples []int     // each row's example (index into the epoch's examples)
+	x        []float32 // the input: cached features or pixels
+	shape    []int64   // x's tensor shape
+	tokens   []int64   // n x T
+	T        int
 }
 
 // tensors turns a batch into its input and token tensors on device.
@@ -79,7 +82,10 @@ func (s *imageSource) epoch(
 		for b := range l.Epoch(ctx, epoch, start) {
 			side := int64(b.Side)
 			bb := batch{index: b.Index, n: b.Size(), x: b.Images, shape: []int64{int64(b.Size()), 3, side, side},
-				tokens: b.Tokens, T: b.T}
+				tokens: b.Tokens, T: b.T, examples: make([]int, b.Size())}
+			for i, it := range b.Items {
+				bb.examples[i] = it.Example
+			}
 			select {
 			case out <- bb:
 			case <-ctx.Done():
@@ -98,6 +104,14 @@ func (s *imageSource) forward(b batch, train bool) (logits, alphas, tokens *ts.T
 	defer in.MustDrop()
 	logits, alphas = s.m.ForwardAlphas(in, tok, train)
 	return logits, alphas, tok
+}
+
+func (s *imageSource) batchFeatures(b batch) *ts.Tensor {
+	in := torch.FromFloat32s(b.x, b.shape, s.device)
+	defer in.MustDrop()
+	var f *ts.Tensor
+	torch.NoGrad(func() { f = s.m.Features(in, false) })
+	return f
 }
 
 func (s *imageSource) features(ex []data.Example) (*ts.Tensor, error) {
@@ -148,8 +162,10 @@ func (s *cacheSource) epoch(
 		for b := start; b < nb; b++ {
 			lo, hi := b*s.bs, min((b+1)*s.bs, len(items))
 			x := make([]float32, 0, (hi-lo)*s.cache.dim)
+			exs := make([]int, 0, hi-lo)
 			for i := lo; i < hi; i++ {
 				it := items[i]
+				exs = append(exs, it.Example)
 				x = append(x, s.cache.Row(ex[it.Example].Path)...)
 				if enc[i] == nil {
 					enc[i] = s.vocab.Encode(ex[it.Example].Captions[it.Caption])
@@ -157,7 +173,7 @@ func (s *cacheSource) epoch(
 			}
 			toks, T, _ := data.PadTokens(enc[lo:hi])
 			select {
-			case out <- batch{index: b, n: hi - lo, x: x, shape: s.cache.Shape(hi - lo), tokens: toks, T: T}:
+			case out <- batch{index: b, n: hi - lo, examples: exs, x: x, shape: s.cache.Shape(hi - lo), tokens: toks, T: T}:
 			case <-ctx.Done():
 				return
 			}
@@ -171,6 +187,10 @@ func (s *cacheSource) forward(b batch, train bool) (logits, alphas, tokens *ts.T
 	defer in.MustDrop()
 	logits, alphas = s.m.DecodeFeatures(in, tok, train)
 	return logits, alphas, tok
+}
+
+func (s *cacheSource) batchFeatures(b batch) *ts.Tensor {
+	return torch.FromFloat32s(b.x, b.shape, s.device)
 }
 
 func (s *cacheSource) features(ex []data.Example) (*ts.Tensor, error) {
