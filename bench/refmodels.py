@@ -26,8 +26,12 @@ class LSTMDecoder(nn.Module):
         s.drop = nn.Dropout(p)
 
     def teacher(s, feat, tok):
-        """Teacher forcing: logits (T-1) x B x V aligned with tok[:, 1:]."""
+        """Teacher forcing: logits (T-1) x B x V aligned with tok[:, 1:]. feat may be a
+        function that computes the image embedding: it is called after the words'
+        dropout, the order the Flickr8k reference has always drawn its masks in."""
         emb = s.drop(s.embed(tok[:, :-1].t()))
+        if callable(feat):
+            feat = feat()
         out, _ = s.lstm(torch.cat([feat.unsqueeze(0), emb], 0))
         return s.linear(out[1:])
 

@@ -130,22 +130,40 @@ func (d *attnDecoder) step(s *attnState, emb *ts.Tensor, train bool) (logits, al
 // teacher runs teacher forcing over tokens (B x T) on the map features enc
 // (B x P x D): logits (T-1) x B x V aligned with tokens[:, 1:], and the
 // attention weights (T-1) x B x P.
-func (d *attnDecoder) teacher(enc, tokens *ts.Tensor, train bool) (*ts.Tensor, *ts.Tensor) {
+func (d *attnDecoder) teacher(enc, tokens *ts.Tensor, train bool, ss *ScheduledSampling) (*ts.Tensor, *ts.Tensor) {
 	T := tokens.MustSize()[1]
 	st := d.start(enc)
 	defer st.drop()
-	inTok := tokens.MustNarrow(1, 0, T-1, false).MustT(true) // (T-1) x B
-	emb := ts.MustEmbedding(d.embed, inTok, -1, false, false)
-	inTok.MustDrop()
 	var logits, alphas []*ts.Tensor
-	for t := int64(0); t < T-1; t++ {
-		et := emb.MustSelect(0, t, false)
-		l, a := d.step(st, et, train)
-		et.MustDrop()
-		logits = append(logits, l)
-		alphas = append(alphas, a)
+	if ss.active() { // each step embeds its own (mixed) tokens
+		cols := columns(tokens)
+		for t := 0; t < int(T)-1; t++ {
+			tok := cols[t]
+			if t > 0 {
+				tok = ss.mix(tok, logits[t-1])
+			}
+			ss.record(tok)
+			tt := ts.MustOfSlice(tok).MustTo(d.device, true)
+			et := ts.MustEmbedding(d.embed, tt, -1, false, false)
+			tt.MustDrop()
+			l, a := d.step(st, et, train)
+			et.MustDrop()
+			logits = append(logits, l)
+			alphas = append(alphas, a)
+		}
+	} else {
+		inTok := tokens.MustNarrow(1, 0, T-1, false).MustT(true) // (T-1) x B
+		emb := ts.MustEmbedding(d.embed, inTok, -1, false, false)
+		inTok.MustDrop()
+		for t := int64(0); t < T-1; t++ {
+			et := emb.MustSelect(0, t, false)
+			l, a := d.step(st, et, train)
+			et.MustDrop()
+			logits = append(logits, l)
+			alphas = append(alphas, a)
+		}
+		emb.MustDrop()
 	}
-	emb.MustDrop()
 	L := ts.MustStack(logits, 0)
 	A := ts.MustStack(alphas, 0)
 	for i := range logits {
@@ -202,7 +220,7 @@ func (m *Captioner) AttentionWeights(feat, tokens *ts.Tensor) ([][][]float32, er
 	var flat []float32
 	var shape []int64
 	torch.NoGrad(func() {
-		l, a := d.teacher(feat, tokens, false)
+		l, a := d.teacher(feat, tokens, false, nil)
 		l.MustDrop()
 		shape = a.MustSize() // (T-1) x B x P
 		flat = torch.Float32s(a)

@@ -167,7 +167,7 @@ func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
 // returns: logits (T-1) x B x V, and for the attention decoder the attention
 // weights (T-1) x B x P (nil otherwise).
 func (m *Captioner) DecodeFeatures(feat, tokens *ts.Tensor, train bool) (logits, alphas *ts.Tensor) {
-	return m.dec.teacher(feat, tokens, train)
+	return m.dec.teacher(feat, tokens, train, nil)
 }
 
 // ForwardAlphas is Forward that also returns the attention weights

@@ -16,8 +16,9 @@ type decoder interface {
 	// rather than pooled features (N x D).
 	rows() bool
 	// teacher runs teacher forcing on features: logits (T-1) x B x V aligned
-	// with tokens[:, 1:], and the attention weights (T-1) x B x P, or nil.
-	teacher(feat, tokens *ts.Tensor, train bool) (logits, alphas *ts.Tensor)
+	// with tokens[:, 1:], and the attention weights (T-1) x B x P, or nil;
+	// ss (nil: none) mixes in the model's own samples.
+	teacher(feat, tokens *ts.Tensor, train bool, ss *ScheduledSampling) (logits, alphas *ts.Tensor)
 	// stepper starts decoding from features; the caller holds no-grad mode.
 	stepper(feat *ts.Tensor) Stepper
 }

@@ -172,7 +172,7 @@ func (m *Captioner) wordLogitFromMap(f *ts.Tensor, caption []int64, t int) *ts.T
 	} else {
 		feat = PoolMap(f, false)
 	}
-	logits, alphas := m.dec.teacher(feat, tok, false)
+	logits, alphas := m.dec.teacher(feat, tok, false, nil)
 	feat.MustDrop()
 	if alphas != nil {
 		alphas.MustDrop()

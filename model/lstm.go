@@ -68,10 +68,49 @@ func newLSTMDecoder(root *nn.Path, cfg Config, device gotch.Device) *lstmDecoder
 func (d *lstmDecoder) rows() bool { return false }
 
 // teacher is the head on pooled features, then the LSTM with teacher forcing.
-func (d *lstmDecoder) teacher(pooled, tokens *ts.Tensor, train bool) (*ts.Tensor, *ts.Tensor) {
+func (d *lstmDecoder) teacher(pooled, tokens *ts.Tensor, train bool, ss *ScheduledSampling) (*ts.Tensor, *ts.Tensor) {
 	h := d.head(pooled, train)
 	defer h.MustDrop()
+	if ss.active() {
+		return d.decodeMixed(h, tokens, train, ss), nil
+	}
 	return d.decodeTeacher(h, tokens, train), nil
+}
+
+// decodeMixed is decodeTeacher one step at a time, each step's input tokens
+// mixed by scheduled sampling.
+func (d *lstmDecoder) decodeMixed(feat, tokens *ts.Tensor, train bool, ss *ScheduledSampling) *ts.Tensor {
+	cols := columns(tokens)
+	f0 := feat.MustUnsqueeze(0, false)
+	out, h, c := d.lstmStep(f0, nil, train) // the image step
+	f0.MustDrop()
+	out.MustDrop()
+	var logits []*ts.Tensor
+	for t := 0; t < len(cols)-1; t++ {
+		tok := cols[t]
+		if t > 0 {
+			tok = ss.mix(tok, logits[t-1])
+		}
+		ss.record(tok)
+		tt := ts.MustOfSlice(tok).MustTo(d.device, true).MustUnsqueeze(0, true) // 1 x B
+		emb := dropout(ts.MustEmbedding(d.embed, tt, -1, false, false), d.cfg.Dropout, train)
+		tt.MustDrop()
+		o, h2, c2 := d.lstmStep(emb, []*ts.Tensor{h, c}, train)
+		emb.MustDrop()
+		h.MustDrop()
+		c.MustDrop()
+		h, c = h2, c2
+		sq := o.MustSqueezeDim(0, true)
+		logits = append(logits, ts.MustLinear(sq, d.linW, d.linB))
+		sq.MustDrop()
+	}
+	h.MustDrop()
+	c.MustDrop()
+	L := ts.MustStack(logits, 0)
+	for _, l := range logits {
+		l.MustDrop()
+	}
+	return L
 }
 
 // maxTableBytes caps the input table: above it decoding runs the embedding and

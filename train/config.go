@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -107,6 +108,14 @@ type Config struct {
 	// also checkpoint every n steps inside an epoch (0 = epoch ends only)
 	CheckpointEvery int `toml:"checkpoint_every"`
 
+	// Scheduled sampling (cross-entropy training): from epoch ss_start (0-based; -1 = off) the
+	// probability of feeding the model's own sample instead of the true word starts at 0 and
+	// rises by ss_increase_prob every ss_increase_every epochs, up to ss_max_prob.
+	SSStart         int     `toml:"ss_start"`
+	SSIncreaseEvery int     `toml:"ss_increase_every"`
+	SSIncreaseProb  float64 `toml:"ss_increase_prob"`
+	SSMaxProb       float64 `toml:"ss_max_prob"`
+
 	// Self-critical training.
 	// "xe" (cross-entropy, teacher forcing) or "scst" (self-critical sequence training)
 	Training Training `toml:"training"`
@@ -162,6 +171,17 @@ func (c Config) ModelConfig(vocabSize int) model.Config {
 		Backbone: c.backboneKind()}
 }
 
+// ssProb is scheduled sampling's probability in an epoch (0-based), as the
+// widely used PyTorch captioning code schedules it: 0 before ss_start, then
+// ss_increase_prob * floor((epoch - ss_start) / ss_increase_every), at most
+// ss_max_prob.
+func (c Config) ssProb(epoch int) float64 {
+	if c.SSStart < 0 || epoch < c.SSStart {
+		return 0
+	}
+	return math.Min(c.SSIncreaseProb*float64((epoch-c.SSStart)/c.SSIncreaseEvery), c.SSMaxProb)
+}
+
 // BackboneAuto is the backbone value that lets the weights file decide.
 const BackboneAuto model.BackboneKind = "auto"
 
@@ -208,6 +228,7 @@ func DefaultConfig() Config {
 		HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
 		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		SSStart: -1, SSIncreaseEvery: 5, SSIncreaseProb: 0.05, SSMaxProb: 0.25,
 		Training: TrainXE, SCSTSamples: 5, SCSTTemperature: 1, SCSTBaseline: BaselineGreedy, SCSTReward: RewardCIDErD,
 		BestMetric: MetricCIDEr, Device: torch.DeviceAuto, Seed: 1, LogEvery: 50, Backbone: BackboneAuto,
 	}
@@ -539,6 +560,12 @@ func (c Config) Validate() error {
 		return bad("init_from", "empty: scst training starts from a cross-entropy run (init_from = \"runs/<run>\")")
 	case c.Training == TrainSCST && (c.SCSTSamples < 1 || (c.SCSTBaseline == BaselineMean && c.SCSTSamples < 2)):
 		return bad("scst_samples", "%d: want at least 1 (2 with scst_baseline = \"mean\")", c.SCSTSamples)
+	case c.SSStart < -1 || c.SSIncreaseEvery < 1:
+		return bad("ss_start", "ss_start %d (want -1 or an epoch) and ss_increase_every %d (want >= 1)", c.SSStart,
+			c.SSIncreaseEvery)
+	case c.SSIncreaseProb < 0 || c.SSMaxProb < 0 || c.SSMaxProb > 1:
+		return bad("ss_max_prob", "ss_increase_prob %v and ss_max_prob %v: want probabilities", c.SSIncreaseProb,
+			c.SSMaxProb)
 	case c.SCSTTemperature <= 0:
 		return bad("scst_temperature", "%v: must be positive", c.SCSTTemperature)
 	case c.Training == TrainSCST && c.TrainCNN:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -175,7 +176,11 @@ func (r *runner) step(b batch) (float64, float64) {
 	// Dropout's masks come from a generator seeded by the run's seed and the
 	// step, so a run resumed from a checkpoint draws the masks it would have.
 	torch.ManualSeed(stepSeed(r.cfg.Seed, r.st.Step))
-	logits, alphas, tok := r.src.forward(b, true)
+	var ss *model.ScheduledSampling
+	if p := r.cfg.ssProb(r.st.Epoch); p > 0 { // its coins and samples follow the step too
+		ss = &model.ScheduledSampling{P: p, Rng: rand.New(rand.NewPCG(uint64(r.cfg.Seed)^0x55, uint64(r.st.Step)))}
+	}
+	logits, alphas, tok := r.src.forward(b, true, ss)
 	loss := model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
 	if alphas != nil {
 		alphas.MustDrop()
@@ -234,7 +239,7 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	var sum, n float64
 	for b := range ch {
 		torch.NoGrad(func() {
-			logits, alphas, tok := r.src.forward(b, false)
+			logits, alphas, tok := r.src.forward(b, false, nil)
 			defer tok.MustDrop()
 			if alphas != nil {
 				alphas.MustDrop()
@@ -282,6 +287,9 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	r.tb.Scalar("CIDEr-D", step, em.CIDEr)
 	r.tb.Scalar("images per second", step, ips)
 	r.tb.Scalar("Training loss (epoch mean)", step, trainLoss)
+	if r.cfg.SSStart >= 0 {
+		r.tb.Scalar("scheduled sampling probability", step, r.cfg.ssProb(epoch))
+	}
 
 	// Samples: test photographs when the data set has a test split (shown,
 	// never scored or used to choose anything), else the val images above.

@@ -23,7 +23,7 @@ type source interface {
 	) (<-chan batch, int, error)
 	// forward computes the logits for a batch and, for the attention
 	// decoder, its weights (else nil).
-	forward(b batch, train bool) (logits, alphas, tokens *ts.Tensor)
+	forward(b batch, train bool, ss *model.ScheduledSampling) (logits, alphas, tokens *ts.Tensor)
 	// features are the decoder's inputs for images (N x D, or N x P x D for
 	// the attention decoder), computed without gradients.
 	features(ex []data.Example) (*ts.Tensor, error)
@@ -99,10 +99,12 @@ func (s *imageSource) epoch(
 	return out, l.NumBatches(), nil
 }
 
-func (s *imageSource) forward(b batch, train bool) (logits, alphas, tokens *ts.Tensor) {
+func (s *imageSource) forward(b batch, train bool, ss *model.ScheduledSampling) (logits, alphas, tokens *ts.Tensor) {
 	in, tok := b.tensors(s.device)
 	defer in.MustDrop()
-	logits, alphas = s.m.ForwardAlphas(in, tok, train)
+	f := s.m.Features(in, train)
+	defer f.MustDrop()
+	logits, alphas = s.m.DecodeFeaturesSS(f, tok, train, ss)
 	return logits, alphas, tok
 }
 
@@ -182,10 +184,10 @@ func (s *cacheSource) epoch(
 	return out, nb, nil
 }
 
-func (s *cacheSource) forward(b batch, train bool) (logits, alphas, tokens *ts.Tensor) {
+func (s *cacheSource) forward(b batch, train bool, ss *model.ScheduledSampling) (logits, alphas, tokens *ts.Tensor) {
 	in, tok := b.tensors(s.device)
 	defer in.MustDrop()
-	logits, alphas = s.m.DecodeFeatures(in, tok, train)
+	logits, alphas = s.m.DecodeFeaturesSS(in, tok, train, ss)
 	return logits, alphas, tok
 }
 
