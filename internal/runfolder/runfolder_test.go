@@ -17,12 +17,13 @@ func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	info := Info{
 		Model: model.Config{
-			VocabSize:  30,
-			EmbedSize:  8,
-			HiddenSize: 8,
-			NumLayers:  1,
-			Decoder:    "attention",
-			Backbone:   model.BackboneFID,
+			VocabSize:    30,
+			EmbedSize:    8,
+			HiddenSize:   8,
+			NumLayers:    1,
+			Decoder:      "attention",
+			AttentionDim: 16,
+			Backbone:     model.BackboneFID,
 		},
 		Transform: data.Transform{Size: 299, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]},
 		Data:      "../shared/data/flickr8k-224", DataOptions: data.Options{Format: "kaggle",
