@@ -26,7 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PAD, SOS, EOS, UNK = 0, 1, 2, 3
+from refmodels import PAD, SAT, LSTMDecoder, caption_loss
+
+SOS, EOS, UNK = 1, 2, 3
 
 
 def ptb(captions):
@@ -49,64 +51,14 @@ def load_data(cfg, root):
     return data, caps, split
 
 
-class Attention(nn.Module):
-    def __init__(s, D, H, A):
-        super().__init__()
-        s.encoder_att, s.decoder_att, s.full_att = nn.Linear(D, A), nn.Linear(H, A), nn.Linear(A, 1)
-
-    def forward(s, enc, att1, h):
-        e = s.full_att(torch.relu(att1 + s.decoder_att(h).unsqueeze(1))).squeeze(2)
-        alpha = torch.softmax(e, 1)
-        return (enc * alpha.unsqueeze(2)).sum(1), alpha
-
-
-class SAT(nn.Module):
-    """Show, Attend and Tell in captiongo's layout (model/attention.go)."""
-
-    def __init__(s, V, E, H, A, D, p):
-        super().__init__()
-        s.attention = Attention(D, H, A)
-        s.embed = nn.Embedding(V, E)
-        s.init_h, s.init_c, s.f_beta = nn.Linear(D, H), nn.Linear(D, H), nn.Linear(H, D)
-        s.decode_step = nn.LSTMCell(E + D, H)
-        s.fc = nn.Linear(H, V)
-        s.drop = nn.Dropout(p)
-        nn.init.uniform_(s.embed.weight, -0.1, 0.1)
-        nn.init.uniform_(s.fc.weight, -0.1, 0.1)
-        nn.init.zeros_(s.fc.bias)
-
-    def start(s, enc):
-        mean = enc.mean(1)
-        return [enc, s.attention.encoder_att(enc), s.init_h(mean), s.init_c(mean)]
-
-    def step(s, st, tok):
-        enc, att1, h, c = st
-        ctx, alpha = s.attention(enc, att1, h)
-        ctx = torch.sigmoid(s.f_beta(h)) * ctx
-        h, c = s.decode_step(torch.cat([s.embed(tok), ctx], 1), (h, c))
-        st[2], st[3] = h, c
-        return s.fc(s.drop(h)), alpha
-
-    def reorder(s, st, idx):
-        return [t[idx] for t in st]
-
-    def teacher(s, enc, tok):
-        st = s.start(enc)
-        logits, alphas = [], []
-        for t in range(tok.shape[1] - 1):
-            l, a = s.step(st, tok[:, t])
-            logits.append(l)
-            alphas.append(a)
-        return torch.stack(logits), torch.stack(alphas)
-
-
 class LSTMCap(nn.Module):
-    """The baseline's CNNtoRNN head and decoder (model/captioner.go)."""
+    """The baseline's CNNtoRNN on pooled features: its fc head (with Inception3's own
+    dropout before it) and refmodels.LSTMDecoder (model/captioner.go)."""
 
     def __init__(s, V, E, H, L, D, p, pb):
         super().__init__()
         s.fc = nn.Linear(D, E)
-        s.embed, s.lstm, s.linear = nn.Embedding(V, E), nn.LSTM(E, H, L), nn.Linear(H, V)
+        s.dec = LSTMDecoder(V, E, H, L, p)
         s.drop, s.pb = nn.Dropout(p), pb
 
     def head(s, pooled):
@@ -114,31 +66,20 @@ class LSTMCap(nn.Module):
         return s.drop(torch.relu(s.fc(pooled)))
 
     def teacher(s, pooled, tok):
-        emb = s.drop(s.embed(tok[:, :-1].t()))
-        out, _ = s.lstm(torch.cat([s.head(pooled).unsqueeze(0), emb], 0))
-        return s.linear(out[1:]), None
+        return s.dec.teacher(lambda: s.head(pooled), tok), None
 
     def start(s, pooled):
-        _, (h, c) = s.lstm(s.head(pooled).unsqueeze(0))
-        return [h, c]
+        return s.dec.start(s.head(pooled))
 
     def step(s, st, tok):
-        out, (h, c) = s.lstm(s.embed(tok).unsqueeze(0), (st[0], st[1]))
-        st[0], st[1] = h, c
-        return s.linear(out[0]), None
+        return s.dec.step(st, tok)
 
     def reorder(s, st, idx):
-        return [t[:, idx] for t in st]
+        return s.dec.reorder(st, idx)
 
 
 def loss_of(model, feats, tok, alpha_c):
-    logits, alphas = model.teacher(feats, tok)
-    tgt = tok[:, 1:].t()
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=PAD)
-    if alphas is not None and alpha_c > 0:
-        mask = (tgt != PAD).float().unsqueeze(2)
-        loss = loss + alpha_c * ((1 - (alphas * mask).sum(0)) ** 2).mean()
-    return loss
+    return caption_loss(*model.teacher(feats, tok), tok, alpha_c)
 
 
 @torch.no_grad()
@@ -275,7 +216,7 @@ def main():
         val, test = val[: a.limit // 10], test[: a.limit // 10]
     V = len(itos)
     if attn:
-        model = SAT(V, cfg["embed_size"], cfg["hidden_size"], cfg["attention_dim"], D, cfg["dropout"])
+        model = SAT(V, cfg["embed_size"], cfg["hidden_size"], cfg["attention_dim"], D, cfg["dropout"]).init_weights()
     else:
         model = LSTMCap(V, cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"], D, cfg["dropout"],
                         cfg["backbone_dropout"])
