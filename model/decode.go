@@ -59,7 +59,13 @@ type ArgmaxStepper interface {
 // Greedy decodes rows sequences by taking the most likely token at each step,
 // up to maxLen tokens, stopping a row at <EOS>.
 func Greedy(s Stepper, rows, maxLen int) []Hypothesis {
-	step := argmaxStep(s)
+	return decodeRows(rows, maxLen, argmaxStep(s))
+}
+
+// decodeRows runs rows sequences from <SOS>, one token per row and step as
+// step chooses it (with its log-probability), up to maxLen tokens; a row stops
+// at <EOS> and is fed <EOS> from then on.
+func decodeRows(rows, maxLen int, step func(tok []int64) (ids []int64, logp []float32)) []Hypothesis {
 	out := make([]Hypothesis, rows)
 	done := make([]bool, rows)
 	tok := make([]int64, rows)

@@ -32,35 +32,20 @@ func Sample(s Stepper, rows, k, maxLen int, temperature float64, rng *rand.Rand)
 		}
 		s.Reorder(rep)
 	}
-	n := rows * k
-	out := make([]Hypothesis, n)
-	done := make([]bool, n)
-	tok := make([]int64, n)
-	for i := range tok {
-		tok[i] = data.SOS
-	}
 	p := []float64{}
-	left := n
-	for t := 0; t < maxLen && left > 0; t++ {
+	return decodeRows(rows*k, maxLen, func(tok []int64) ([]int64, []float32) {
 		lp, V := s.Step(tok)
-		for r := 0; r < n; r++ {
-			if done[r] {
-				tok[r] = data.EOS
+		ids, picked := make([]int64, len(tok)), make([]float32, len(tok))
+		for r, t := range tok {
+			if t == data.EOS { // a finished row (a live one is never fed <EOS>): no draw
 				continue
 			}
 			row := lp[r*V : (r+1)*V]
 			w := sampleRow(row, temperature, rng, &p)
-			out[r].LogProb += float64(row[w])
-			tok[r] = int64(w)
-			if w == data.EOS {
-				done[r] = true
-				left--
-				continue
-			}
-			out[r].Tokens = append(out[r].Tokens, w)
+			ids[r], picked[r] = int64(w), row[w]
 		}
-	}
-	return out
+		return ids, picked
+	})
 }
 
 // sampleRow draws an index with probability softmax(row / temperature) by

@@ -104,13 +104,17 @@ func (r *runner) scstStep(b batch) (float64, float64) {
 	for i, h := range samples {
 		reward[i] = r.reward(b.examples[i/k], h)
 	}
+	greedyReward := make([]float64, len(greedy))
+	for img, h := range greedy {
+		greedyReward[img] = r.reward(b.examples[img], h)
+	}
 	adv := make([]float32, len(samples))
 	var sumR, sumB float64
 	for i := range samples {
 		img := i / k
 		var base float64
 		if cfg.SCSTBaseline == BaselineGreedy {
-			base = r.reward(b.examples[img], greedy[img])
+			base = greedyReward[img]
 		} else { // the mean of the image's other samples
 			for j := img * k; j < (img+1)*k; j++ {
 				if j != i {
