@@ -57,7 +57,10 @@ var counter int
 // NewWriter creates dir and a new event file in it. If purgeStep >= 0 the file
 // starts with a SessionLog START at that step (as PyTorch's purge_step does):
 // TensorBoard then discards events of earlier files at or after that step, the
-// ones a killed run wrote after its last checkpoint.
+// ones a killed run wrote after its last checkpoint. TensorBoard's server
+// (plugin_event_accumulator) takes the first START it reads for the session's
+// beginning and purges only on later ones, so every file of a run that may be
+// resumed starts with one (the trainer's: its step + 1, 1 on a fresh run).
 func NewWriter(dir string, purgeStep int64) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err

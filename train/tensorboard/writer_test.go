@@ -3,6 +3,7 @@ package tensorboard
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -170,11 +171,13 @@ for tag in ["_hparams_/session_start_info", "_hparams_/session_end_info"]:
 // TestPurgeDropsOrphanedSteps: a run killed after step 10 and resumed from a
 // checkpoint at step 5 (a new writer with purge step 6, started in the same
 // second) shows stock TensorBoard steps 1-5 of the first file and 6-12 of the
-// second, each once.
+// second, each once. Both files start with a purge record, as the trainer's
+// do (step+1 of where it starts): the server's accumulator takes the first
+// START it reads for the session's beginning and purges only on later ones.
 func TestPurgeDropsOrphanedSteps(t *testing.T) {
 	dir := t.TempDir()
 	for i, steps := range [][2]int64{{1, 10}, {6, 12}} {
-		purge := int64(-1)
+		purge := int64(1)
 		if i == 1 {
 			purge = 6
 		}
@@ -184,19 +187,34 @@ func TestPurgeDropsOrphanedSteps(t *testing.T) {
 		}
 		for s := steps[0]; s <= steps[1]; s++ {
 			w.Scalar("x", s, float64(s*int64(i*9+1)))
+			w.Text("note", s, fmt.Sprintf("file %d step %d", i, s))
 		}
 		w.Close()
 	}
+	// The legacy EventAccumulator purges scalars but not tensors (text); the
+	// server's data ingester (plugin_event_accumulator) purges every kind, and
+	// is what `tensorboard --logdir` shows.
 	out := testutil.RunPython(t, `
 import sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+from tensorboard.util import tensor_util
 ea = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
 ea.Reload()
 print([(e.step, int(e.value)) for e in ea.Scalars("x")])
+ea = pea.EventAccumulator(sys.argv[1], size_guidance={"tensors": 0})
+ea.Reload()
+print([(e.step, int(tensor_util.make_ndarray(e.tensor_proto))) for e in ea.Tensors("x")])
+print([tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in ea.Tensors("note/text_summary")])
 `, dir)
-	want := "[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 60), (7, 70), (8, 80), (9, 90), (10, 100), (11, 110), (12, 120)]"
+	scalars := "[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 60), (7, 70), (8, 80), (9, 90), (10, 100), (11, 110), (12, 120)]"
+	var texts []string
+	for s := 1; s <= 12; s++ {
+		texts = append(texts, fmt.Sprintf("'file %d step %d'", map[bool]int{true: 0, false: 1}[s <= 5], s))
+	}
+	want := scalars + "\n" + scalars + "\n[" + strings.Join(texts, ", ") + "]"
 	if strings.TrimSpace(out) != want {
-		t.Errorf("TensorBoard reads %s\nwant %s", out, want)
+		t.Errorf("TensorBoard reads\n%s\nwant\n%s", out, want)
 	}
 }
 
