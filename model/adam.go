@@ -65,6 +65,31 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 	return a
 }
 
+// NewAdamFor is an Adam over the given named tensors (Captioner.Tune's), with
+// its own moments and step count, as PyTorch's optimiser made for them when
+// they start training.
+func NewAdamFor(names []string, params []*ts.Tensor, weightDecay float64) *Adam {
+	a := &Adam{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay, Names: names, Params: params}
+	for _, p := range params {
+		a.M = append(a.M, p.MustZerosLike(false))
+		a.V = append(a.V, p.MustZerosLike(false))
+	}
+	a.Impl = torch.AdamSingle
+	if len(params) > 0 && params[0].MustDevice().IsCuda() {
+		a.Impl = torch.AdamForeach
+	}
+	return a
+}
+
+// Drop frees the moments (the parameters belong to their VarStore).
+func (a *Adam) Drop() {
+	for i := range a.M {
+		a.M[i].MustDrop()
+		a.V[i].MustDrop()
+	}
+	a.M, a.V = nil, nil
+}
+
 // ZeroGrad sets the parameters' gradients to None, as PyTorch 2's zero_grad.
 func (a *Adam) ZeroGrad() { torch.ZeroGrads(a.Params) }
 

@@ -155,12 +155,15 @@ func (m *Captioner) Features(images *ts.Tensor, train bool) *ts.Tensor {
 		}
 		return PoolMap(f, true)
 	}
-	if !m.Cfg.TrainCNN {
-		var f *ts.Tensor
-		torch.NoGrad(func() { f = run(false) })
-		return f
+	switch {
+	case m.Cfg.TrainCNN:
+		return run(train)
+	case m.Tuned(): // the frozen blocks run without gradient, the tuned ones with it (Tune)
+		return run(false)
 	}
-	return run(train)
+	var f *ts.Tensor
+	torch.NoGrad(func() { f = run(false) })
+	return f
 }
 
 // DecodeFeatures runs the decoder with teacher forcing on what Features

@@ -302,6 +302,8 @@ type Inception struct {
 	m6b, m6c, m6d, m6e      *inceptionC
 	m7a                     *inceptionD
 	m7b, m7c                *inceptionE
+	// tuneFrom > 0: stages from this index on train (Tune); the rest is frozen.
+	tuneFrom int
 }
 
 // NewInception builds torchvision's backbone on p; trainable=false freezes it
@@ -378,6 +380,57 @@ func (m *Inception) MapAt(x *ts.Tensor, layer Layer, train bool) *ts.Tensor {
 	if _, ok := FeatureLayers[layer]; !ok {
 		panic(fmt.Sprintf("inception: no feature layer %q", layer))
 	}
+	st := m.stages()
+	last := 0
+	for i, s := range st {
+		if s.name == string(layer) {
+			last = i
+		}
+	}
+	if m.tuneFrom <= 0 || m.tuneFrom > last {
+		return runStages(x, st[:last+1], train, false)
+	}
+	// Fine-tuning from stage tuneFrom: the frozen stages run without
+	// gradient, the tuned ones with it; BatchNorm keeps its running
+	// statistics in both (tuned blocks train their convs and BN shifts).
+	var y *ts.Tensor
+	torch.NoGrad(func() { y = runStages(x, st[:m.tuneFrom], false, false) })
+	return runStages(y, st[m.tuneFrom:last+1], false, true)
+}
+
+// stage is one step of the backbone: the stem (the convolutions and pools
+// before Mixed_5b) or an Inception block, named as torchvision names it.
+type stage struct {
+	name string
+	f    func(*ts.Tensor, bool) *ts.Tensor
+}
+
+func (m *Inception) stages() []stage {
+	return []stage{
+		{"stem", m.stem},
+		{"Mixed_5b", m.m5b.forward}, {"Mixed_5c", m.m5c.forward}, {"Mixed_5d", m.m5d.forward},
+		{"Mixed_6a", m.m6a.forward}, {"Mixed_6b", m.m6b.forward}, {"Mixed_6c", m.m6c.forward},
+		{"Mixed_6d", m.m6d.forward}, {"Mixed_6e", m.m6e.forward},
+		{"Mixed_7a", m.m7a.forward}, {"Mixed_7b", m.m7b.forward}, {"Mixed_7c", m.m7c.forward},
+	}
+}
+
+// runStages runs stages one after another; x is kept unless dropInput.
+func runStages(x *ts.Tensor, st []stage, train, dropInput bool) *ts.Tensor {
+	y := x
+	for i, s := range st {
+		z := s.f(y, train)
+		if i > 0 || dropInput {
+			y.MustDrop()
+		}
+		y = z
+	}
+	return y
+}
+
+// stem is Conv2d_1a_3x3 .. Conv2d_4a_3x3 with their max pools (and
+// torchvision's transform_input when set).
+func (m *Inception) stem(x *ts.Tensor, train bool) *ts.Tensor {
 	in := x
 	if m.TransformInput {
 		in = transformInput(x)
@@ -388,23 +441,7 @@ func (m *Inception) MapAt(x *ts.Tensor, layer Layer, train bool) *ts.Tensor {
 	}
 	y = dropAfter(y, maxPool3s2(y))
 	y = dropAfter(y, seq(y, train, m.c3b, m.c4a))
-	y = dropAfter(y, maxPool3s2(y))
-	for _, a := range []*inceptionA{m.m5b, m.m5c, m.m5d} {
-		y = dropAfter(y, a.forward(y, train))
-	}
-	if layer == Mixed5d {
-		return y
-	}
-	y = dropAfter(y, m.m6a.forward(y, train))
-	for _, c := range []*inceptionC{m.m6b, m.m6c, m.m6d, m.m6e} {
-		y = dropAfter(y, c.forward(y, train))
-	}
-	if layer == Mixed6e {
-		return y
-	}
-	y = dropAfter(y, m.m7a.forward(y, train))
-	y = dropAfter(y, m.m7b.forward(y, train))
-	return dropAfter(y, m.m7c.forward(y, train))
+	return dropAfter(y, maxPool3s2(y))
 }
 
 // Pooled returns the global-average-pooled 2048-d feature (N x 2048).

@@ -80,6 +80,12 @@ type Config struct {
 	Weights string `toml:"weights"`
 	// Inception-v3 variant: auto (from the weights file), torchvision or fid
 	Backbone model.BackboneKind `toml:"backbone"`
+	// fine-tune the backbone after warm-up: from this epoch (1-based; 0 = never) the blocks from
+	// finetune_from to feature_layer train at finetune_lr (BatchNorm statistics stay frozen); earlier
+	// epochs may read the feature cache, later ones run the backbone on the images
+	FinetuneEpoch int         `toml:"finetune_epoch"`
+	FinetuneFrom  model.Block `toml:"finetune_from"`
+	FinetuneLR    float64     `toml:"finetune_lr"`
 	// torchvision's transform_input (for Google's weights with ImageNet normalisation)
 	TransformInput bool `toml:"transform_input"`
 	// randomly initialised backbone only: set its BatchNorm statistics from this many training batches first
@@ -231,6 +237,7 @@ func DefaultConfig() Config {
 		SSStart: -1, SSIncreaseEvery: 5, SSIncreaseProb: 0.05, SSMaxProb: 0.25,
 		Training: TrainXE, SCSTSamples: 5, SCSTTemperature: 1, SCSTBaseline: BaselineGreedy, SCSTReward: RewardCIDErD,
 		BestMetric: MetricCIDEr, Device: torch.DeviceAuto, Seed: 1, LogEvery: 50, Backbone: BackboneAuto,
+		FinetuneFrom: "Mixed_7a", FinetuneLR: 1e-4,
 	}
 }
 
@@ -570,6 +577,25 @@ func (c Config) Validate() error {
 		return bad("scst_temperature", "%v: must be positive", c.SCSTTemperature)
 	case c.Training == TrainSCST && c.TrainCNN:
 		return bad("train_cnn", "true: scst training here keeps the backbone frozen")
+	case c.FinetuneEpoch < 0:
+		return bad("finetune_epoch", "%d: want 0 (never) or the epoch (1-based) from which the backbone trains",
+			c.FinetuneEpoch)
+	case c.FinetuneEpoch > 0 && c.TrainCNN:
+		return bad("finetune_epoch", "%d with train_cnn = true: train_cnn trains the whole backbone from the start "+
+			"(set one of them)", c.FinetuneEpoch)
+	case c.FinetuneEpoch > 0 && c.Training == TrainSCST:
+		return bad("finetune_epoch", "%d: scst training here keeps the backbone frozen", c.FinetuneEpoch)
+	case c.FinetuneEpoch > 0 && model.BlockIndex(c.FinetuneFrom) < 0:
+		return bad("finetune_from", "%q: want one of %v", c.FinetuneFrom, model.Blocks)
+	case c.FinetuneEpoch > 0 && model.BlockIndex(c.FinetuneFrom) > model.BlockIndex(model.Block(c.layer())):
+		return bad("finetune_from", "%s comes after feature_layer %s: that block never runs", c.FinetuneFrom,
+			c.layer())
+	case c.FinetuneEpoch > 0 && c.FinetuneLR <= 0:
+		return bad("finetune_lr", "%v: must be positive", c.FinetuneLR)
+	case c.FinetuneEpoch == 1 && c.FeatureCache:
+		return bad("feature_cache", "true cannot serve finetune_epoch = 1: the backbone trains from the first "+
+			"epoch, so every batch runs it on the images (set feature_cache = false, or finetune_epoch >= 2 "+
+			"to read the cache while the decoder warms up)")
 	case c.Beam < 1:
 		return bad("beam", "%d: must be at least 1", c.Beam)
 	case c.CalibrateBN < 0:
@@ -650,4 +676,12 @@ func archDiff(a, b Config) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// layer is the feature layer the decoder reads (Mixed_7c when unset).
+func (c Config) layer() model.Layer {
+	if c.FeatureLayer == "" {
+		return model.Mixed7c
+	}
+	return c.FeatureLayer
 }

@@ -47,6 +47,14 @@ func (r *runner) loop() (*Result, error) {
 		if start == 0 {
 			r.st.Partial = EpochProgress{}
 		}
+		if r.tuningAt(epoch) {
+			if r.tuneAdam == nil {
+				if err := r.startTuning(); err != nil {
+					return nil, err
+				}
+			}
+			r.useImages()
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		ch, nb, err := r.epochBatches(ctx, r.train, epoch, start, true)
 		if err != nil {
@@ -173,6 +181,9 @@ func (r *runner) loop() (*Result, error) {
 func (r *runner) step(b batch) (float64, float64) {
 	lr := r.lrAt(r.st.Step)
 	r.adam.ZeroGrad()
+	if r.tuneAdam != nil {
+		r.tuneAdam.ZeroGrad()
+	}
 	// Dropout's masks come from a generator seeded by the run's seed and the
 	// step, so a run resumed from a checkpoint draws the masks it would have.
 	torch.ManualSeed(stepSeed(r.cfg.Seed, r.st.Step))
@@ -187,10 +198,16 @@ func (r *runner) step(b batch) (float64, float64) {
 	}
 	lv := torch.Item(loss)
 	loss.MustBackward()
-	if r.cfg.GradClip > 0 {
+	if r.cfg.GradClip > 0 { // each optimiser's gradients by themselves
 		r.adam.ClipGradNorm(r.cfg.GradClip)
+		if r.tuneAdam != nil {
+			r.tuneAdam.ClipGradNorm(r.cfg.GradClip)
+		}
 	}
 	r.adam.Step(lr)
+	if r.tuneAdam != nil {
+		r.tuneAdam.Step(r.tuneLR(lr))
+	}
 	loss.MustDrop()
 	logits.MustDrop()
 	tok.MustDrop()
@@ -198,6 +215,9 @@ func (r *runner) step(b batch) (float64, float64) {
 	r.tb.Scalar("Training loss", r.st.Step, lv)
 	if r.st.Step%int64(r.cfg.LogEvery) == 0 {
 		r.tb.Scalar("learning rate", r.st.Step, lr)
+		if r.tuneAdam != nil {
+			r.tb.Scalar("learning rate (backbone)", r.st.Step, r.tuneLR(lr))
+		}
 	}
 	return lv, lr
 }
@@ -414,7 +434,13 @@ func (r *runner) checkpoint() error {
 		return fmt.Errorf("checkpoint weights: %w", err)
 	}
 	r.crash("checkpoint:weights")
-	if err := ts.SaveMultiNew(r.adam.State(), filepath.Join(tmp, "optim.gt")); err != nil {
+	moments := r.adam.State()
+	r.st.TuneAdamSteps = 0
+	if r.tuneAdam != nil { // the backbone's moments: other names, the same file
+		moments = append(moments, r.tuneAdam.State()...)
+		r.st.TuneAdamSteps = r.tuneAdam.Steps
+	}
+	if err := ts.SaveMultiNew(moments, filepath.Join(tmp, "optim.gt")); err != nil {
 		return fmt.Errorf("checkpoint optimiser: %w", err)
 	}
 	prev := r.st.Weights
@@ -565,5 +591,17 @@ func (r *runner) loadCheckpointFiles(st State) error {
 		m[n.Name] = n.Tensor
 	}
 	defer model.DropAll(m)
-	return r.adam.LoadState(m, st.AdamSteps)
+	if err := r.adam.LoadState(m, st.AdamSteps); err != nil {
+		return err
+	}
+	if !r.tuningAt(st.Epoch) {
+		return nil
+	}
+	if err := r.startTuning(); err != nil { // fresh moments at the first tuned epoch's start
+		return err
+	}
+	if st.TuneAdamSteps == 0 {
+		return nil
+	}
+	return r.tuneAdam.LoadState(m, st.TuneAdamSteps)
 }

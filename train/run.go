@@ -27,21 +27,23 @@ import (
 
 // State is the JSON side file of a checkpoint.
 type State struct {
-	Config      Config             `json:"config"`
-	Epoch       int                `json:"epoch"` // the epoch to run next (or being run)
-	Batch       int                `json:"batch"` // the next batch of that epoch
-	Step        int64              `json:"step"`  // optimiser steps done
-	AdamSteps   int                `json:"adam_steps"`
-	Best        float64            `json:"best"`
-	BestEpoch   int                `json:"best_epoch"`
-	SinceBest   int                `json:"epochs_since_best"`
-	History     []EpochMetrics     `json:"history"`
-	Optimiser   map[string]float64 `json:"optimiser"`
-	VocabFile   string             `json:"vocab"`
-	Weights     string             `json:"weights"`
-	Moments     string             `json:"moments"`
-	Finished    bool               `json:"finished"`
-	WallSeconds float64            `json:"wall_seconds"`
+	Config    Config `json:"config"`
+	Epoch     int    `json:"epoch"` // the epoch to run next (or being run)
+	Batch     int    `json:"batch"` // the next batch of that epoch
+	Step      int64  `json:"step"`  // optimiser steps done
+	AdamSteps int    `json:"adam_steps"`
+	// the backbone optimiser's steps (fine-tuning after warm-up; 0 before it)
+	TuneAdamSteps int                `json:"tune_adam_steps,omitempty"`
+	Best          float64            `json:"best"`
+	BestEpoch     int                `json:"best_epoch"`
+	SinceBest     int                `json:"epochs_since_best"`
+	History       []EpochMetrics     `json:"history"`
+	Optimiser     map[string]float64 `json:"optimiser"`
+	VocabFile     string             `json:"vocab"`
+	Weights       string             `json:"weights"`
+	Moments       string             `json:"moments"`
+	Finished      bool               `json:"finished"`
+	WallSeconds   float64            `json:"wall_seconds"`
 	// Partial is the running epoch's training so far (kept by mid-epoch
 	// checkpoints, so that a resumed epoch reports what an uninterrupted one would).
 	Partial EpochProgress `json:"partial"`
@@ -55,7 +57,7 @@ func parseState(path string, b []byte) (State, error) {
 		return st, fmt.Errorf("%s: %v", path, err)
 	}
 	switch {
-	case st.Epoch < 0 || st.Batch < 0 || st.Step < 0 || st.AdamSteps < 0:
+	case st.Epoch < 0 || st.Batch < 0 || st.Step < 0 || st.AdamSteps < 0 || st.TuneAdamSteps < 0:
 		return st, fmt.Errorf("%s: negative epoch %d, batch %d, step %d or adam_steps %d", path, st.Epoch, st.Batch,
 			st.Step, st.AdamSteps)
 	case st.Weights == "" || st.Moments == "":
@@ -166,6 +168,7 @@ type runner struct {
 	dir      string
 	m        *model.Captioner
 	adam     *model.Adam
+	tuneAdam *model.Adam // the backbone's, once fine-tuning has started (finetune_epoch)
 	vocab    *data.Vocab
 	ds       *data.Dataset
 	train    []data.Example
@@ -391,6 +394,9 @@ func (r *runner) setup() error {
 		switch {
 		case cfg.TrainCNN:
 			r.say("note: feature_cache is off because train_cnn = true (the backbone changes)")
+		case r.tuningAt(r.st.Epoch):
+			r.say("note: feature_cache is not built: the backbone trains from epoch %d on (finetune_epoch)",
+				cfg.FinetuneEpoch)
 		case cfg.RandomCrop && cfg.Crop > 0:
 			r.say("note: feature_cache is off because random_crop = true (every epoch sees other crops)")
 		default:

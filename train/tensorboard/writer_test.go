@@ -207,7 +207,11 @@ ea.Reload()
 print([(e.step, int(tensor_util.make_ndarray(e.tensor_proto))) for e in ea.Tensors("x")])
 print([tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in ea.Tensors("note/text_summary")])
 `, dir)
-	scalars := "[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 60), (7, 70), (8, 80), (9, 90), (10, 100), (11, 110), (12, 120)]"
+	var pairs []string
+	for s := 1; s <= 12; s++ {
+		pairs = append(pairs, fmt.Sprintf("(%d, %d)", s, s*map[bool]int{true: 1, false: 10}[s <= 5]))
+	}
+	scalars := "[" + strings.Join(pairs, ", ") + "]"
 	var texts []string
 	for s := 1; s <= 12; s++ {
 		texts = append(texts, fmt.Sprintf("'file %d step %d'", map[bool]int{true: 0, false: 1}[s <= 5], s))
