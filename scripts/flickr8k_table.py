@@ -2,7 +2,9 @@
 
 Usage: python3 scripts/flickr8k_table.py [RUNS_DIR] [--losses]
 Rows: captiongo and the PyTorch reference per recipe (mean over the seeds run, with
-the range when there are several), greedy and beam 3, then the published rows.
+the range when there are several), greedy and beam 3; the recipes beyond the papers
+(scheduled sampling, SCST, fine-tuning; one seed, captiongo) where they were run;
+then the published rows.
 --losses prints instead, per recipe and seed, both sides' training loss per epoch and
 how far apart the two sides are against how far apart the seeds of one side are.
 """
@@ -31,7 +33,7 @@ def fmt(vals, k):
 def run_dirs(recipe):
     """captiongo's run folders of a recipe: seed 1 and the _s<seed> ones."""
     base = os.path.join(runs, "flickr8k_" + recipe)
-    return glob.glob(base) + glob.glob(base + "_s*")
+    return glob.glob(base) + glob.glob(base + "_s[0-9]*")
 
 
 def ours(recipe, beam):
@@ -96,6 +98,20 @@ for recipe, label in (("attention", "Show, Attend and Tell"), ("baseline", "LSTM
                 cells = [fmt([r.get(k) for r in rows], k) for k in KEYS]
                 decoding = "greedy" if beam == 1 else "beam 3"
                 print("| %s, %s | %s | %d | %s |" % (label, side, decoding, len(rows), " | ".join(cells)))
+# Beyond the papers (one seed each, captiongo only): the recipes that continue or
+# change flickr8k_attention, beside its own seed-1 run.
+for recipe, label in (
+    ("attention_ss", "Show, Attend and Tell + scheduled sampling"),
+    ("attention_scst", "Show, Attend and Tell + SCST (CIDEr-D)"),
+    ("attention_ft", "Show, Attend and Tell + fine-tuning"),
+):
+    for beam in (1, 3):
+        p = os.path.join(runs, "flickr8k_" + recipe, "scores_test_beam%d.json" % beam)
+        if os.path.exists(p):
+            r = json.load(open(p))["scores"]
+            cells = [fmt([r.get(k)], k) for k in KEYS]
+            decoding = "greedy" if beam == 1 else "beam 3"
+            print("| %s, captiongo | %s | 1 | %s |" % (label, decoding, " | ".join(cells)))
 print("| Xu et al. 2015, soft attention | | | 67 | 44.8 | 29.9 | 19.5 | 18.93 | - |")
 print("| Xu et al. 2015, hard attention | | | 67 | 45.7 | 31.4 | 21.3 | 20.30 | - |")
 print("| Show and Tell (as Xu et al. report it) | | | 63 | 41 | 27 | - | - | - |")
