@@ -185,3 +185,25 @@ func liveTensorsAround(fn func()) (before, after int) {
 	fn()
 	return before, torch.LiveTensors()
 }
+
+// adamReplay replays torch.optim.Adam (betas 0.9, 0.999, no weight decay) in
+// float64 from p0 over a sequence of gradients and returns the parameters.
+// Replayed on each side's gradients, the two results' difference is what the
+// gradients' own difference makes of the parameters.
+func adamReplay(p0 []float32, grads [][]float32, lr, eps float64) []float64 {
+	p := make([]float64, len(p0))
+	m := make([]float64, len(p0))
+	v := make([]float64, len(p0))
+	for i, x := range p0 {
+		p[i] = float64(x)
+	}
+	for k, g := range grads {
+		bc1, bc2 := 1-math.Pow(0.9, float64(k+1)), 1-math.Pow(0.999, float64(k+1))
+		for i, gi := range g {
+			m[i] = 0.9*m[i] + 0.1*float64(gi)
+			v[i] = 0.999*v[i] + 0.001*float64(gi)*float64(gi)
+			p[i] -= lr / bc1 * m[i] / (math.Sqrt(v[i])/math.Sqrt(bc2) + eps)
+		}
+	}
+	return p
+}
