@@ -33,7 +33,6 @@ type Adam struct {
 
 // NewAdam collects the VarStore's trainable variables (sorted by name).
 func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
-	a := &Adam{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay}
 	// TrainableVariables has no names; match them to Variables by data pointer.
 	// (Variables' struct copies do not keep the variables alive; vs does.)
 	defer runtime.KeepAlive(vs)
@@ -51,23 +50,16 @@ func NewAdam(vs *nn.VarStore, weightDecay float64) *Adam {
 		}
 	}
 	sort.Strings(names)
-	a.Names = names
-	for _, n := range names {
-		p := byName[n]
-		a.Params = append(a.Params, p)
-		a.M = append(a.M, p.MustZerosLike(false))
-		a.V = append(a.V, p.MustZerosLike(false))
+	params := make([]*ts.Tensor, len(names))
+	for i, n := range names {
+		params[i] = byName[n]
 	}
-	a.Impl = torch.AdamSingle
-	if len(a.Params) > 0 && a.Params[0].MustDevice().IsCuda() {
-		a.Impl = torch.AdamForeach
-	}
-	return a
+	return NewAdamFor(names, params, weightDecay)
 }
 
-// NewAdamFor is an Adam over the given named tensors (Captioner.Tune's), with
-// its own moments and step count, as PyTorch's optimiser made for them when
-// they start training.
+// NewAdamFor is an Adam over the given named tensors (NewAdam's, or
+// Captioner.Tune's), with fresh moments and step count, as a PyTorch optimiser
+// made for them.
 func NewAdamFor(names []string, params []*ts.Tensor, weightDecay float64) *Adam {
 	a := &Adam{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay, Names: names, Params: params}
 	for _, p := range params {

@@ -152,10 +152,11 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		if fmt.Sprint(names) != fmt.Sprint(want) {
 			t.Fatalf("trainable\n got %v\nwant %v", names, want)
 		}
+		vars := m.VS.Variables()
 		start := map[string][]float32{}
 		grads := map[string][2][][]float32{} // per parameter: our and PyTorch's gradient at each step
 		for _, n := range names {
-			v := m.VS.Variables()[n]
+			v := vars[n]
 			start[n] = floats(&v)
 		}
 		for step := 0; step < 3; step++ {
@@ -168,7 +169,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 			}
 			loss.MustBackward()
 			for _, n := range names {
-				v := m.VS.Variables()[n]
+				v := vars[n]
 				g := v.MustGrad(false)
 				want, _, err := torch.ReadNpy(filepath.Join(dir, fmt.Sprintf("grad%d_%s.npy", step+1, n)))
 				if err != nil {
@@ -219,7 +220,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		// differences (large only where a gradient is near Adam's eps) and the
 		// parameter's last bits; nothing more.
 		for _, n := range compared {
-			v := m.VS.Variables()[n]
+			v := vars[n]
 			got := floats(&v)
 			want, _, err := torch.ReadNpy(filepath.Join(dir, "step3_"+n+".npy"))
 			if err != nil {

@@ -679,9 +679,4 @@ func archDiff(a, b Config) []string {
 }
 
 // layer is the feature layer the decoder reads (Mixed_7c when unset).
-func (c Config) layer() model.Layer {
-	if c.FeatureLayer == "" {
-		return model.Mixed7c
-	}
-	return c.FeatureLayer
-}
+func (c Config) layer() model.Layer { return model.Config{FeatureLayer: c.FeatureLayer}.Layer() }

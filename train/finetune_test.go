@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/captiongo/captiongo/model"
-	"github.com/captiongo/captiongo/train/tensorboard"
 )
 
 // TestFinetuneAfterWarmup trains the tiny experiment with the backbone frozen
@@ -71,18 +70,7 @@ func TestFinetuneAfterWarmup(t *testing.T) {
 	if tuned != 3*(9+9) || still == 0 { // 9 convs in each Inception-E block: weight, bn weight and bias
 		t.Errorf("%d tuned tensors (want 54), %d frozen", tuned, still)
 	}
-	var lrs []float64
-	files, _ := filepath.Glob(filepath.Join(ref.RunDir, "events.out.tfevents.*"))
-	for _, f := range files {
-		evs, _ := tensorboard.ReadEvents(f)
-		for _, ev := range evs {
-			for _, v := range ev.Values {
-				if v.Tag == "learning rate (backbone)" && v.Simple != nil {
-					lrs = append(lrs, float64(*v.Simple))
-				}
-			}
-		}
-	}
+	lrs := loggedScalars(t, ref.RunDir, "learning rate (backbone)")
 	if len(lrs) == 0 || float32(lrs[0]) != float32(1e-3) {
 		t.Errorf("backbone learning rates logged: %v, want 1e-3 from epoch 2", lrs)
 	}
@@ -111,26 +99,24 @@ func TestFinetuneAfterWarmup(t *testing.T) {
 	att := cfg
 	att.Decoder, att.AttentionDim, att.Epochs, att.FinetuneFrom = model.DecoderAttention, 16, 2, "Mixed_7c"
 	att.CheckpointEvery = 0
-	for _, c := range []*Config{&att} {
-		warm := *c
-		warm.OutDir, warm.Epochs, warm.FinetuneEpoch = t.TempDir(), 1, 0
-		w0, err := runIt(t, warm, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.OutDir = t.TempDir()
-		w1, err := runIt(t, *c, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, y := weights(t, filepath.Join(w0.RunDir, w0.State.Weights)), weights(t, filepath.Join(w1.RunDir,
-			w1.State.Weights))
-		for _, n := range []string{"Mixed_7c.branch1x1.conv.weight", "Mixed_7b.branch1x1.conv.weight"} {
-			n = model.BackbonePrefix + n
-			d := maxAbsDiff(map[string][]float32{n: x[n]}, map[string][]float32{n: y[n]})
-			if moved := d != 0; moved != strings.Contains(n, "7c") {
-				t.Errorf("attention decoder: %s changed by %.3g", n, d)
-			}
+	warm := att
+	warm.OutDir, warm.Epochs, warm.FinetuneEpoch = t.TempDir(), 1, 0
+	w0, err := runIt(t, warm, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att.OutDir = t.TempDir()
+	w1, err := runIt(t, att, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := weights(t, filepath.Join(w0.RunDir, w0.State.Weights)), weights(t, filepath.Join(w1.RunDir,
+		w1.State.Weights))
+	for _, n := range []string{"Mixed_7c.branch1x1.conv.weight", "Mixed_7b.branch1x1.conv.weight"} {
+		n = model.BackbonePrefix + n
+		d := maxAbsDiff(map[string][]float32{n: x[n]}, map[string][]float32{n: y[n]})
+		if moved := d != 0; moved != strings.Contains(n, "7c") {
+			t.Errorf("attention decoder: %s changed by %.3g", n, d)
 		}
 	}
 

@@ -58,8 +58,8 @@ func parseState(path string, b []byte) (State, error) {
 	}
 	switch {
 	case st.Epoch < 0 || st.Batch < 0 || st.Step < 0 || st.AdamSteps < 0 || st.TuneAdamSteps < 0:
-		return st, fmt.Errorf("%s: negative epoch %d, batch %d, step %d or adam_steps %d", path, st.Epoch, st.Batch,
-			st.Step, st.AdamSteps)
+		return st, fmt.Errorf("%s: negative epoch %d, batch %d, step %d, adam_steps %d or tune_adam_steps %d", path,
+			st.Epoch, st.Batch, st.Step, st.AdamSteps, st.TuneAdamSteps)
 	case st.Weights == "" || st.Moments == "":
 		return st, fmt.Errorf("%s: names no checkpoint (weights %q, moments %q)", path, st.Weights, st.Moments)
 	case filepath.IsAbs(st.Weights) || strings.HasPrefix(filepath.Clean(st.Weights), ".."):

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-
-	"github.com/captiongo/captiongo/train/tensorboard"
 )
 
 // TestScheduledSamplingSchedule: the probability follows the widely used
@@ -33,18 +31,7 @@ func TestScheduledSamplingSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var probs []float64
-	files, _ := filepath.Glob(filepath.Join(ref.RunDir, "events.out.tfevents.*"))
-	for _, f := range files {
-		evs, _ := tensorboard.ReadEvents(f)
-		for _, ev := range evs {
-			for _, v := range ev.Values {
-				if v.Tag == "scheduled sampling probability" && v.Simple != nil {
-					probs = append(probs, float64(*v.Simple))
-				}
-			}
-		}
-	}
+	probs := loggedScalars(t, ref.RunDir, "scheduled sampling probability")
 	if fmt.Sprint(probs) != "[0 0.5 0.75]" {
 		t.Errorf("logged probabilities %v, want [0 0.5 0.75]", probs)
 	}

@@ -414,3 +414,25 @@ func checkTensorBoardServer(t *testing.T, logdir, run string) {
 		t.Errorf("hparams/session_groups: %d %s", code, groups)
 	}
 }
+
+// loggedScalars is every value the run folder's event files hold for a
+// scalar tag, in file and record order.
+func loggedScalars(t *testing.T, dir, tag string) []float64 {
+	t.Helper()
+	var out []float64
+	files, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	for _, f := range files {
+		evs, err := tensorboard.ReadEvents(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			for _, v := range ev.Values {
+				if v.Tag == tag && v.Simple != nil {
+					out = append(out, float64(*v.Simple))
+				}
+			}
+		}
+	}
+	return out
+}
