@@ -131,7 +131,7 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := BuildFeatureCache(m, ds.Examples, tf, dir, 1, 8, nil)
+			c, err := BuildFeatureCache(m, ds.Examples, tf, dir, false, 1, 8, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 		}
 		worst, scale := 0.0, 0.0
 		for _, e := range ds.Examples {
-			a, b := derived.Row(e.Path), direct.Row(e.Path)
+			a, b := cacheRow(t, derived, e.Path), cacheRow(t, direct, e.Path)
 			for i := range a {
 				worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
 				scale = math.Max(scale, math.Abs(float64(b[i])))
@@ -162,16 +162,24 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 		}
 		// The pooled rows really come from the map file: with that file's
 		// values halved, a rebuilt pooled cache is halved too.
-		half := make([]float32, len(mapc.feats))
-		for i, v := range mapc.feats {
-			half[i] = v / 2
-		}
-		if err := writeFloats(mapc.Path, half); err != nil {
+		err := writeCache(mapc.Path, false, len(mapc.index), mapc.dim, func(put func(int, []float32) error) error {
+			for p, i := range mapc.index {
+				row := cacheRow(t, mapc, p)
+				for j := range row {
+					row[j] /= 2
+				}
+				if err := put(i, row); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		os.Remove(derived.Path)
 		again := build(false, shared, 1)
-		if a, b := again.Row(ds.Examples[0].Path), direct.Row(ds.Examples[0].Path); math.Abs(
+		if a, b := cacheRow(t, again, ds.Examples[0].Path), cacheRow(t, direct, ds.Examples[0].Path); math.Abs(
 			float64(a[0]-b[0]/2),
 		) > 1e-6*math.Max(
 			1,
@@ -185,7 +193,8 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 		}
 		// Other weights: the map cache of seed 1 must not serve a backbone of seed 2.
 		other := build(false, shared, 2)
-		if a, b := other.Row(ds.Examples[0].Path), derived.Row(ds.Examples[0].Path); a[0] == b[0] && a[1] == b[1] {
+		a, b := cacheRow(t, other, ds.Examples[0].Path), cacheRow(t, derived, ds.Examples[0].Path)
+		if a[0] == b[0] && a[1] == b[1] {
 			t.Errorf("a pooled cache for other backbone weights equals the derived one")
 		}
 		return nil
@@ -241,7 +250,7 @@ func TestFeatureCacheKeyFollowsContent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := BuildFeatureCache(m, ds.Examples, tf, cacheDir, 2, 8, nil)
+			c, err := BuildFeatureCache(m, ds.Examples, tf, cacheDir, false, 2, 8, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +295,7 @@ func TestFeatureCacheKeyFollowsContent(t *testing.T) {
 		}
 		rel0, _ := filepath.Rel(moved, images[0])
 		rel1, _ := filepath.Rel(moved, images[1])
-		a, b0 := changed.Row(images[0]), changed.Row(images[1])
+		a, b0 := cacheRow(t, changed, images[0]), cacheRow(t, changed, images[1])
 		if a == nil || b0 == nil || a[0] != b0[0] {
 			t.Errorf("%s now holds %s's bytes: rows %v, %v should start alike", rel0, rel1, a[:2], b0[:2])
 		}

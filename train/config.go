@@ -111,6 +111,8 @@ type Config struct {
 	CaptionSampling Sampling `toml:"caption_sampling"`
 	// run a frozen backbone once per image (needs train_cnn = false, random_crop = false)
 	FeatureCache bool `toml:"feature_cache"`
+	// how the cache stores features: "float32", or "float16" (half the disk and reads; see docs/TRAINING.md)
+	FeatureCacheDtype Dtype `toml:"feature_cache_dtype"`
 	// also checkpoint every n steps inside an epoch (0 = epoch ends only)
 	CheckpointEvery int `toml:"checkpoint_every"`
 
@@ -233,7 +235,8 @@ func DefaultConfig() Config {
 		Decoder: model.DecoderLSTM, AttentionDim: 512, AlphaC: 1, FeatureLayer: model.Mixed7c, EmbedSize: 256,
 		HiddenSize: 256, NumLayers: 1, Dropout: 0.5, BackboneDropout: 0.5,
 		Epochs: 100, BatchSize: 32, LR: 3e-4, LRSchedule: ScheduleConstant, LRStepEpochs: 30, LRGamma: 0.1,
-		CaptionSampling: SampleAll, FeatureCache: true, MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
+		CaptionSampling: SampleAll, FeatureCache: true, FeatureCacheDtype: DtypeFloat32,
+		MaxLen: 50, Beam: 1, EvalImages: 500, SampleImages: 4,
 		SSStart: -1, SSIncreaseEvery: 5, SSIncreaseProb: 0.05, SSMaxProb: 0.25,
 		Training: TrainXE, SCSTSamples: 5, SCSTTemperature: 1, SCSTBaseline: BaselineGreedy, SCSTReward: RewardCIDErD,
 		BestMetric: MetricCIDEr, Device: torch.DeviceAuto, Seed: 1, LogEvery: 50, Backbone: BackboneAuto,
@@ -486,6 +489,18 @@ const RewardCIDErD Reward = "CIDEr-D"
 // Rewards lists them.
 var Rewards = []Reward{RewardCIDErD}
 
+// Dtype is how the feature cache stores values.
+type Dtype string
+
+// The cache's precisions.
+const (
+	DtypeFloat32 Dtype = "float32"
+	DtypeFloat16 Dtype = "float16"
+)
+
+// Dtypes lists them.
+var Dtypes = []Dtype{DtypeFloat32, DtypeFloat16}
+
 // Samplings lists them.
 var Samplings = []Sampling{SampleAll, SampleOne}
 
@@ -516,6 +531,7 @@ func (c Config) Validate() error {
 		oneOf("training", c.Training, Trainings...),
 		oneOf("scst_baseline", c.SCSTBaseline, SCSTBaselines...),
 		oneOf("scst_reward", c.SCSTReward, Rewards...),
+		oneOf("feature_cache_dtype", c.FeatureCacheDtype, Dtypes...),
 	}
 	for _, e := range checks {
 		if e != nil {

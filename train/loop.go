@@ -69,6 +69,10 @@ func (r *runner) loop() (*Result, error) {
 			step = r.scstStep
 		}
 		for b := range ch {
+			if b.err != nil {
+				cancel()
+				return nil, b.err
+			}
 			lv, lr := step(b)
 			if r.opt.OnStep != nil {
 				r.opt.OnStep(r.st.Step)
@@ -258,6 +262,9 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	}
 	var sum, n float64
 	for b := range ch {
+		if b.err != nil {
+			return em, nil, b.err
+		}
 		torch.NoGrad(func() {
 			logits, alphas, tok := r.src.forward(b, false, nil)
 			defer tok.MustDrop()

@@ -167,6 +167,7 @@ type runner struct {
 	opt      Options
 	dir      string
 	m        *model.Captioner
+	cache    *FeatureCache // open while the run reads it
 	adam     *model.Adam
 	tuneAdam *model.Adam // the backbone's, once fine-tuning has started (finetune_epoch)
 	vocab    *data.Vocab
@@ -192,6 +193,11 @@ func Run(cfg Config, opt Options) (*Result, error) {
 		opt.Out = io.Discard
 	}
 	r := &runner{cfg: cfg, opt: opt, dir: filepath.Join(cfg.OutDir, cfg.Name), started: time.Now()}
+	defer func() {
+		if r.cache != nil {
+			r.cache.Close()
+		}
+	}()
 	if err := r.setup(); err != nil {
 		if r.tb != nil {
 			r.tb.HParamsEnd(false)
@@ -408,6 +414,7 @@ func (r *runner) setup() error {
 				all,
 				r.tfEval,
 				filepath.Join(cfg.OutDir, ".cache"),
+				cfg.FeatureCacheDtype == DtypeFloat16,
 				cfg.Workers,
 				32,
 				func(d, n int) { bar(d); r.crash("cache") },
@@ -415,6 +422,7 @@ func (r *runner) setup() error {
 			if err != nil {
 				return err
 			}
+			r.cache = cache
 			r.say("feature cache: %s (%d images, %.1fs)", cache.Path, len(all), time.Since(t0).Seconds())
 			r.src = &cacheSource{cache: cache, m: r.m, vocab: r.vocab, seed: uint64(cfg.Seed), bs: cfg.BatchSize,
 				device: r.device, images: images}

@@ -42,6 +42,7 @@ type batch struct {
 	shape    []int64   // x's tensor shape
 	tokens   []int64   // n x T
 	T        int
+	err      error // the batch could not be read (its consumer stops with this error)
 }
 
 // tensors turns a batch into its input and token tensors on device.
@@ -165,18 +166,26 @@ func (s *cacheSource) epoch(
 			lo, hi := b*s.bs, min((b+1)*s.bs, len(items))
 			x := make([]float32, 0, (hi-lo)*s.cache.dim)
 			exs := make([]int, 0, hi-lo)
-			for i := lo; i < hi; i++ {
+			var err error
+			for i := lo; i < hi && err == nil; i++ {
 				it := items[i]
 				exs = append(exs, it.Example)
-				x = append(x, s.cache.Row(ex[it.Example].Path)...)
+				x, err = s.cache.AppendRow(x, ex[it.Example].Path)
 				if enc[i] == nil {
 					enc[i] = s.vocab.Encode(ex[it.Example].Captions[it.Caption])
 				}
 			}
-			toks, T, _ := data.PadTokens(enc[lo:hi])
+			bb := batch{index: b, err: err}
+			if err == nil {
+				toks, T, _ := data.PadTokens(enc[lo:hi])
+				bb = batch{index: b, n: hi - lo, examples: exs, x: x, shape: s.cache.Shape(hi - lo), tokens: toks, T: T}
+			}
 			select {
-			case out <- batch{index: b, n: hi - lo, examples: exs, x: x, shape: s.cache.Shape(hi - lo), tokens: toks, T: T}:
+			case out <- bb:
 			case <-ctx.Done():
+				return
+			}
+			if err != nil {
 				return
 			}
 		}
@@ -198,11 +207,13 @@ func (s *cacheSource) batchFeatures(b batch) *ts.Tensor {
 func (s *cacheSource) features(ex []data.Example) (*ts.Tensor, error) {
 	x := make([]float32, 0, len(ex)*s.cache.dim)
 	for _, e := range ex {
-		row := s.cache.Row(e.Path)
-		if row == nil {
+		if !s.cache.Has(e.Path) {
 			return s.images.features(ex)
 		}
-		x = append(x, row...)
+		var err error
+		if x, err = s.cache.AppendRow(x, e.Path); err != nil {
+			return nil, err
+		}
 	}
 	return torch.FromFloat32s(x, s.cache.Shape(len(ex)), s.device), nil
 }
