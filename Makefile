@@ -46,8 +46,14 @@ export CGO_LDFLAGS  := -L$(LIBTORCH_DIR)/lib -Wl,-rpath,$(LIBTORCH_DIR)/lib $(TO
 # decoder through the nolibjpeg tag. JPEG=go forces the fallback.
 JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 \
                 && echo turbo || echo go)
-ifeq ($(JPEG),go)
-export GOFLAGS := $(strip $(GOFLAGS) -tags=nolibjpeg)
+# Data-parallel training (-nproc, Slurm tasks) runs on c10d's Gloo process group,
+# whose headers need gloo's (Debian: libgloo-dev); without them the build has no
+# collectives (the c10d tag off) and a multi-rank run says so. C10D=off forces that.
+C10D ?= $(shell printf '\043include <gloo/config.h>\n' | $(CXX) -E -x c++ - >/dev/null 2>&1 && echo on || echo off)
+comma := ,
+BUILD_TAGS := $(strip $(if $(filter go,$(JPEG)),nolibjpeg) $(if $(filter on,$(C10D)),c10d))
+ifneq ($(BUILD_TAGS),)
+export GOFLAGS := $(strip $(GOFLAGS) -tags=$(subst $(eval) ,$(comma),$(BUILD_TAGS)))
 endif
 # captiongo's tests find the Python reference side here.
 export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python

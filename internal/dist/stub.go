@@ -1,0 +1,30 @@
+//go:build !c10d
+
+package dist
+
+import (
+	"time"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// Built reports whether collectives are built in (the c10d tag).
+const Built = false
+
+// Group is this process's membership of the run's process group.
+type Group struct{ Env }
+
+// Join reports that this build has no collectives.
+func Join(e Env, timeout time.Duration) (*Group, error) { return nil, ErrNotBuilt }
+
+// AllReduce is not built in.
+func (g *Group) AllReduce(xs []*ts.Tensor, mean bool) error { return ErrNotBuilt }
+
+// Broadcast is not built in.
+func (g *Group) Broadcast(xs []*ts.Tensor, root int) error { return ErrNotBuilt }
+
+// Barrier is not built in.
+func (g *Group) Barrier() error { return ErrNotBuilt }
+
+// Close does nothing.
+func (g *Group) Close() {}
