@@ -1,21 +1,34 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/train"
 )
 
+// distTimeout bounds the rendezvous and every collective of a data-parallel
+// run; it covers rank 0 building a feature cache while the others wait. A
+// rank that dies is noticed at once (its connections close), not after it.
+const distTimeout = 60 * time.Minute
+
 func init() {
 	register("train", command{
 		summary: "train one experiment (TOML) into runs/<name>/",
-		usage:   "[-config experiments/shapes.toml] [-set key=value ...]",
+		usage:   "[-config experiments/shapes.toml] [-set key=value ...] [-nproc N]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
 			config := fs.String(
 				"config",
@@ -24,21 +37,155 @@ func init() {
 			)
 			var sets multiFlag
 			fs.Var(&sets, "set", "override one config key, key=value (repeatable), e.g. -set epochs=3 -set lr=1e-3")
+			nproc := fs.Int("nproc", 1, "data-parallel training in N local processes (ranks), as torchrun "+
+				"--nproc_per_node N; batch_size stays the global batch")
 			return func([]string) error {
 				cfg, err := train.LoadConfig(*config, sets)
 				if err != nil {
 					return err
+				}
+				if *nproc < 1 {
+					return fmt.Errorf("-nproc %d: want at least 1", *nproc)
+				}
+				if *nproc > 1 {
+					if err := checkWorld(cfg, *nproc, "-nproc"); err != nil {
+						return err
+					}
+					return launch(*nproc)
+				}
+				var g *dist.Group
+				env, ok, err := dist.FromEnv(os.Getenv)
+				if err != nil {
+					return err
+				}
+				if ok {
+					if err := checkWorld(cfg, env.World, "the world size ("+env.From+")"); err != nil {
+						return err
+					}
+					if g, err = dist.Join(env, distTimeout); err != nil {
+						return err
+					}
+					defer g.Close()
 				}
 				// SIGTERM (Slurm's time limit, kill) and Ctrl-C checkpoint the run and end it.
 				sig := make(chan os.Signal, 1)
 				signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 				defer signal.Stop(sig)
 				return torch.Run(func() error {
-					tty := term.IsTerminal(int(os.Stdout.Fd()))
-					_, err := train.Run(cfg, train.Options{Out: os.Stdout, TTY: tty, Interrupt: sig})
+					tty := term.IsTerminal(int(os.Stdout.Fd())) && (g == nil || g.Rank == 0)
+					_, err := train.Run(cfg, train.Options{Out: os.Stdout, TTY: tty, Interrupt: sig, Dist: g})
 					return err
 				})
 			}
 		},
 	})
 }
+
+// checkWorld refuses a world the batch cannot be split over, naming the setting.
+func checkWorld(cfg train.Config, world int, what string) error {
+	if world > cfg.BatchSize {
+		return fmt.Errorf("%s %d is larger than batch_size %d: every rank needs a share of each batch", what, world,
+			cfg.BatchSize)
+	}
+	if cfg.BatchSize%world != 0 {
+		return fmt.Errorf("batch_size %d does not divide over %s %d: each rank takes an equal share", cfg.BatchSize,
+			what, world)
+	}
+	return nil
+}
+
+// launch starts n ranks of this same command (without -nproc) on this host,
+// as torchrun does: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and a free
+// MASTER_PORT in each one's environment. When one rank fails the others are
+// stopped (SIGTERM: rank 0 checkpoints); signals to the launcher go to every
+// rank. It returns the first failure.
+func launch(n int) error {
+	port := os.Getenv("MASTER_PORT")
+	if port == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("-nproc: no free port for the rendezvous: %w", err)
+		}
+		port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var args []string
+	skip := false
+	for _, a := range os.Args[1:] {
+		switch {
+		case skip:
+			skip = false
+		case a == "-nproc" || a == "--nproc":
+			skip = true
+		case strings.HasPrefix(a, "-nproc=") || strings.HasPrefix(a, "--nproc="):
+		default:
+			args = append(args, a)
+		}
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
+	type exit struct {
+		rank int
+		err  error
+	}
+	done := make(chan exit, n)
+	cmds := make([]*exec.Cmd, n)
+	for r := range cmds {
+		c := exec.Command(exe, args...)
+		c.Stdout, c.Stderr, c.Stdin = os.Stdout, os.Stderr, nil
+		c.Env = append(os.Environ(), "RANK="+strconv.Itoa(r), "LOCAL_RANK="+strconv.Itoa(r),
+			"WORLD_SIZE="+strconv.Itoa(n), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+port)
+		if err := c.Start(); err != nil {
+			for _, s := range cmds[:r] {
+				s.Process.Kill()
+			}
+			return fmt.Errorf("-nproc: starting rank %d: %w", r, err)
+		}
+		cmds[r] = c
+		go func(r int) { done <- exit{r, c.Wait()} }(r)
+	}
+	var first *exit
+	stop := func(s os.Signal) {
+		for _, c := range cmds {
+			if c.ProcessState == nil {
+				c.Process.Signal(s)
+			}
+		}
+	}
+	for left := n; left > 0; {
+		select {
+		case s := <-sig:
+			stop(s)
+		case e := <-done:
+			left--
+			if e.err != nil && first == nil {
+				first = &e
+				stop(syscall.SIGTERM)
+			}
+		}
+	}
+	if first != nil {
+		var ee *exec.ExitError
+		if errors.As(first.err, &ee) {
+			return rankExit{first.rank, ee.ExitCode(), ee}
+		}
+		return fmt.Errorf("rank %d: %w", first.rank, first.err)
+	}
+	return nil
+}
+
+// rankExit is a rank's failure, with its exit code as the launcher's.
+type rankExit struct {
+	rank, code int
+	err        error
+}
+
+func (e rankExit) Error() string {
+	return fmt.Sprintf("rank %d failed (%v); the other ranks were stopped", e.rank, e.err)
+}
+func (e rankExit) ExitCode() int { return max(e.code, 1) }

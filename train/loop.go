@@ -73,7 +73,11 @@ func (r *runner) loop() (*Result, error) {
 				cancel()
 				return nil, b.err
 			}
-			lv, lr := step(b)
+			lv, lr, err := step(b)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
 			if r.opt.OnStep != nil {
 				r.opt.OnStep(r.st.Step)
 			}
@@ -182,7 +186,7 @@ func (r *runner) loop() (*Result, error) {
 }
 
 // step is one optimiser step; it returns the loss and the learning rate.
-func (r *runner) step(b batch) (float64, float64) {
+func (r *runner) step(b batch) (float64, float64, error) {
 	lr := r.lrAt(r.st.Step)
 	r.adam.ZeroGrad()
 	if r.tuneAdam != nil {
@@ -195,13 +199,28 @@ func (r *runner) step(b batch) (float64, float64) {
 	if p := r.cfg.ssProb(r.st.Epoch); p > 0 { // its coins and samples follow the step too
 		ss = &model.ScheduledSampling{P: p, Rng: rand.New(rand.NewPCG(uint64(r.cfg.Seed)^0x55, uint64(r.st.Step)))}
 	}
+	wCE, wPen := 1.0, 1.0
+	if r.opt.Dist != nil {
+		b, wCE, wPen = r.shard(b)
+	}
 	logits, alphas, tok := r.src.forward(b, true, ss)
-	loss := model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
+	var loss *ts.Tensor
+	if r.opt.Dist == nil {
+		loss = model.LossAttention(logits, alphas, tok, r.cfg.AlphaC)
+	} else {
+		loss = shardLoss(logits, alphas, tok, r.cfg.AlphaC, wCE, wPen)
+	}
 	if alphas != nil {
 		alphas.MustDrop()
 	}
 	lv := torch.Item(loss)
 	loss.MustBackward()
+	if r.opt.Dist != nil {
+		var err error
+		if lv, err = r.reduceGrads(lv); err != nil {
+			return 0, 0, err
+		}
+	}
 	if r.cfg.GradClip > 0 { // each optimiser's gradients by themselves
 		r.adam.ClipGradNorm(r.cfg.GradClip)
 		if r.tuneAdam != nil {
@@ -223,7 +242,7 @@ func (r *runner) step(b batch) (float64, float64) {
 			r.tb.Scalar("learning rate (backbone)", r.st.Step, r.tuneLR(lr))
 		}
 	}
-	return lv, lr
+	return lv, lr, nil
 }
 
 func (r *runner) bestValue() float64 {

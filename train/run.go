@@ -19,6 +19,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
@@ -119,6 +120,9 @@ type Options struct {
 	// cache writes and evaluation ("checkpoint:weights", "event", "cache",
 	// "eval", ...), so that tests can kill the process there.
 	Crash func(point string)
+	// Dist makes this process one rank of a data-parallel run (nil: one
+	// process); see dist.go.
+	Dist *dist.Group
 }
 
 var errStopped = errors.New("stopped at the requested step")
@@ -192,7 +196,18 @@ func Run(cfg Config, opt Options) (*Result, error) {
 	if opt.Out == nil {
 		opt.Out = io.Discard
 	}
+	if err := checkDist(cfg, opt.Dist); err != nil {
+		return nil, err
+	}
 	r := &runner{cfg: cfg, opt: opt, dir: filepath.Join(cfg.OutDir, cfg.Name), started: time.Now()}
+	if r.rank() > 0 { // rank 0 alone writes the run folder
+		dir, remove, err := rankScratch(r.rank())
+		if err != nil {
+			return nil, err
+		}
+		defer remove()
+		r.dir, r.opt.Out, r.opt.EventDir = filepath.Join(dir, cfg.Name), io.Discard, ""
+	}
 	defer func() {
 		if r.cache != nil {
 			r.cache.Close()
@@ -292,7 +307,7 @@ func (r *runner) setup() error {
 	src := cfg.Data
 	if src == "synth" {
 		src = filepath.Join(cfg.OutDir, ".data", fmt.Sprintf("shapes-n%d-s%d", cfg.SynthN, cfg.SynthSeed))
-		if err := data.WriteSynth(src, cfg.SynthN, cfg.SynthSeed); err != nil {
+		if err := r.rank0First(func() error { return data.WriteSynth(src, cfg.SynthN, cfg.SynthSeed) }); err != nil {
 			return err
 		}
 	}
@@ -391,6 +406,9 @@ func (r *runner) setup() error {
 		}
 	}
 	r.st.Config = cfg
+	if err := r.syncRanks(); err != nil {
+		return err
+	}
 
 	// Where images come from: the feature cache, or pixels.
 	images := &imageSource{m: r.m, vocab: r.vocab, tfTrain: r.tfTrain, tfEval: r.tfEval, device: r.device, say: r.say,
@@ -409,16 +427,20 @@ func (r *runner) setup() error {
 			all := append(append([]data.Example{}, r.train...), r.val...)
 			t0 := time.Now()
 			bar := r.bar(len(all), "features")
-			cache, err := BuildFeatureCache(
-				r.m,
-				all,
-				r.tfEval,
-				filepath.Join(cfg.OutDir, ".cache"),
-				cfg.FeatureCacheDtype == DtypeFloat16,
-				cfg.Workers,
-				32,
-				func(d, n int) { bar(d); r.crash("cache") },
-			)
+			var cache *FeatureCache
+			err := r.rank0First(func() (err error) { // one build, shared
+				cache, err = BuildFeatureCache(
+					r.m,
+					all,
+					r.tfEval,
+					filepath.Join(cfg.OutDir, ".cache"),
+					cfg.FeatureCacheDtype == DtypeFloat16,
+					cfg.Workers,
+					32,
+					func(d, n int) { bar(d); r.crash("cache") },
+				)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -566,4 +588,23 @@ func (r *runner) items(ex []data.Example, epoch int, train bool) []data.Item {
 		out[i] = data.Item{Example: i, Caption: rng.IntN(len(e.Captions))}
 	}
 	return out
+}
+
+// rank0First runs fn on rank 0, then on the other ranks (each finds what
+// rank 0 wrote: the synthetic data, the feature cache).
+func (r *runner) rank0First(fn func() error) error {
+	g := r.opt.Dist
+	if g == nil {
+		return fn()
+	}
+	if r.rank() > 0 {
+		if err := g.Barrier(); err != nil {
+			return err
+		}
+		return fn()
+	}
+	if err := fn(); err != nil {
+		return err
+	}
+	return g.Barrier()
 }

@@ -82,7 +82,7 @@ func (r *runner) checkInit(run *runfolder.Run) error {
 
 // scstStep is one self-critical optimiser step on a batch of images; it
 // returns the loss and the learning rate.
-func (r *runner) scstStep(b batch) (float64, float64) {
+func (r *runner) scstStep(b batch) (float64, float64, error) {
 	cfg := r.cfg
 	lr := r.lrAt(r.st.Step)
 	k := cfg.SCSTSamples
@@ -163,7 +163,7 @@ func (r *runner) scstStep(b batch) (float64, float64) {
 	if r.st.Step%int64(cfg.LogEvery) == 0 {
 		r.tb.Scalar("learning rate", r.st.Step, lr)
 	}
-	return lv, lr
+	return lv, lr, nil
 }
 
 // reward is a caption's CIDEr-D against the training image's references.

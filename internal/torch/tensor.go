@@ -15,6 +15,15 @@ func Float32s(x *ts.Tensor) []float32 {
 	return out
 }
 
+// Float64s copies a tensor's values into a Go slice of float64.
+func Float64s(x *ts.Tensor) []float64 {
+	c := x.MustTo(gotch.CPU, false).MustTotype(gotch.Double, true).MustContiguous(true)
+	defer c.MustDrop()
+	out := make([]float64, c.Numel())
+	c.MustCopyData(out, c.Numel())
+	return out
+}
+
 // Int64s copies an integer tensor's values into a Go slice.
 func Int64s(x *ts.Tensor) []int64 {
 	c := x.MustTo(gotch.CPU, false).MustTotype(gotch.Int64, true).MustContiguous(true)

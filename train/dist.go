@@ -1,0 +1,166 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/dist"
+	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/model"
+)
+
+// Data-parallel training (Options.Dist): every rank builds the same run,
+// rank 0's weights, optimiser state and progress are broadcast to the others
+// before the first step, each rank takes its share of every global batch
+// (batch_size stays the global batch), and the gradients are summed over the
+// ranks, each rank's loss weighted by its share of the batch's target tokens
+// (and of its images, for the attention penalty), so that the summed gradient
+// is the one-process gradient of the whole batch. Gradient clipping and the
+// Adam step then run on identical gradients everywhere and the weights stay
+// identical. Rank 0 alone writes the run folder; the others keep their events
+// and logs in a scratch folder removed at the end. Every rank evaluates the
+// whole validation split (identical results, so the model selection and the
+// early stop agree). Dropout's masks and scheduled sampling's coins are drawn
+// per rank, so those runs are equal to one process in distribution, not bit
+// for bit.
+
+// rank is this process's rank (0 without Options.Dist).
+func (r *runner) rank() int {
+	if r.opt.Dist == nil {
+		return 0
+	}
+	return r.opt.Dist.Rank
+}
+
+// checkDist refuses what data-parallel training does not support yet, in one
+// line naming the setting.
+func checkDist(cfg Config, g *dist.Group) error {
+	if g == nil {
+		return nil
+	}
+	switch {
+	case cfg.BatchSize%g.World != 0:
+		return bad("batch_size", "%d does not divide over %d processes (-nproc / the world size): each rank takes "+
+			"an equal share of every batch", cfg.BatchSize, g.World)
+	case cfg.Training == TrainSCST:
+		return bad("training", "\"scst\" runs in one process for now (data-parallel SCST is not built)")
+	case cfg.FinetuneEpoch > 0:
+		return bad("finetune_epoch", "%d: fine-tuning after warm-up runs in one process for now", cfg.FinetuneEpoch)
+	}
+	return nil
+}
+
+// syncRanks makes every rank start from rank 0's weights (parameters and
+// buffers), optimiser moments and progress.
+func (r *runner) syncRanks() error {
+	g := r.opt.Dist
+	if g == nil {
+		return nil
+	}
+	vars := r.m.VS.Variables()
+	names := make([]string, 0, len(vars))
+	for n := range vars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var xs []*ts.Tensor
+	for _, n := range names {
+		v := vars[n]
+		xs = append(xs, &v)
+	}
+	xs = append(append(xs, r.adam.M...), r.adam.V...)
+	st := []float64{float64(r.st.Epoch), float64(r.st.Batch), float64(r.st.Step), float64(r.adam.Steps),
+		r.st.Best, float64(r.st.BestEpoch), float64(r.st.SinceBest)}
+	stT := ts.MustOfSlice(st)
+	defer stT.MustDrop()
+	var err error
+	torch.NoGrad(func() { err = g.Broadcast(append(xs, stT), 0) })
+	if err != nil {
+		return err
+	}
+	got := torch.Float64s(stT)
+	r.st.Epoch, r.st.Batch, r.st.Step, r.adam.Steps = int(got[0]), int(got[1]), int64(got[2]), int(got[3])
+	r.st.Best, r.st.BestEpoch, r.st.SinceBest = got[4], int(got[5]), int(got[6])
+	return nil
+}
+
+// shard is this rank's part of a global batch, with the weights of its
+// cross-entropy (its share of the batch's target tokens) and of its attention
+// penalty (its share of the images). A rank whose share is empty (a last
+// batch smaller than the world) runs the batch's first image with weight 0.
+func (r *runner) shard(b batch) (batch, float64, float64) {
+	g := r.opt.Dist
+	lo, hi := dist.Shard(b.n, g.Rank, g.World)
+	wCE, wPen := 1.0, 0.0
+	if hi == lo {
+		lo, hi, wCE = 0, 1, 0
+	} else {
+		wPen = float64(hi-lo) / float64(b.n)
+	}
+	targets := func(lo, hi int) int {
+		n := 0
+		for i := lo * b.T; i < hi*b.T; i++ {
+			if i%b.T != 0 && b.tokens[i] != data.PAD {
+				n++
+			}
+		}
+		return n
+	}
+	wCE *= float64(targets(lo, hi)) / float64(max(1, targets(0, b.n)))
+	per := len(b.x) / b.n
+	s := batch{index: b.index, n: hi - lo, examples: b.examples[lo:hi], x: b.x[lo*per : hi*per],
+		shape: append([]int64{int64(hi - lo)}, b.shape[1:]...), tokens: b.tokens[lo*b.T : hi*b.T], T: b.T}
+	return s, wCE, wPen
+}
+
+// shardLoss is this rank's weighted part of the batch's loss: summed over
+// the ranks, the one-process loss of the whole batch.
+func shardLoss(logits, alphas, tok *ts.Tensor, alphaC, wCE, wPen float64) *ts.Tensor {
+	loss := model.Loss(logits, tok).MustMulScalar(ts.FloatScalar(wCE), true)
+	if alphas == nil || alphaC == 0 {
+		return loss
+	}
+	pen := model.AttentionPenalty(alphas, tok).MustMulScalar(ts.FloatScalar(alphaC*wPen), true)
+	out := loss.MustAdd(pen, true)
+	pen.MustDrop()
+	return out
+}
+
+// reduceGrads sums the trainable parameters' gradients and the shards'
+// losses over the ranks and returns the batch's loss.
+func (r *runner) reduceGrads(lv float64) (float64, error) {
+	var gs []*ts.Tensor
+	defer func() {
+		for _, g := range gs {
+			g.MustDrop()
+		}
+	}()
+	for _, p := range r.adam.Params {
+		g := p.MustGrad(false)
+		if !g.MustDefined() {
+			g.MustDrop()
+			continue
+		}
+		gs = append(gs, g)
+	}
+	l := ts.MustOfSlice([]float32{float32(lv)}).MustTo(r.device, true)
+	defer l.MustDrop()
+	if err := r.opt.Dist.AllReduce(append(gs, l), false); err != nil {
+		return 0, err
+	}
+	return float64(torch.Float32s(l)[0]), nil
+}
+
+// rankScratch gives a rank other than 0 a scratch run folder (removed by
+// the returned function).
+func rankScratch(rank int) (string, func(), error) {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("captiongo-rank%d-", rank))
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
