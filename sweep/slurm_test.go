@@ -476,3 +476,33 @@ func TestSlurmSweep(t *testing.T) {
 		t.Errorf("resubmission after the array: %v\n%s", err, out)
 	}
 }
+
+// TestSlurmTwoTaskRun: one data-parallel run as a two-task Slurm job step on
+// the real local Slurm: srun starts two tasks, each reads its rank from
+// Slurm's environment and the rendezvous host from SLURM_JOB_NODELIST, and
+// rank 0 alone writes the finished run.
+func TestSlurmTwoTaskRun(t *testing.T) {
+	c := startSlurm(t)
+	dir := t.TempDir()
+	exe := buildCaptiongo(t, dir)
+	exp := filepath.Join(dir, "tiny.toml")
+	if err := os.WriteFile(exp, []byte(testutil.TinyExperiment), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("srun", "-N1", "-n2", "-c1", "--time=10",
+		"--export=ALL,MASTER_PORT="+strconv.Itoa(freePort(t)),
+		exe, "train", "-config", exp, "-set", "out_dir="+filepath.Join(dir, "runs"), "-set", "name=ddp").
+		CombinedOutput()
+	if err != nil {
+		t.Fatalf("srun: %v\n%s\n%s", err, out, c.logs())
+	}
+	log := string(out)
+	if !strings.Contains(log, "data-parallel: 2 ranks (slurm environment") || strings.Count(log, "done: ") != 1 {
+		t.Errorf("the job's output:\n%s", log)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "runs", "ddp", "state.json"))
+	if err != nil || !strings.Contains(string(b), `"finished": true`) {
+		t.Errorf("state.json: %v\n%s", err, b)
+	}
+	t.Logf("srun -n2: %s", strings.SplitN(log[strings.Index(log, "data-parallel"):], "\n", 2)[0])
+}
