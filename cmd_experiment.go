@@ -32,7 +32,9 @@ func init() {
 			fs.StringVar(&o.Partition, "partition", "", "slurm: partition (overrides [slurm] partition)")
 			fs.StringVar(&o.Account, "account", "", "slurm: account")
 			fs.StringVar(&o.Time, "time", "", "slurm: time limit per point, HH:MM:SS or D-HH:MM:SS")
-			fs.IntVar(&o.GPUsPerTask, "gpus-per-task", 0, "slurm: GPUs per point")
+			fs.IntVar(&o.GPUsPerTask, "gpus-per-task", 0, "slurm: GPUs per task (per rank with -ntasks)")
+			fs.IntVar(&o.NTasks, "ntasks", 0, "slurm: each point one data-parallel run of N ranks (srun starts them)")
+			fs.IntVar(&o.Nodes, "nodes", 0, "slurm: nodes per point with -ntasks (0: Slurm's choice)")
 			fs.IntVar(
 				&o.CPUsPerTask,
 				"cpus-per-task",
@@ -86,6 +88,10 @@ func init() {
 							opts.Time = o.Time
 						case "gpus-per-task":
 							opts.GPUsPerTask = o.GPUsPerTask
+						case "ntasks":
+							opts.NTasks = o.NTasks
+						case "nodes":
+							opts.Nodes = o.Nodes
 						case "cpus-per-task":
 							opts.CPUsPerTask = o.CPUsPerTask
 						case "mem":

@@ -27,6 +27,9 @@ type SlurmOptions struct {
 	Account     string `toml:"account"`       // --account
 	Time        string `toml:"time"`          // --time, e.g. "04:00:00" or "1-00:00:00"
 	GPUsPerTask int    `toml:"gpus_per_task"` // --gpus-per-task
+	// each point one data-parallel run of this many ranks (--ntasks; srun starts them; 0 or 1 = one process)
+	NTasks int `toml:"ntasks"`
+	Nodes  int `toml:"nodes"` // --nodes, for ntasks > 1 (0 = Slurm's choice)
 	// --cpus-per-task (also libtorch's threads unless the sweep sets threads)
 	CPUsPerTask int      `toml:"cpus_per_task"`
 	Mem         string   `toml:"mem"`               // --mem, e.g. "16G"
@@ -59,6 +62,10 @@ func (o SlurmOptions) Validate() error {
 		return bad("cpus_per_task", "%d: must not be negative", o.CPUsPerTask)
 	case o.Concurrency < 0:
 		return bad("array_concurrency", "%d: must not be negative", o.Concurrency)
+	case o.NTasks < 0:
+		return bad("ntasks", "%d: must not be negative", o.NTasks)
+	case o.Nodes < 0 || (o.Nodes > 0 && o.Nodes > max(o.NTasks, 1)):
+		return bad("nodes", "%d: want 0 (Slurm's choice) or 1..ntasks (%d)", o.Nodes, max(o.NTasks, 1))
 	}
 	for _, e := range o.Extra {
 		if !strings.HasPrefix(e, "-") || strings.ContainsAny(e, "\n\r") {
@@ -170,6 +177,12 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 	if o.CPUsPerTask > 0 {
 		lines = append(lines, "--cpus-per-task="+strconv.Itoa(o.CPUsPerTask))
 	}
+	if o.NTasks > 1 {
+		lines = append(lines, "--ntasks="+strconv.Itoa(o.NTasks))
+		if o.Nodes > 0 {
+			lines = append(lines, "--nodes="+strconv.Itoa(o.Nodes))
+		}
+	}
 	if o.Mem != "" {
 		lines = append(lines, "--mem="+o.Mem)
 	}
@@ -211,7 +224,15 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 		s.Name,
 		qroot,
 	)
-	fmt.Fprintf(&b, "exec %s \"${args[@]}\" >> %s/\"$point\"/train.log 2>&1\n", shellQuote(exe), qroot)
+	launcher := ""
+	if o.NTasks > 1 {
+		// The tasks are one run's ranks: srun starts them, each reads its
+		// rank from Slurm's environment; they meet on the first node, on a
+		// port of this job's own; one failing ends the others.
+		b.WriteString("export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n")
+		launcher = "srun --kill-on-bad-exit=1 "
+	}
+	fmt.Fprintf(&b, "exec %s%s \"${args[@]}\" >> %s/\"$point\"/train.log 2>&1\n", launcher, shellQuote(exe), qroot)
 	return b.String(), nil
 }
 

@@ -107,6 +107,7 @@ setup = ["module load cuda/12.1"]
 	for field, body := range map[string]string{
 		"slurm.time": "time = \"two hours\"", "slurm.mem": "mem = \"lots\"",
 		"slurm.extra": "extra = [\"qos=short\"]", "slurm.gpu": "gpu = 1",
+		"slurm.ntasks": "ntasks = -2", "slurm.nodes": "ntasks = 2\nnodes = 3",
 	} {
 		os.WriteFile(
 			filepath.Join(dir, "bad.toml"),
@@ -505,4 +506,46 @@ func TestSlurmTwoTaskRun(t *testing.T) {
 		t.Errorf("state.json: %v\n%s", err, b)
 	}
 	t.Logf("srun -n2: %s", strings.SplitN(log[strings.Index(log, "data-parallel"):], "\n", 2)[0])
+}
+
+// TestSlurmSweepOfDataParallelRuns: a sweep whose points are two-rank runs
+// (slurm.ntasks = 2) on the real local Slurm: the array task's script starts
+// both ranks with srun and the point finishes as one run.
+func TestSlurmSweepOfDataParallelRuns(t *testing.T) {
+	c := startSlurm(t)
+	dir := t.TempDir()
+	exe := buildCaptiongo(t, dir)
+	s := writeSweep(t, dir, "lr = [1e-3]", "[slurm]\nntasks = 2\nnodes = 1\ncpus_per_task = 1\ntime = \"00:10:00\"\n")
+	script, err := s.SlurmScript(s.Slurm, exe, []int{0})
+	if err != nil || !strings.Contains(script, "#SBATCH --ntasks=2\n") ||
+		!strings.Contains(script, "#SBATCH --nodes=1\n") || !strings.Contains(script, "exec srun --kill-on-bad-exit=1 ") {
+		t.Fatalf("script (%v):\n%s", err, script)
+	}
+	out, err := exec.Command(exe, "experiment", "-backend", "slurm", filepath.Join(dir, "sweep_tiny.toml")).
+		CombinedOutput()
+	if err != nil {
+		t.Fatalf("submit: %v\n%s\n%s", err, out, c.logs())
+	}
+	root := filepath.Join(dir, "runs", "sweep_tiny")
+	jobs, err := readJobs(root)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs %+v, %v", jobs, err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		q, _ := exec.Command("squeue", "-h", "-r", "-j", jobs[0].JobID, "-o", "%i %T").Output()
+		if strings.TrimSpace(string(q)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job did not finish in 5 minutes:\n%s\n%s", q, c.logs())
+		}
+		time.Sleep(time.Second)
+	}
+	p := s.Points()[0]
+	log, _ := os.ReadFile(filepath.Join(root, p.Name, "train.log"))
+	if st, _ := PointStatus(root, p); st != "done" || !strings.Contains(string(log), "data-parallel: 2 ranks (slurm") {
+		sl, _ := os.ReadFile(filepath.Join(root, ".slurm", jobs[0].JobID+"_0.out"))
+		t.Fatalf("point %s is %s:\n%s\nslurm output:\n%s\n%s", p.Name, st, log, sl, c.logs())
+	}
 }
