@@ -164,3 +164,87 @@ func rankScratch(rank int) (string, func(), error) {
 	}
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
+
+// mine reports whether batch i of an evaluation is this rank's to compute.
+func (r *runner) mine(i int) bool {
+	g := r.opt.Dist
+	return g == nil || i%g.World == g.Rank
+}
+
+// sumOverRanks replaces each value by its sum over the ranks.
+func (r *runner) sumOverRanks(xs ...*float64) error {
+	if r.opt.Dist == nil {
+		return nil
+	}
+	vals := make([]float64, len(xs))
+	for i, x := range xs {
+		vals[i] = *x
+	}
+	t := ts.MustOfSlice(vals)
+	defer t.MustDrop()
+	if err := r.opt.Dist.AllReduce([]*ts.Tensor{t}, false); err != nil {
+		return err
+	}
+	for i, v := range torch.Float64s(t) {
+		*xs[i] = v
+	}
+	return nil
+}
+
+// decodeSharded is decode with its batches spread over the ranks and the
+// captions gathered on every rank.
+func (r *runner) decodeSharded(ex []data.Example) ([]string, error) {
+	if r.opt.Dist == nil {
+		return r.decode(ex)
+	}
+	out := make([]string, len(ex))
+	for i, lo := 0, 0; lo < len(ex); i, lo = i+1, lo+decodeBatch {
+		if !r.mine(i) {
+			continue
+		}
+		hi := min(lo+decodeBatch, len(ex))
+		hs, err := r.decode(ex[lo:hi])
+		if err != nil {
+			return nil, err
+		}
+		copy(out[lo:hi], hs)
+	}
+	return out, r.gatherStrings(out)
+}
+
+// gatherStrings fills every rank's empty entries with the other ranks'
+// (each entry is set on one rank): the bytes go through one sum.
+func (r *runner) gatherStrings(s []string) error {
+	width := 0
+	for _, x := range s {
+		width = max(width, len(x))
+	}
+	w := float64(width)
+	if err := r.sumOverRanks(&w); err != nil { // a width every rank agrees on: the sum of theirs
+		return err
+	}
+	width = int(w)
+	buf := make([]int32, len(s)*width)
+	for i, x := range s {
+		for j := 0; j < len(x); j++ {
+			buf[i*width+j] = int32(x[j])
+		}
+	}
+	t := ts.MustOfSlice(buf)
+	defer t.MustDrop()
+	if err := r.opt.Dist.AllReduce([]*ts.Tensor{t}, false); err != nil {
+		return err
+	}
+	all := torch.Int64s(t)
+	for i := range s {
+		b := make([]byte, 0, width)
+		for _, c := range all[i*width : (i+1)*width] {
+			if c == 0 {
+				break
+			}
+			b = append(b, byte(c))
+		}
+		s[i] = string(b)
+	}
+	return nil
+}

@@ -101,12 +101,15 @@ func runRanks(t *testing.T, cfg Config, world int, env ...string) ([]string, []e
 // taking half of every global batch, train as one process does on the whole
 // batch (no dropout): every step's loss within 1e-5 relative and every
 // parameter within 1e-6 after the epoch's steps, for the frozen-backbone LSTM
-// and the attention decoder. Rank 0 alone writes the run folder.
+// and the attention decoder, and the validation sharded over the ranks scores
+// as one process. Rank 0 alone writes the run folder.
 func TestDataParallelMatchesOneProcess(t *testing.T) {
 	for _, decoder := range []model.DecoderKind{model.DecoderLSTM, "attention"} {
 		t.Run(string(decoder), func(t *testing.T) {
 			cfg := tiny(t, t.TempDir())
 			cfg.Decoder, cfg.AttentionDim, cfg.Dropout, cfg.BackboneDropout, cfg.Epochs = decoder, 16, 0, 0, 1
+			// 10 steps; 40 val images: two batches of captions to decode, 7 of validation loss.
+			cfg.SynthN, cfg.CaptionSampling, cfg.EvalImages, cfg.BatchSize = 400, SampleOne, 0, 32
 			one, err := runIt(t, cfg, Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -155,6 +158,13 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 			}
 			if d > 1e-6 {
 				t.Errorf("weights after %d steps differ by %.3g", len(a), d)
+			}
+			// Evaluation, sharded over the two ranks and gathered, scores as one process does.
+			h1, h2 := one.State.History[0], s2.History[0]
+			t.Logf("validation: loss %.7f / %.7f, BLEU-4 %.5f / %.5f, CIDEr-D %.5f / %.5f (one / two processes)",
+				h1.ValLoss, h2.ValLoss, h1.Bleu4, h2.Bleu4, h1.CIDEr, h2.CIDEr)
+			if math.Abs(h1.ValLoss-h2.ValLoss) > 1e-5*h1.ValLoss || h1.Bleu4 != h2.Bleu4 || h1.CIDEr != h2.CIDEr {
+				t.Errorf("validation differs")
 			}
 		})
 	}

@@ -284,6 +284,9 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 		if b.err != nil {
 			return em, nil, b.err
 		}
+		if !r.mine(b.index) { // another rank's batch (data-parallel)
+			continue
+		}
 		torch.NoGrad(func() {
 			logits, alphas, tok := r.src.forward(b, false, nil)
 			defer tok.MustDrop()
@@ -303,6 +306,9 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 			logits.MustDrop()
 		})
 	}
+	if err := r.sumOverRanks(&sum, &n); err != nil {
+		return em, nil, err
+	}
 	em.ValLoss = sum / math.Max(1, n)
 
 	// Metrics on (the first eval_images) val images.
@@ -310,7 +316,7 @@ func (r *runner) evaluate(epoch int, trainLoss, ips float64) (EpochMetrics, []Sa
 	if r.cfg.EvalImages > 0 && len(ex) > r.cfg.EvalImages {
 		ex = ex[:r.cfg.EvalImages]
 	}
-	hyps, err := r.decode(ex)
+	hyps, err := r.decodeSharded(ex)
 	if err != nil {
 		return em, nil, err
 	}
@@ -415,10 +421,13 @@ func (r *runner) logHistograms(step int64) {
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
+// decodeBatch is how many images decode captions in one batch.
+const decodeBatch = 32
+
 // decode captions images (greedy or beam) and returns the words joined.
 func (r *runner) decode(ex []data.Example) ([]string, error) {
 	out := make([]string, 0, len(ex))
-	const bs = 32
+	const bs = decodeBatch
 	for lo := 0; lo < len(ex); lo += bs {
 		part := ex[lo:min(lo+bs, len(ex))]
 		r.crash("eval")
