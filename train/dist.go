@@ -48,8 +48,6 @@ func checkDist(cfg Config, g *dist.Group) error {
 			"an equal share of every batch", cfg.BatchSize, g.World)
 	case cfg.Training == TrainSCST:
 		return bad("training", "\"scst\" runs in one process for now (data-parallel SCST is not built)")
-	case cfg.FinetuneEpoch > 0:
-		return bad("finetune_epoch", "%d: fine-tuning after warm-up runs in one process for now", cfg.FinetuneEpoch)
 	}
 	return nil
 }
@@ -73,8 +71,12 @@ func (r *runner) syncRanks() error {
 		xs = append(xs, &v)
 	}
 	xs = append(append(xs, r.adam.M...), r.adam.V...)
+	tuneSteps := -1.0 // rank 0 resumed inside fine-tuning: its backbone optimiser's steps
+	if r.tuneAdam != nil {
+		tuneSteps = float64(r.tuneAdam.Steps)
+	}
 	st := []float64{float64(r.st.Epoch), float64(r.st.Batch), float64(r.st.Step), float64(r.adam.Steps),
-		r.st.Best, float64(r.st.BestEpoch), float64(r.st.SinceBest)}
+		r.st.Best, float64(r.st.BestEpoch), float64(r.st.SinceBest), tuneSteps}
 	stT := ts.MustOfSlice(st)
 	defer stT.MustDrop()
 	var err error
@@ -85,7 +87,17 @@ func (r *runner) syncRanks() error {
 	got := torch.Float64s(stT)
 	r.st.Epoch, r.st.Batch, r.st.Step, r.adam.Steps = int(got[0]), int(got[1]), int64(got[2]), int(got[3])
 	r.st.Best, r.st.BestEpoch, r.st.SinceBest = got[4], int(got[5]), int(got[6])
-	return nil
+	if got[7] < 0 {
+		return nil
+	}
+	if r.tuneAdam == nil {
+		if err := r.startTuning(); err != nil {
+			return err
+		}
+	}
+	r.tuneAdam.Steps = int(got[7])
+	torch.NoGrad(func() { err = g.Broadcast(append(append([]*ts.Tensor{}, r.tuneAdam.M...), r.tuneAdam.V...), 0) })
+	return err
 }
 
 // shard is this rank's part of a global batch, with the weights of its
@@ -139,7 +151,11 @@ func (r *runner) reduceGrads(lv float64) (float64, error) {
 			g.MustDrop()
 		}
 	}()
-	for _, p := range r.adam.Params {
+	params := r.adam.Params
+	if r.tuneAdam != nil {
+		params = append(append([]*ts.Tensor{}, params...), r.tuneAdam.Params...)
+	}
+	for _, p := range params {
 		g := p.MustGrad(false)
 		if !g.MustDefined() {
 			g.MustDrop()

@@ -100,14 +100,22 @@ func runRanks(t *testing.T, cfg Config, world int, env ...string) ([]string, []e
 // TestDataParallelMatchesOneProcess: two processes on c10d's Gloo, each
 // taking half of every global batch, train as one process does on the whole
 // batch (no dropout): every step's loss within 1e-5 relative and every
-// parameter within 1e-6 after the epoch's steps, for the frozen-backbone LSTM
-// and the attention decoder, and the validation sharded over the ranks scores
+// parameter within 1e-6 after the epoch's steps, for the frozen-backbone LSTM,
+// the attention decoder and fine-tuning (the backbone's last blocks training
+// with their own Adam), and the validation sharded over the ranks scores
 // as one process. Rank 0 alone writes the run folder.
 func TestDataParallelMatchesOneProcess(t *testing.T) {
-	for _, decoder := range []model.DecoderKind{model.DecoderLSTM, "attention"} {
-		t.Run(string(decoder), func(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		decoder model.DecoderKind
+		tune    bool
+	}{{"lstm", model.DecoderLSTM, false}, {"attention", "attention", false}, {"finetune", model.DecoderLSTM, true}} {
+		t.Run(c.name, func(t *testing.T) {
 			cfg := tiny(t, t.TempDir())
-			cfg.Decoder, cfg.AttentionDim, cfg.Dropout, cfg.BackboneDropout, cfg.Epochs = decoder, 16, 0, 0, 1
+			cfg.Decoder, cfg.AttentionDim, cfg.Dropout, cfg.BackboneDropout, cfg.Epochs = c.decoder, 16, 0, 0, 1
+			if c.tune { // every step trains Mixed_7b and Mixed_7c too, on the images
+				cfg.FinetuneEpoch, cfg.FinetuneFrom, cfg.FinetuneLR, cfg.FeatureCache = 1, "Mixed_7b", 1e-3, false
+			}
 			// 10 steps; 40 val images: two batches of captions to decode, 7 of validation loss.
 			cfg.SynthN, cfg.CaptionSampling, cfg.EvalImages, cfg.BatchSize = 400, SampleOne, 0, 32
 			one, err := runIt(t, cfg, Options{})
@@ -130,7 +138,11 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 			for _, e := range entries {
 				names = append(names, e.Name())
 			}
-			if strings.Join(names, " ") != ".cache .data tiny" {
+			want := ".cache .data tiny"
+			if !cfg.FeatureCache {
+				want = ".data tiny"
+			}
+			if strings.Join(names, " ") != want {
 				t.Errorf("the output folder holds %v, want the run, the shared cache and data", names)
 			}
 			a := loggedScalars(t, one.RunDir, "Training loss")
