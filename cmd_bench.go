@@ -13,7 +13,7 @@ func init() {
 		summary: "benchmarks beside the PyTorch reference (JSON lines)",
 		usage:   "[-case all]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
-			c := fs.String("case", "all", "benchmark case to run: all, loader, decode, train or epoch")
+			c := fs.String("case", "all", "benchmark case to run: all, loader, decode, train, epoch or ddp (data-parallel)")
 			dataDir := fs.String(
 				"data",
 				"../shared/data/flickr8k-mini",

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -51,11 +52,22 @@ type Options struct {
 	refPreload string // the library RefAlloc names, found
 }
 
-// Cases lists the benchmark cases this build has.
-var Cases = []string{"loader", "decode", "train", "epoch"}
+// Cases lists the benchmark cases this build has (ddp: with c10d collectives).
+var Cases = casesOf(dist.Built)
+
+func casesOf(c10d bool) []string {
+	cs := []string{"loader", "decode", "train", "epoch"}
+	if c10d {
+		cs = append(cs, "ddp")
+	}
+	return cs
+}
 
 // Run runs the selected cases and writes one JSON line per case to w.
 func Run(opt Options, w io.Writer) error {
+	if ok, err := DDPRank(w); ok { // this process is a rank the ddp case started
+		return err
+	}
 	if opt.Python == "" {
 		return fmt.Errorf("no Python reference: set -python (make bench passes .venv/bin/python)")
 	}
@@ -106,6 +118,8 @@ func Run(opt Options, w io.Writer) error {
 			rs, err = trainSteps(opt)
 		case "epoch":
 			rs, err = epoch(opt)
+		case "ddp":
+			rs, err = ddpStep(opt)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c, err)
