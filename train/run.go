@@ -304,6 +304,14 @@ func (r *runner) setup() error {
 	if err != nil {
 		return err
 	}
+	if g := r.opt.Dist; g != nil && dev.IsCuda() { // one GPU per local rank, as torchrun's LOCAL_RANK says
+		n := int(gotch.CUDA.DeviceCount())
+		if g.LocalRank >= n {
+			return fmt.Errorf("rank %d: LOCAL_RANK %d but this node has %d GPU(s): start at most one rank per GPU",
+				g.Rank, g.LocalRank, n)
+		}
+		dev = gotch.CudaBuilder(uint(g.LocalRank))
+	}
 	r.device = dev
 	torch.ManualSeed(cfg.Seed)
 
