@@ -52,9 +52,9 @@ JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC
 C10D ?= $(shell printf '\043include <gloo/config.h>\n' | $(CXX) -E -x c++ - >/dev/null 2>&1 && echo on || echo off)
 comma := ,
 BUILD_TAGS := $(strip $(if $(filter go,$(JPEG)),nolibjpeg) $(if $(filter on,$(C10D)),c10d))
-ifneq ($(BUILD_TAGS),)
-export GOFLAGS := $(strip $(GOFLAGS) -tags=$(subst $(eval) ,$(comma),$(BUILD_TAGS)))
-endif
+# (a -tags inherited from an earlier `make env` is replaced: go keeps only the last one)
+export GOFLAGS := $(strip $(filter-out -tags=%,$(GOFLAGS)) \
+                    $(if $(BUILD_TAGS),-tags=$(subst $(eval) ,$(comma),$(BUILD_TAGS))))
 # captiongo's tests find the Python reference side here.
 export CAPTIONGO_PYTHON := $(CURDIR)/.venv/bin/python
 # ... and which libtorch this build was set up for.
