@@ -21,12 +21,14 @@ import (
 // (and of its images, for the attention penalty), so that the summed gradient
 // is the one-process gradient of the whole batch. Gradient clipping and the
 // Adam step then run on identical gradients everywhere and the weights stay
-// identical. Rank 0 alone writes the run folder; the others keep their events
-// and logs in a scratch folder removed at the end. Every rank evaluates the
-// whole validation split (identical results, so the model selection and the
-// early stop agree). Dropout's masks and scheduled sampling's coins are drawn
-// per rank, so those runs are equal to one process in distribution, not bit
-// for bit.
+// identical. Dropout's masks and scheduled sampling's coins come from a
+// stream per rank, so runs with them equal one process in distribution, not
+// bit for bit. Rank 0 alone writes the run folder; the others keep their
+// events and logs in a scratch folder removed at the end. Evaluation is
+// sharded: each rank computes the validation loss of every world-th batch and
+// decodes every world-th batch of images (the batches a single process
+// decodes, so the captions are its captions), and the sums and captions are
+// gathered on every rank, so that model selection and early stopping agree.
 
 // rank is this process's rank (0 without Options.Dist).
 func (r *runner) rank() int {

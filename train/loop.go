@@ -193,11 +193,14 @@ func (r *runner) step(b batch) (float64, float64, error) {
 		r.tuneAdam.ZeroGrad()
 	}
 	// Dropout's masks come from a generator seeded by the run's seed and the
-	// step, so a run resumed from a checkpoint draws the masks it would have.
-	torch.ManualSeed(stepSeed(r.cfg.Seed, r.st.Step))
+	// step, so a run resumed from a checkpoint draws the masks it would have;
+	// each rank of a data-parallel run has its own stream (rank 0's is a
+	// single process's).
+	seed := r.cfg.Seed + int64(r.rank())*0x5DEECE66D
+	torch.ManualSeed(stepSeed(seed, r.st.Step))
 	var ss *model.ScheduledSampling
 	if p := r.cfg.ssProb(r.st.Epoch); p > 0 { // its coins and samples follow the step too
-		ss = &model.ScheduledSampling{P: p, Rng: rand.New(rand.NewPCG(uint64(r.cfg.Seed)^0x55, uint64(r.st.Step)))}
+		ss = &model.ScheduledSampling{P: p, Rng: rand.New(rand.NewPCG(uint64(seed)^0x55, uint64(r.st.Step)))}
 	}
 	wCE, wPen := 1.0, 1.0
 	if r.opt.Dist != nil {
