@@ -176,20 +176,19 @@ func BuildFeatureCache(
 	// decoder reuses the attention decoder's cache instead of running the
 	// backbone again. Only float32 files serve: a float32 cache is never made
 	// of float16 values, nor a float16 one of twice-rounded ones.
-	type source struct {
+	type source struct { // a float32 cache file
 		path string
-		half bool
 		maps bool
 	}
 	var from []source
 	if half {
-		from = append(from, source{filepath.Join(dir, "features-"+key+cacheExt(false)), false, maps})
+		from = append(from, source{filepath.Join(dir, "features-"+key+cacheExt(false)), maps})
 	}
 	if !maps {
-		from = append(from, source{filepath.Join(dir, "features-"+keyOf(true)+cacheExt(false)), false, true})
+		from = append(from, source{filepath.Join(dir, "features-"+keyOf(true)+cacheExt(false)), true})
 	}
 	for _, s := range from {
-		d := rowDim(s.path, s.half)
+		d := rowDim(s.path, false)
 		if d == 0 || (!s.maps && d != D) {
 			continue
 		}
@@ -204,7 +203,7 @@ func BuildFeatureCache(
 		in := make([]float32, d)
 		err = writeCache(c.Path, half, len(paths), c.dim, func(put func(i int, row []float32) error) error {
 			for i := range paths {
-				if err := readRow(f, s.half, i, in); err != nil {
+				if err := readRow(f, false, i, in); err != nil {
 					return fmt.Errorf("feature cache %s: %w", s.path, err)
 				}
 				row := in
