@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -102,12 +101,11 @@ func checkWorld(cfg train.Config, world int, what string) error {
 func launch(n int) error {
 	port := os.Getenv("MASTER_PORT")
 	if port == "" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := dist.FreePort()
 		if err != nil {
-			return fmt.Errorf("-nproc: no free port for the rendezvous: %w", err)
+			return fmt.Errorf("-nproc: %w", err)
 		}
-		port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
+		port = strconv.Itoa(p)
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,12 +97,11 @@ func runDDPRanks(dir string, world, warmup, steps int) (ddpTiming, error) {
 	if err != nil {
 		return res, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := dist.FreePort()
 	if err != nil {
 		return res, err
 	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := strconv.Itoa(p)
 	outs := make([]strings.Builder, world)
 	cmds := make([]*exec.Cmd, world)
 	for r := range cmds {

@@ -25,7 +25,11 @@ import (
 // reaches ~1e8 and the softmax puts all weight on one place, so the attention
 // layers get no gradient), no word's attention is one-hot, and every trainable
 // tensor's gradient is far from zero.
-const pyAttention = `
+// pySATBatch is the start of the attention references: a random Show,
+// Attend and Tell on torchvision's Inception-v3 (weights in sat.pth), a batch
+// of 3 images at 139 px and captions (x.npy, tok.npy), and BatchNorm
+// statistics from that batch (calibrate_bn: the network is live).
+const pySATBatch = `
 import sys, json, numpy as np, torch
 import refmodels
 d = sys.argv[1]
@@ -42,7 +46,10 @@ for b, n in enumerate([6, 4, 5]):
 np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
 x, tok = torch.from_numpy(x), torch.from_numpy(tok)
 refmodels.calibrate_bn(inc, x)  # BatchNorm statistics from the batch
-torch.save(m.state_dict(), d + "/att.pth")
+torch.save(m.state_dict(), d + "/sat.pth")
+`
+
+const pyAttention = pySATBatch + `
 for p in inc.parameters():
     p.requires_grad_(False)
 inc.eval()
@@ -100,7 +107,7 @@ func TestAttentionMatchesPyTorch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := m.LoadFile(filepath.Join(dir, "att.pth")); err != nil {
+		if err := m.LoadFile(filepath.Join(dir, "sat.pth")); err != nil {
 			t.Fatal(err)
 		}
 		x := npyTensor(t, filepath.Join(dir, "x.npy"))

@@ -219,28 +219,11 @@ func ulp(x float32) float64 {
 // Mixed_7a on train (every parameter of them, with their own Adam group at
 // lr 1e-4 beside the decoder's 4e-4), the earlier blocks are frozen, and all
 // BatchNorm layers run on their running statistics (eval mode), which therefore
-// stay as they are. Those statistics come from the batch (calibrate_bn), so the
+// stay as they are. Those statistics come from the batch (pySATBatch), so the
 // random network is live; the reference asserts every trainable tensor's first
 // gradient is far from zero, and saves the loss, every gradient of both steps
 // and the parameters after the second.
-const pyPartialFineTune = `
-import sys, json, numpy as np, torch
-import refmodels
-d = sys.argv[1]
-V, E, H, A, D, B, T = 30, 16, 24, 20, 2048, 3, 6
-torch.manual_seed(0)
-m = refmodels.show_attend_tell(V, E, H, A, D)
-inc, dec = m.encoderCNN.inception, m.decoderRNN
-rng = np.random.default_rng(2)
-x = rng.standard_normal((B, 3, 139, 139)).astype(np.float32)
-tok = np.zeros((B, T), np.int64)
-for b, n in enumerate([6, 4, 5]):
-    tok[b, 0], tok[b, n - 1] = 1, 2
-    tok[b, 1:n - 1] = rng.integers(4, V, n - 2)
-np.save(d + "/x.npy", x); np.save(d + "/tok.npy", tok.astype(np.float32))
-x, tok = torch.from_numpy(x), torch.from_numpy(tok)
-refmodels.calibrate_bn(inc, x)
-torch.save(m.state_dict(), d + "/ft.pth")
+const pyPartialFineTune = pySATBatch + `
 for p in inc.parameters():
     p.requires_grad_(False)
 for blk in (inc.Mixed_7a, inc.Mixed_7b, inc.Mixed_7c):
@@ -299,7 +282,7 @@ func TestPartialFineTuneStepMatchesPyTorch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := m.LoadFile(filepath.Join(dir, "ft.pth")); err != nil {
+		if err := m.LoadFile(filepath.Join(dir, "sat.pth")); err != nil {
 			t.Fatal(err)
 		}
 		decOpt := NewAdam(m.VS, 0)

@@ -122,20 +122,7 @@ func TestPooledCacheFromMapCache(t *testing.T) {
 	tf := data.Transform{Size: 139, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
 	err = torch.Run(func() error {
 		build := func(att bool, dir string, seed int64) *FeatureCache {
-			cfg := model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, AttentionDim: 8}
-			if att {
-				cfg.Decoder = "attention"
-			}
-			torch.ManualSeed(seed)
-			m, err := model.NewCaptioner(cfg, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := BuildFeatureCache(m, ds.Examples, tf, dir, false, 1, 8, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
+			return buildTestCache(t, ds.Examples, tf, dir, att, false, seed)
 		}
 		shared, fresh := t.TempDir(), t.TempDir()
 		mapc := build(true, shared, 1)

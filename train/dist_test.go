@@ -5,9 +5,7 @@ package train
 import (
 	"fmt"
 	"math"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/captiongo/captiongo/internal/dist"
+	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 )
@@ -66,31 +65,13 @@ func runRanks(t *testing.T, cfg Config, world int, env ...string) ([]string, []e
 	if err := os.WriteFile(path, []byte(cfg.TOML()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := dist.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	tmp := t.TempDir() // the ranks' scratch folders go here, and must be gone at the end
-	outs := make([]strings.Builder, world)
-	cmds := make([]*exec.Cmd, world)
-	for r := range cmds {
-		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(append(os.Environ(), "CAPTIONGO_RANK_TEST="+path, "WORLD_SIZE="+strconv.Itoa(world),
-			"RANK="+strconv.Itoa(r), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "TMPDIR="+tmp),
-			env...)
-		c.Stdout, c.Stderr = &outs[r], &outs[r]
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds[r] = c
-	}
-	out, errs := make([]string, world), make([]error, world)
-	for r, c := range cmds {
-		errs[r] = c.Wait()
-		out[r] = strings.TrimSpace(outs[r].String())
-	}
+	out, errs := testutil.RunRanks(t, world, port, append([]string{"CAPTIONGO_RANK_TEST=" + path, "TMPDIR=" + tmp},
+		env...)...)
 	if left, _ := os.ReadDir(tmp); len(left) > 0 && errs[0] == nil && errs[1] == nil {
 		t.Errorf("scratch left behind: %v", left)
 	}

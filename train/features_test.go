@@ -30,6 +30,30 @@ func cacheRow(t *testing.T, c *FeatureCache, path string) []float32 {
 	return row
 }
 
+// buildTestCache builds (or opens) the feature cache of the examples' images
+// in dir for a small captioner whose backbone is random from seed: the
+// attention decoder's map cache (att) or the pooled one, float16 when half.
+// The caller holds the torch thread; the cache is closed when the test ends.
+func buildTestCache(t *testing.T, ex []data.Example, tf data.Transform, dir string, att, half bool,
+	seed int64) *FeatureCache {
+	t.Helper()
+	cfg := model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, AttentionDim: 8}
+	if att {
+		cfg.Decoder = "attention"
+	}
+	torch.ManualSeed(seed)
+	m, err := model.NewCaptioner(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := BuildFeatureCache(m, ex, tf, dir, half, 1, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // TestHalfConversionMatchesNumPy: float32 -> float16 rounding (ties to even,
 // subnormals, overflow, infinities, NaN) and float16 -> float32 give NumPy's
 // bits, on every float16 value and on float32 values around each rounding
@@ -128,21 +152,7 @@ func TestFeatureCacheFloat16(t *testing.T) {
 	tf := data.Transform{Size: 139, Mean: data.HalfMeanStd[0], Std: data.HalfMeanStd[1]}
 	err = torch.Run(func() error {
 		build := func(att, half bool, dir string) *FeatureCache {
-			cfg := model.Config{VocabSize: 10, EmbedSize: 8, HiddenSize: 8, NumLayers: 1, AttentionDim: 8}
-			if att {
-				cfg.Decoder = "attention"
-			}
-			torch.ManualSeed(1)
-			m, err := model.NewCaptioner(cfg, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := BuildFeatureCache(m, ds.Examples, tf, dir, half, 1, 4, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
+			return buildTestCache(t, ds.Examples, tf, dir, att, half, 1)
 		}
 		shared := t.TempDir()
 		f32 := build(true, false, shared)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
@@ -341,12 +341,10 @@ func TestMemoryFlatFineTuning(t *testing.T) {
 func checkTensorBoardServer(t *testing.T, logdir, run string) {
 	t.Helper()
 	tb := filepath.Join(filepath.Dir(testutil.Python(t)), "tensorboard")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := dist.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	cmd := exec.Command(
 		tb,
 		"--logdir",

@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/captiongo/captiongo/internal/torch"
 )
 
 // Built reports whether collectives are built in (the c10d tag).
@@ -56,22 +58,13 @@ func cErr(p *C.char) error {
 	return errors.New(firstLine(C.GoString(p)))
 }
 
-func handles(xs []*ts.Tensor) (unsafe.Pointer, func()) {
-	p := C.malloc(C.size_t(len(xs)) * C.size_t(unsafe.Sizeof(uintptr(0))))
-	arr := unsafe.Slice((*unsafe.Pointer)(p), len(xs))
-	for i, x := range xs {
-		arr[i] = x.Ctensor()
-	}
-	return p, func() { C.free(p) }
-}
-
 // AllReduce sums the tensors in place over the ranks (mean: divided by the
 // world size), through one flat buffer.
 func (g *Group) AllReduce(xs []*ts.Tensor, mean bool) error {
 	if len(xs) == 0 {
 		return nil
 	}
-	p, free := handles(xs)
+	p, free := torch.Handles(xs)
 	defer free()
 	m := 0
 	if mean {
@@ -89,7 +82,7 @@ func (g *Group) Broadcast(xs []*ts.Tensor, root int) error {
 	if len(xs) == 0 {
 		return nil
 	}
-	p, free := handles(xs)
+	p, free := torch.Handles(xs)
 	defer free()
 	var cerr *C.char
 	if C.captiongo_dist_broadcast(g.g, (*unsafe.Pointer)(p), C.int(len(xs)), C.int(root), &cerr) != 0 {

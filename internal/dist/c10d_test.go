@@ -4,16 +4,14 @@ package dist
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/captiongo/captiongo/internal/testutil"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -59,38 +57,14 @@ func worker(mode string) error {
 	return nil
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// spawn starts world ranks of this test binary in mode and returns each
+// one's output and error.
+func spawn(t *testing.T, mode string, world int) ([]string, []error) {
+	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// spawn starts world ranks of this test binary in mode and returns each
-// one's stdout and error.
-func spawn(t *testing.T, mode string, world int) ([]string, []error) {
-	port := freePort(t)
-	cmds := make([]*exec.Cmd, world)
-	outs := make([]strings.Builder, world)
-	for r := range cmds {
-		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(os.Environ(), "CAPTIONGO_DIST_TEST="+mode, "WORLD_SIZE="+strconv.Itoa(world),
-			"RANK="+strconv.Itoa(r), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port))
-		c.Stdout, c.Stderr = &outs[r], &outs[r]
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds[r] = c
-	}
-	errs := make([]error, world)
-	out := make([]string, world)
-	for r, c := range cmds {
-		errs[r] = c.Wait()
-		out[r] = strings.TrimSpace(outs[r].String())
-	}
-	return out, errs
+	return testutil.RunRanks(t, world, port, "CAPTIONGO_DIST_TEST="+mode)
 }
 
 // TestCollectives: three processes sum and average through Gloo, broadcast

@@ -7,6 +7,7 @@ package dist
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -127,4 +128,15 @@ func Shard(n, rank, world int) (lo, hi int) {
 		hi++
 	}
 	return lo, hi
+}
+
+// FreePort is a TCP port free on the loopback interface now (the system
+// picks it), for a rendezvous on this host.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("no free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -109,4 +110,30 @@ func Java(t testing.TB) {
 		}
 		t.Skip("java is not installed: pycocoevalcap's tokenizer and METEOR need it")
 	}
+}
+
+// RunRanks starts world copies of this test binary as the ranks of one run,
+// with torchrun's environment (rendezvous on 127.0.0.1:port) plus env and no
+// test selected, so that the package's TestMain runs a rank; it returns each
+// rank's output (stdout and stderr, trimmed) and exit error.
+func RunRanks(t testing.TB, world, port int, env ...string) ([]string, []error) {
+	t.Helper()
+	outs := make([]strings.Builder, world)
+	cmds := make([]*exec.Cmd, world)
+	for r := range cmds {
+		c := exec.Command(os.Args[0], "-test.run=^$")
+		c.Env = append(append(os.Environ(), "WORLD_SIZE="+strconv.Itoa(world), "RANK="+strconv.Itoa(r),
+			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port)), env...)
+		c.Stdout, c.Stderr = &outs[r], &outs[r]
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[r] = c
+	}
+	out, errs := make([]string, world), make([]error, world)
+	for r, c := range cmds {
+		errs[r] = c.Wait()
+		out[r] = strings.TrimSpace(outs[r].String())
+	}
+	return out, errs
 }

@@ -29,7 +29,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-func handles(xs []*ts.Tensor) (unsafe.Pointer, func()) {
+// Handles lays the tensors' C handles (torch::Tensor*) out in a C array, for
+// a C function that takes void**; the returned function frees the array.
+func Handles(xs []*ts.Tensor) (unsafe.Pointer, func()) {
 	p := C.malloc(C.size_t(len(xs)) * C.size_t(unsafe.Sizeof(uintptr(0))))
 	arr := unsafe.Slice((*unsafe.Pointer)(p), len(xs))
 	for i, x := range xs {
@@ -60,11 +62,11 @@ func AdamStep(
 	if len(params) == 0 {
 		return nil
 	}
-	pp, f1 := handles(params)
+	pp, f1 := Handles(params)
 	defer f1()
-	mp, f2 := handles(expAvg)
+	mp, f2 := Handles(expAvg)
 	defer f2()
-	vp, f3 := handles(expAvgSq)
+	vp, f3 := Handles(expAvgSq)
 	defer f3()
 	var cerr *C.char
 	if C.captiongo_adam_step(
@@ -94,7 +96,7 @@ func ZeroGrads(params []*ts.Tensor) {
 	if len(params) == 0 {
 		return
 	}
-	pp, free := handles(params)
+	pp, free := Handles(params)
 	defer free()
 	C.captiongo_zero_grad((*unsafe.Pointer)(pp), C.int(len(params)))
 }
@@ -183,7 +185,7 @@ func decodeStep(
 	k int,
 ) ([]int64, []float32, error) {
 	n, per := len(tokens), max(k, 1)
-	pp, free := handles(lstm)
+	pp, free := Handles(lstm)
 	defer free()
 	tk := C.malloc(C.size_t(8 * n))
 	defer C.free(tk)
