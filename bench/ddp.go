@@ -199,19 +199,7 @@ func DDPRank(w io.Writer) (ok bool, err error) {
 			feat.MustDrop()
 			loss := model.Loss(logits, tok).MustMulScalar(ts.FloatScalar(1/float64(e.World)), true)
 			loss.MustBackward()
-			grads := []*ts.Tensor{loss.MustDetach(false)}
-			for _, p := range adam.Params {
-				if gr := p.MustGrad(false); gr.MustDefined() {
-					grads = append(grads, gr)
-				} else {
-					gr.MustDrop()
-				}
-			}
-			err := g.AllReduce(grads, false)
-			lv := torch.Item(grads[0])
-			for _, x := range grads {
-				x.MustDrop()
-			}
+			lv, err := g.SumGradients(adam.Params, torch.Item(loss))
 			loss.MustDrop()
 			logits.MustDrop()
 			adam.Step(3e-4)

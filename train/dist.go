@@ -147,30 +147,11 @@ func shardLoss(logits, alphas, tok *ts.Tensor, alphaC, wCE, wPen float64) *ts.Te
 // reduceGrads sums the trainable parameters' gradients and the shards'
 // losses over the ranks and returns the batch's loss.
 func (r *runner) reduceGrads(lv float64) (float64, error) {
-	var gs []*ts.Tensor
-	defer func() {
-		for _, g := range gs {
-			g.MustDrop()
-		}
-	}()
 	params := r.adam.Params
 	if r.tuneAdam != nil {
 		params = append(append([]*ts.Tensor{}, params...), r.tuneAdam.Params...)
 	}
-	for _, p := range params {
-		g := p.MustGrad(false)
-		if !g.MustDefined() {
-			g.MustDrop()
-			continue
-		}
-		gs = append(gs, g)
-	}
-	l := ts.MustOfSlice([]float32{float32(lv)}).MustTo(r.device, true)
-	defer l.MustDrop()
-	if err := r.opt.Dist.AllReduce(append(gs, l), false); err != nil {
-		return 0, err
-	}
-	return float64(torch.Float32s(l)[0]), nil
+	return r.opt.Dist.SumGradients(params, lv)
 }
 
 // rankScratch gives a rank other than 0 a scratch run folder (removed by
