@@ -37,8 +37,16 @@ func worker(mode string) error {
 		return err
 	}
 	defer g.Close()
-	if mode == "die" && e.Rank == 1 {
-		os.Exit(3) // without a word to the others
+	if mode == "die" {
+		// Everyone meets first, so the full mesh is up: a rank that dies
+		// inside the others' rendezvous fails them there instead (CI saw it).
+		if err := g.Barrier(); err != nil {
+			return err
+		}
+		if e.Rank == 1 {
+			time.Sleep(time.Second) // the others are inside the allreduce by now
+			os.Exit(3)              // without a word to the others
+		}
 	}
 	// Rank r holds r+1 everywhere and 10*(r+1) in a second tensor.
 	a := ts.MustOfSlice([]float32{float32(e.Rank + 1), float32(e.Rank + 1), float32(e.Rank + 1)})
