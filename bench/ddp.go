@@ -191,16 +191,25 @@ func DDPRank(w io.Writer) (ok bool, err error) {
 		tok := tokF.MustTotype(gotch.Int64, true)
 		defer tok.MustDrop()
 		// Every caption has the same length: each rank's share of the
-		// batch's tokens is 1/world, its loss's weight.
+		// batch's tokens is 1/world, its loss's weight. The gradients are
+		// summed as the trainer sums them: DDP's reducer with DDP's buckets.
+		red, err := g.NewReducer(adam.Params, 25<<20, 1<<20)
+		if err != nil {
+			return err
+		}
+		defer red.Close()
 		step := func() (float64, error) {
 			adam.ZeroGrad()
 			feat := m.Head(pooled, true)
 			logits := m.DecodeTeacher(feat, tok, true)
 			feat.MustDrop()
 			loss := model.Loss(logits, tok).MustMulScalar(ts.FloatScalar(1/float64(e.World)), true)
-			loss.MustBackward()
-			lv, err := g.SumGradients(adam.Params, torch.Item(loss))
+			err := red.Backward(loss)
+			lv := torch.Item(loss)
 			loss.MustDrop()
+			if err == nil {
+				lv, err = g.Sum(lv)
+			}
 			logits.MustDrop()
 			adam.Step(3e-4)
 			return lv, err

@@ -19,7 +19,8 @@ import (
 // (batch_size stays the global batch), and the gradients are summed over the
 // ranks, each rank's loss weighted by its share of the batch's target tokens
 // (and of its images, for the attention penalty), so that the summed gradient
-// is the one-process gradient of the whole batch. Gradient clipping and the
+// is the one-process gradient of the whole batch; the sums run in DDP's
+// buckets, overlapped with the backward pass (backward). Gradient clipping and the
 // Adam step then run on identical gradients everywhere and the weights stay
 // identical. Dropout's masks and scheduled sampling's coins come from a
 // stream per rank, so runs with them equal one process in distribution, not
@@ -144,15 +145,40 @@ func shardLoss(logits, alphas, tok *ts.Tensor, alphaC, wCE, wPen float64) *ts.Te
 	return out
 }
 
-// reduceGrads sums the trainable parameters' gradients and the shards'
-// losses over the ranks and returns the batch's loss.
-func (r *runner) reduceGrads(lv float64) (float64, error) {
+// backward runs the loss's backward pass and returns the batch's loss: in a
+// data-parallel run through PyTorch DDP's reducer, which sums each bucket of
+// gradients over the ranks while backward produces the rest, with the shards'
+// losses summed after.
+func (r *runner) backward(loss *ts.Tensor, lv float64) (float64, error) {
+	g := r.opt.Dist
+	if g == nil {
+		loss.MustBackward()
+		return lv, nil
+	}
 	params := r.adam.Params
 	if r.tuneAdam != nil {
 		params = append(append([]*ts.Tensor{}, params...), r.tuneAdam.Params...)
 	}
-	return r.opt.Dist.SumGradients(params, lv)
+	if r.red == nil || r.redN != len(params) { // the first step, or fine-tuning has begun
+		r.red.Close()
+		red, err := g.NewReducer(params, ddpBucketBytes, ddpFirstBucketBytes)
+		if err != nil {
+			return 0, err
+		}
+		r.red, r.redN = red, len(params)
+	}
+	if err := r.red.Backward(loss); err != nil {
+		return 0, err
+	}
+	return g.Sum(lv)
 }
+
+// DDP's bucket sizes (torch.nn.parallel.DistributedDataParallel's
+// bucket_cap_mb = 25 and its first bucket's 1 MiB).
+const (
+	ddpBucketBytes      = 25 << 20
+	ddpFirstBucketBytes = 1 << 20
+)
 
 // rankScratch gives a rank other than 0 a scratch run folder (removed by
 // the returned function).

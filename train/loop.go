@@ -216,13 +216,9 @@ func (r *runner) step(b batch) (float64, float64, error) {
 	if alphas != nil {
 		alphas.MustDrop()
 	}
-	lv := torch.Item(loss)
-	loss.MustBackward()
-	if r.opt.Dist != nil {
-		var err error
-		if lv, err = r.reduceGrads(lv); err != nil {
-			return 0, 0, err
-		}
+	lv, err := r.backward(loss, torch.Item(loss))
+	if err != nil {
+		return 0, 0, err
 	}
 	if r.cfg.GradClip > 0 { // each optimiser's gradients by themselves
 		r.adam.ClipGradNorm(r.cfg.GradClip)

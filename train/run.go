@@ -178,8 +178,10 @@ type runner struct {
 	ds       *data.Dataset
 	train    []data.Example
 	val      []data.Example
-	src      source     // the cache's rows or images
-	scst     *scstState // training = "scst" only
+	src      source        // the cache's rows or images
+	scst     *scstState    // training = "scst" only
+	red      *dist.Reducer // data-parallel runs: DDP's reducer over the trainable parameters
+	redN     int           // how many parameters red covers (fine-tuning adds the backbone's)
 	tfTrain  data.Transform
 	tfEval   data.Transform
 	tb       *tensorboard.Writer
@@ -212,6 +214,7 @@ func Run(cfg Config, opt Options) (*Result, error) {
 		if r.cache != nil {
 			r.cache.Close()
 		}
+		r.red.Close()
 	}()
 	if err := r.setup(); err != nil {
 		if r.tb != nil {

@@ -7,10 +7,16 @@
 #include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <chrono>
 #include <cstring>
+#include <algorithm>
+#include <cstdint>
 #include <exception>
+#include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -18,6 +24,7 @@ namespace {
 struct group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::ProcessGroup> wrap;  // pg as the ProcessGroup the Reducer takes
   int world;
 };
 
@@ -26,6 +33,19 @@ char *dup(const std::string &s) {
   memcpy(p, s.c_str(), s.size() + 1);
   return p;
 }
+
+// sumHook is the Reducer's communication hook: the bucket summed over the
+// ranks, not divided by the world size (libtorch's own such hook,
+// _AllReduceBySumCommHook, is not exported).
+class sumHook : public c10d::CppCommHookInterface<c10::intrusive_ptr<c10d::ProcessGroup>> {
+ public:
+  explicit sumHook(const c10::intrusive_ptr<c10d::ProcessGroup> &pg)
+      : c10d::CppCommHookInterface<c10::intrusive_ptr<c10d::ProcessGroup>>(pg) {}
+  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket &bucket) override {
+    std::vector<at::Tensor> t{bucket.getBufferRef()};
+    return state_->allreduce(t)->getFuture();
+  }
+};
 
 std::vector<at::Tensor> tensors(void **ts, int n) {
   std::vector<at::Tensor> out;
@@ -50,6 +70,10 @@ extern "C" void *captiongo_dist_new(const char *addr, int port, int rank, int wo
     opts->timeout = std::chrono::milliseconds(timeout_ms);
     opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world, opts);
+    // As torch.distributed does: a ProcessGroup whose CPU backend is Gloo.
+    auto popts = c10::make_intrusive<c10d::ProcessGroup::Options>("gloo", std::chrono::milliseconds(timeout_ms));
+    g->wrap = c10::make_intrusive<c10d::ProcessGroup>(g->store, rank, world, popts);
+    g->wrap->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, g->pg);
     return g;
   } catch (const std::exception &e) {
     *err = dup(e.what());
@@ -116,3 +140,56 @@ extern "C" int captiongo_dist_barrier(void *gp, char **err) {
 }
 
 extern "C" void captiongo_dist_free(void *gp) { delete static_cast<group *>(gp); }
+
+// captiongo_dist_reducer_new makes DistributedDataParallel's gradient
+// reducer over the parameters: autograd hooks copy each gradient into its
+// bucket as backward produces it, and a full bucket's allreduce starts on
+// Gloo's threads while backward goes on; at the end of backward the summed
+// buckets are copied into the gradients. Buckets as DDP makes them: one
+// until the first backward, then rebuilt in the order gradients arrived (a
+// first bucket of first_bytes, then bucket_bytes each). The communication
+// hook sums without dividing by the world size (captiongo's ranks weight
+// their losses so that the sum is the one-process gradient).
+extern "C" void *captiongo_dist_reducer_new(void *gp, void **ps, int n, int64_t bucket_bytes, int64_t first_bytes,
+                                            char **err) {
+  auto g = static_cast<group *>(gp);
+  try {
+    auto params = tensors(ps, n);
+    std::vector<bool> sparse(params.size(), false);
+    auto assigned = c10d::compute_bucket_assignment_by_size(params, {SIZE_MAX}, sparse);
+    auto buckets = std::get<0>(assigned);
+    auto limits = std::get<1>(assigned);
+    std::reverse(buckets.begin(), buckets.end());
+    std::reverse(limits.begin(), limits.end());
+    std::unordered_map<size_t, std::string> names;
+    auto r = new c10d::Reducer(params, buckets, limits, g->wrap, sparse, bucket_bytes, false, false, names,
+                               first_bytes);
+    r->register_comm_hook(std::make_unique<sumHook>(g->wrap));
+    return r;
+  } catch (const std::exception &e) {
+    *err = dup(e.what());
+    return nullptr;
+  }
+}
+
+// captiongo_dist_reducer_prepare readies the reducer for the next backward
+// (rebuilding its buckets after the first one: a broadcast of rank 0's
+// order). Every rank calls it before every backward.
+extern "C" int captiongo_dist_reducer_prepare(void *rp, char **err) {
+  auto r = static_cast<c10d::Reducer *>(rp);
+  try {
+    r->rebuild_buckets();
+    r->prepare_for_backward({});
+    return 0;
+  } catch (const std::exception &e) {
+    *err = dup(e.what());
+    return 1;
+  }
+}
+
+extern "C" void captiongo_dist_reducer_free(void *rp) {
+  try {
+    delete static_cast<c10d::Reducer *>(rp);
+  } catch (...) {  // ~Reducer may throw (noexcept(false)); the run is ending
+  }
+}

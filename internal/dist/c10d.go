@@ -11,6 +11,9 @@ package dist
 // int captiongo_dist_broadcast(void *g, void **ts, int n, int root, char **err);
 // int captiongo_dist_barrier(void *g, char **err);
 // void captiongo_dist_free(void *g);
+// void *captiongo_dist_reducer_new(void *g, void **ps, int n, int64_t bucket_bytes, int64_t first_bytes, char **err);
+// int captiongo_dist_reducer_prepare(void *r, char **err);
+// void captiongo_dist_reducer_free(void *r);
 import "C"
 
 import (
@@ -105,5 +108,55 @@ func (g *Group) Close() {
 	if g != nil && g.g != nil {
 		C.captiongo_dist_free(g.g)
 		g.g = nil
+	}
+}
+
+// Reducer is PyTorch DistributedDataParallel's gradient reducer (c10d's
+// Reducer) over a fixed list of parameters: during Backward each bucket of
+// gradients is summed over the ranks as soon as backward has produced it,
+// overlapping communication with the rest of backward, and when Backward
+// returns every parameter's gradient is its sum over the ranks. Every
+// parameter must receive a gradient in every Backward, on every rank.
+type Reducer struct {
+	g *Group
+	r unsafe.Pointer
+}
+
+// NewReducer makes a Reducer over params with DDP's bucket sizes: the first
+// bucket firstBytes, the others bucketBytes (DDP's defaults: 1 MiB, 25 MiB).
+func (g *Group) NewReducer(params []*ts.Tensor, bucketBytes, firstBytes int64) (*Reducer, error) {
+	if len(params) == 0 {
+		return nil, fmt.Errorf("rank %d of %d: a gradient reducer needs parameters", g.Rank, g.World)
+	}
+	p, free := torch.Handles(params)
+	defer free()
+	var cerr *C.char
+	r := C.captiongo_dist_reducer_new(g.g, (*unsafe.Pointer)(p), C.int(len(params)), C.int64_t(bucketBytes),
+		C.int64_t(firstBytes), &cerr)
+	if r == nil {
+		return nil, fmt.Errorf("rank %d of %d: gradient reducer: %w", g.Rank, g.World, cErr(cerr))
+	}
+	return &Reducer{g: g, r: r}, nil
+}
+
+// Backward runs loss's backward pass with the gradients summed over the
+// ranks as they are produced.
+func (r *Reducer) Backward(loss *ts.Tensor) error {
+	var cerr *C.char
+	if C.captiongo_dist_reducer_prepare(r.r, &cerr) != 0 {
+		return r.g.fail("allreduce (bucket order)", cErr(cerr))
+	}
+	if err := loss.Backward(); err != nil {
+		return r.g.fail("allreduce", errors.New(firstLine(err.Error())))
+	}
+	return nil
+}
+
+// Close frees the reducer (its hooks stay on the parameters' gradient
+// accumulators, doing nothing).
+func (r *Reducer) Close() {
+	if r != nil && r.r != nil {
+		C.captiongo_dist_reducer_free(r.r)
+		r.r = nil
 	}
 }

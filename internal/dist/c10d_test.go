@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/internal/testutil"
@@ -48,6 +49,9 @@ func worker(mode string) error {
 			os.Exit(3)              // without a word to the others
 		}
 	}
+	if mode == "reducer" {
+		return reducerWorker(g)
+	}
 	// Rank r holds r+1 everywhere and 10*(r+1) in a second tensor.
 	a := ts.MustOfSlice([]float32{float32(e.Rank + 1), float32(e.Rank + 1), float32(e.Rank + 1)})
 	b := ts.MustOfSlice([]float32{float32(10 * (e.Rank + 1))}).MustView([]int64{1, 1}, true)
@@ -62,6 +66,47 @@ func worker(mode string) error {
 		return err
 	}
 	fmt.Printf("%v %v %v\n", torch.Float32s(a), torch.Float32s(b), torch.Float32s(c))
+	return nil
+}
+
+// reducerWorker: rank r's loss is (r+1)(|w1|^2/2 + sum(w2) + 3 sum(w3)),
+// so its gradients are (r+1)(w1, 1, 3); after each Backward through the
+// Reducer every rank holds their sum over the ranks. Buckets of 64 and 256
+// bytes split the three tensors (400, 200 and 120 bytes) so that the sums
+// run in several buckets, before and after the buckets are rebuilt.
+func reducerWorker(g *Group) error {
+	w1 := ts.MustArange(ts.IntScalar(100), gotch.Float, gotch.CPU).MustSetRequiresGrad(true, false)
+	w2 := ts.MustZeros([]int64{50}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, false)
+	w3 := ts.MustZeros([]int64{6, 5}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, false)
+	params := []*ts.Tensor{w1, w2, w3}
+	red, err := g.NewReducer(params, 256, 64)
+	if err != nil {
+		return err
+	}
+	defer red.Close()
+	var lines []string
+	for it := 0; it < 3; it++ {
+		torch.ZeroGrads(params)
+		sq := w1.MustMul(w1, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(0.5), true)
+		s2 := w2.MustSum(gotch.Float, false)
+		s3 := w3.MustSum(gotch.Float, false).MustMulScalar(ts.FloatScalar(3), true)
+		loss := sq.MustAdd(s2, true).MustAdd(s3, true).MustMulScalar(ts.FloatScalar(float64(g.Rank+1)), true)
+		s2.MustDrop()
+		s3.MustDrop()
+		if err := red.Backward(loss); err != nil {
+			return err
+		}
+		loss.MustDrop()
+		var got []string
+		for _, p := range params {
+			gr := p.MustGrad(false)
+			v := torch.Float32s(gr)
+			gr.MustDrop()
+			got = append(got, fmt.Sprint(v[0], v[len(v)-1]))
+		}
+		lines = append(lines, strings.Join(got, ","))
+	}
+	fmt.Println(strings.Join(lines, " "))
 	return nil
 }
 
@@ -84,6 +129,20 @@ func TestCollectives(t *testing.T) {
 			if errs[r] != nil || out[r] != want {
 				t.Errorf("%s: rank %d: %q (%v), want %q", mode, r, out[r], errs[r], want)
 			}
+		}
+	}
+}
+
+// TestReducer: DDP's reducer sums every parameter's gradient over three
+// ranks in several buckets, on the first backward (buckets in parameter
+// order) and after it has rebuilt them in the order gradients arrived.
+func TestReducer(t *testing.T) {
+	out, errs := spawn(t, "reducer", 3)
+	const step = "0 594,6 6,18 18"
+	want := strings.Join([]string{step, step, step}, " ")
+	for r := range out {
+		if errs[r] != nil || out[r] != want {
+			t.Errorf("rank %d: %q (%v), want %q", r, out[r], errs[r], want)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/internal/torch"
@@ -26,32 +25,12 @@ func firstLine(s string) string {
 	return s
 }
 
-// SumGradients sums the parameters' gradients (those that are defined; every
-// rank has the same ones) over the ranks in place, in one allreduce with this
-// rank's loss, and returns the loss summed over the ranks.
-func (g *Group) SumGradients(params []*ts.Tensor, loss float64) (float64, error) {
-	var xs []*ts.Tensor
-	defer func() {
-		for _, x := range xs {
-			x.MustDrop()
-		}
-	}()
-	for _, p := range params {
-		gr := p.MustGrad(false)
-		if !gr.MustDefined() {
-			gr.MustDrop()
-			continue
-		}
-		xs = append(xs, gr)
-	}
-	dev := gotch.CPU
-	if len(params) > 0 {
-		dev = params[0].MustDevice()
-	}
-	l := ts.MustOfSlice([]float32{float32(loss)}).MustTo(dev, true)
-	xs = append(xs, l)
-	if err := g.AllReduce(xs, false); err != nil {
+// Sum returns v summed over the ranks.
+func (g *Group) Sum(v float64) (float64, error) {
+	x := ts.MustOfSlice([]float64{v})
+	defer x.MustDrop()
+	if err := g.AllReduce([]*ts.Tensor{x}, false); err != nil {
 		return 0, err
 	}
-	return float64(torch.Float32s(l)[0]), nil
+	return torch.Float64s(x)[0], nil
 }

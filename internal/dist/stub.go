@@ -28,3 +28,17 @@ func (g *Group) Barrier() error { return ErrNotBuilt }
 
 // Close does nothing.
 func (g *Group) Close() {}
+
+// Reducer is not built in.
+type Reducer struct{}
+
+// NewReducer is not built in.
+func (g *Group) NewReducer(params []*ts.Tensor, bucketBytes, firstBytes int64) (*Reducer, error) {
+	return nil, ErrNotBuilt
+}
+
+// Backward is not built in.
+func (r *Reducer) Backward(loss *ts.Tensor) error { return ErrNotBuilt }
+
+// Close does nothing.
+func (r *Reducer) Close() {}
