@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
@@ -94,6 +95,15 @@ func doctor(w io.Writer) error {
 		fmt.Fprintf(w, "JPEG decoder:                %s: pixels are not PIL's (on Flickr8k 1.5 levels apart on average, up "+
 			"to 48) and decoding takes about 4x as long; install libjpeg-turbo's header (Debian/Ubuntu: libjpeg62-turbo-dev) "+
 			"and rebuild with make\n", data.JPEGDecoder)
+	}
+	switch {
+	case dist.NCCL:
+		fmt.Fprintf(w, "data-parallel collectives:   c10d Gloo (CPU tensors), NCCL (CUDA tensors)\n")
+	case dist.Built:
+		fmt.Fprintf(w, "data-parallel collectives:   c10d Gloo (CUDA tensors staged through the host: this build has no "+
+			"NCCL, which make adds on a CUDA libtorch when nccl.h and the CUDA headers are found)\n")
+	default:
+		fmt.Fprintf(w, "data-parallel collectives:   none: %v\n", dist.ErrNotBuilt)
 	}
 	if in.LibraryABI >= 0 && in.LibraryABI != in.CompiledABI {
 		problems = append(problems, "C++ ABI mismatch between this binary and libtorch")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/testutil"
 )
 
@@ -258,6 +259,20 @@ func TestSetupNewerLibtorch(t *testing.T) {
 	}
 	if ev, _ := filepath.Glob(filepath.Join(dir, "runs", "tiny", "events.out.tfevents.*")); len(ev) != 1 {
 		t.Errorf("event files after training: %v", ev)
+	}
+	// Data-parallel on the newer libtorch: its c10d API differs from 2.1's
+	// (ProcessGroup's constructor, the Reducer's), and a GPU machine's torch is
+	// a newer one. Two ranks train through Gloo and DDP's Reducer.
+	if dist.Built {
+		if !strings.Contains(string(doc), "data-parallel collectives:   c10d Gloo") {
+			t.Errorf("doctor does not name the collectives:\n%s", doc)
+		}
+		tr := exec.Command(exe, "train", "-config", cfg, "-nproc", "2", "-set", "name=ddp")
+		tr.Dir = dir
+		b, err := tr.CombinedOutput()
+		if err != nil || !strings.Contains(string(b), "data-parallel: 2 ranks") || !strings.Contains(string(b), "done: ") {
+			t.Fatalf("captiongo train -nproc 2 on libtorch %s: %v\n%s", newerTorch, err, b)
+		}
 	}
 
 	// The model and internal/torch packages with this libtorch underneath: golden

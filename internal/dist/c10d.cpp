@@ -5,10 +5,19 @@
 // classes from the libtorch captiongo links (gloo's headers come from Debian's
 // libgloo-dev; the library itself is inside libtorch_cpu).
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#ifdef CAPTIONGO_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+// libtorch 2.1's c10d API (the version captiongo is built on) or a later one's
+// (checked against 2.11's headers, the GPU machines' torch).
+#define CAPTIONGO_TORCH_2_1 (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR <= 1)
 
 #include <chrono>
 #include <cstring>
@@ -20,12 +29,19 @@
 #include <string>
 #include <vector>
 
+#ifdef CAPTIONGO_NCCL
+#define CAPTIONGO_CUDA_BACKEND "nccl"
+#else
+#define CAPTIONGO_CUDA_BACKEND "gloo"
+#endif
+
 namespace {
 struct group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-  c10::intrusive_ptr<c10d::ProcessGroup> wrap;  // pg as the ProcessGroup the Reducer takes
+  c10::intrusive_ptr<c10d::ProcessGroup> wrap;  // the ProcessGroup over pg (and NCCL), as torch.distributed's
   int world;
+  int device;  // this rank's CUDA device, -1 on CPU
 };
 
 char *dup(const std::string &s) {
@@ -54,8 +70,13 @@ std::vector<at::Tensor> tensors(void **ts, int n) {
 }
 }  // namespace
 
+// captiongo_dist_new joins the group: rank 0 serves the store. CPU tensors'
+// collectives run on Gloo; with a CUDA device (cuda_device >= 0, this
+// rank's GPU) CUDA tensors' run on NCCL when this build has it (the nccl tag),
+// else on Gloo (staged through the host).
 extern "C" void *captiongo_dist_new(const char *addr, int port, int rank, int world, int64_t timeout_ms,
-                                    char **err) {
+                                    int cuda_device, char **err) {
+  bool cuda = cuda_device >= 0;
   try {
     c10d::TCPStoreOptions o;
     o.port = static_cast<uint16_t>(port);
@@ -65,15 +86,33 @@ extern "C" void *captiongo_dist_new(const char *addr, int port, int rank, int wo
     o.timeout = std::chrono::milliseconds(timeout_ms);
     auto g = new group;
     g->world = world;
+    g->device = cuda_device;
     g->store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), o);
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->timeout = std::chrono::milliseconds(timeout_ms);
     opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world, opts);
-    // As torch.distributed does: a ProcessGroup whose CPU backend is Gloo.
-    auto popts = c10::make_intrusive<c10d::ProcessGroup::Options>("gloo", std::chrono::milliseconds(timeout_ms));
+    // As torch.distributed does: a ProcessGroup with a backend per device type.
+#if CAPTIONGO_TORCH_2_1
+    auto popts = c10::make_intrusive<c10d::ProcessGroup::Options>(cuda ? CAPTIONGO_CUDA_BACKEND : "gloo",
+                                                                  std::chrono::milliseconds(timeout_ms));
     g->wrap = c10::make_intrusive<c10d::ProcessGroup>(g->store, rank, world, popts);
+#else
+    g->wrap = c10::make_intrusive<c10d::ProcessGroup>(g->store, rank, world);
+    g->wrap->setDefaultBackend(cuda ? CAPTIONGO_CUDA_BACKEND : "gloo");
+#endif
     g->wrap->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, g->pg);
+    if (cuda) {
+#ifdef CAPTIONGO_NCCL
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+      auto nopts = c10d::ProcessGroupNCCL::Options::create();
+      nopts->timeout = std::chrono::milliseconds(timeout_ms);
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, rank, world, nopts);
+      g->wrap->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+#else
+      g->wrap->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, g->pg);
+#endif
+    }
     return g;
   } catch (const std::exception &e) {
     *err = dup(e.what());
@@ -92,7 +131,7 @@ extern "C" int captiongo_dist_allreduce(void *gp, void **ts, int n, int mean, ch
     std::vector<at::Tensor> flat;
     for (auto &x : xs) flat.push_back(x.reshape({-1}));
     std::vector<at::Tensor> buf{at::cat(flat)};
-    g->pg->allreduce(buf)->wait();
+    g->wrap->allreduce(buf)->wait();
     if (mean) buf[0].div_(g->world);
     int64_t off = 0;
     for (auto &x : xs) {
@@ -118,7 +157,7 @@ extern "C" int captiongo_dist_broadcast(void *gp, void **ts, int n, int root, ch
       std::vector<at::Tensor> one{x.contiguous()};
       c10d::BroadcastOptions o;
       o.rootRank = root;
-      g->pg->broadcast(one, o)->wait();
+      g->wrap->broadcast(one, o)->wait();
       if (!one[0].is_same(x)) x.copy_(one[0]);
     }
     return 0;
@@ -131,7 +170,11 @@ extern "C" int captiongo_dist_broadcast(void *gp, void **ts, int n, int root, ch
 extern "C" int captiongo_dist_barrier(void *gp, char **err) {
   auto g = static_cast<group *>(gp);
   try {
-    g->pg->barrier()->wait();
+    c10d::BarrierOptions o;
+#ifdef CAPTIONGO_NCCL
+    if (g->device >= 0) o.device_ids = {g->device};  // NCCL's barrier runs on this rank's GPU
+#endif
+    g->wrap->barrier(o)->wait();
     return 0;
   } catch (const std::exception &e) {
     *err = dup(e.what());
@@ -162,8 +205,14 @@ extern "C" void *captiongo_dist_reducer_new(void *gp, void **ps, int n, int64_t 
     std::reverse(buckets.begin(), buckets.end());
     std::reverse(limits.begin(), limits.end());
     std::unordered_map<size_t, std::string> names;
+#if CAPTIONGO_TORCH_2_1
     auto r = new c10d::Reducer(params, buckets, limits, g->wrap, sparse, bucket_bytes, false, false, names,
                                first_bytes);
+#else
+    (void)limits;
+    auto r = new c10d::Reducer(params, buckets, g->wrap, sparse, bucket_bytes, false, false, names, first_bytes,
+                               false, false, {});
+#endif
     r->register_comm_hook(std::make_unique<sumHook>(g->wrap));
     return r;
   } catch (const std::exception &e) {

@@ -6,7 +6,8 @@ package dist
 // #cgo LDFLAGS: -lstdc++
 // #include <stdlib.h>
 // #include <stdint.h>
-// void *captiongo_dist_new(const char *addr, int port, int rank, int world, int64_t timeout_ms, char **err);
+// void *captiongo_dist_new(const char *addr, int port, int rank, int world, int64_t timeout_ms, int cuda_device,
+//                          char **err);
 // int captiongo_dist_allreduce(void *g, void **ts, int n, int mean, char **err);
 // int captiongo_dist_broadcast(void *g, void **ts, int n, int root, char **err);
 // int captiongo_dist_barrier(void *g, char **err);
@@ -22,6 +23,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/internal/torch"
@@ -33,24 +35,34 @@ const Built = true
 // Group is this process's membership of the run's process group.
 type Group struct {
 	Env
-	g unsafe.Pointer
+	Backends string // which backend runs whose collectives, e.g. "Gloo" or "Gloo (CPU), NCCL (CUDA)"
+	g        unsafe.Pointer
 }
 
 // Join rendezvouses with the other ranks at e.Addr:e.Port (rank 0 serves
-// the store) and opens the Gloo process group. timeout bounds the rendezvous
-// and every collective: a rank that dies or hangs makes the others' next
-// collective fail within it.
+// the store) and opens the process group: Gloo for CPU tensors and, when
+// libtorch has this rank's GPU (cuda:LOCAL_RANK), NCCL for CUDA tensors in a
+// build with the nccl tag (Gloo through the host without it). timeout bounds
+// the rendezvous and every collective: a rank that dies or hangs makes the
+// others' next collective fail within it.
 func Join(e Env, timeout time.Duration) (*Group, error) {
 	addr := C.CString(e.Addr)
 	defer C.free(unsafe.Pointer(addr))
+	dev, backends := -1, "Gloo"
+	if gotch.CUDA.IsAvailable() && e.LocalRank < int(gotch.CUDA.DeviceCount()) {
+		dev, backends = e.LocalRank, "Gloo (CPU), Gloo through the host (CUDA)"
+		if NCCL {
+			backends = "Gloo (CPU), NCCL (CUDA)"
+		}
+	}
 	var cerr *C.char
 	g := C.captiongo_dist_new(addr, C.int(e.Port), C.int(e.Rank), C.int(e.World), C.int64_t(timeout.Milliseconds()),
-		&cerr)
+		C.int(dev), &cerr)
 	if g == nil {
 		return nil, fmt.Errorf("rank %d of %d: rendezvous at %s:%d (MASTER_ADDR, MASTER_PORT): %w", e.Rank, e.World,
 			e.Addr, e.Port, cErr(cerr))
 	}
-	return &Group{Env: e, g: g}, nil
+	return &Group{Env: e, Backends: backends, g: g}, nil
 }
 
 func cErr(p *C.char) error {

@@ -12,7 +12,10 @@ import (
 const Built = false
 
 // Group is this process's membership of the run's process group.
-type Group struct{ Env }
+type Group struct {
+	Env
+	Backends string
+}
 
 // Join reports that this build has no collectives.
 func Join(e Env, timeout time.Duration) (*Group, error) { return nil, ErrNotBuilt }
