@@ -476,6 +476,19 @@ func readRow(f *os.File, half bool, i int, out []float32) error {
 		_, err := f.ReadAt(floatBytes(out), off) // straight into the row
 		return err
 	}
+	if littleEndian { // float16: into the row's second half, widened in place front to back
+		b := floatBytes(out)
+		n := len(out)
+		if _, err := f.ReadAt(b[2*n:], off); err != nil {
+			return err
+		}
+		// out[j] (bytes 4j..4j+3) is written after half j (bytes 2n+2j..) is
+		// read, and ends before half j+1 begins, since 2j+1 < 2n.
+		for j := range out {
+			out[j] = halfFloat(binary.LittleEndian.Uint16(b[2*n+2*j:]))
+		}
+		return nil
+	}
 	buf := make([]byte, es*len(out))
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return err

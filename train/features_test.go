@@ -198,6 +198,15 @@ func TestFeatureCacheFloat16(t *testing.T) {
 		if worst > math.Pow(2, -11) || worst == 0 {
 			t.Errorf("relative rounding %.3g", worst)
 		}
+		// A float16 row is widened in the caller's buffer: no allocation per row.
+		row := make([]float32, len(cacheRow(t, converted, ds.Examples[0].Path)))
+		if a := testing.AllocsPerRun(20, func() {
+			if err := readRow(converted.file, true, 1, row); err != nil {
+				t.Fatal(err)
+			}
+		}); a != 0 {
+			t.Errorf("reading a float16 row allocates %.0f times", a)
+		}
 		return nil
 	})
 	if err != nil {
