@@ -16,18 +16,15 @@ import (
 
 	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/torch"
+	"github.com/captiongo/captiongo/sweep"
 	"github.com/captiongo/captiongo/train"
 )
-
-// distTimeout bounds the rendezvous and every collective of a data-parallel
-// run; it covers rank 0 building a feature cache while the others wait. A
-// rank that dies is noticed at once (its connections close), not after it.
-const distTimeout = 60 * time.Minute
 
 func init() {
 	register("train", command{
 		summary: "train one experiment (TOML) into runs/<name>/",
-		usage:   "[-config experiments/shapes.toml] [-set key=value ...] [-nproc N]",
+		usage: "[-config experiments/shapes.toml] [-set key=value ...] [-nproc N] " +
+			"[-backend slurm -ntasks N -nodes M -gpus-per-task G -time T ... [-dry-run]]",
 		setup: func(fs *flag.FlagSet) func([]string) error {
 			config := fs.String(
 				"config",
@@ -38,10 +35,47 @@ func init() {
 			fs.Var(&sets, "set", "override one config key, key=value (repeatable), e.g. -set epochs=3 -set lr=1e-3")
 			nproc := fs.Int("nproc", 1, "data-parallel training in N local processes (ranks), as torchrun "+
 				"--nproc_per_node N; batch_size stays the global batch")
+			// It covers rank 0 building a feature cache while the others wait. A
+			// rank that dies is noticed at once (its connections close), not after it.
+			distTimeout := fs.Duration("dist-timeout", 60*time.Minute, "data-parallel: how long a rank waits at the "+
+				"rendezvous or in a collective (rank 0 building the feature cache included) before it gives up")
+			backend := fs.String("backend", "local", "local (here) or slurm (one Slurm job; -ntasks N: N ranks)")
+			dryRun := fs.Bool("dry-run", false, "slurm: print the sbatch script instead of submitting it")
+			setSlurm := slurmFlags(fs, "run")
 			return func([]string) error {
 				cfg, err := train.LoadConfig(*config, sets)
 				if err != nil {
 					return err
+				}
+				if *distTimeout <= 0 {
+					return fmt.Errorf("-dist-timeout %v: want a positive duration, e.g. 30m", *distTimeout)
+				}
+				switch *backend {
+				case "local":
+				case "slurm":
+					var o sweep.SlurmOptions
+					setSlurm(&o)
+					if *nproc != 1 {
+						return errors.New("-nproc starts ranks here; with -backend slurm give -ntasks (and -nodes)")
+					}
+					if o.NTasks > 1 {
+						if err := checkWorld(cfg, o.NTasks, "-ntasks"); err != nil {
+							return err
+						}
+					}
+					exe, err := os.Executable()
+					if err != nil {
+						return err
+					}
+					var extra []string
+					fs.Visit(func(f *flag.Flag) {
+						if f.Name == "dist-timeout" {
+							extra = append(extra, "-dist-timeout", f.Value.String())
+						}
+					})
+					return sweep.SubmitRun(*config, sets, extra, o, exe, *dryRun, os.Stdout)
+				default:
+					return fmt.Errorf("-backend %q: use local or slurm", *backend)
 				}
 				if *nproc < 1 {
 					return fmt.Errorf("-nproc %d: want at least 1", *nproc)
@@ -61,7 +95,7 @@ func init() {
 					if err := checkWorld(cfg, env.World, "the world size ("+env.From+")"); err != nil {
 						return err
 					}
-					if g, err = dist.Join(env, distTimeout); err != nil {
+					if g, err = dist.Join(env, *distTimeout); err != nil {
 						return err
 					}
 					defer g.Close()

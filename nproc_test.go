@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/testutil"
 )
 
@@ -58,6 +60,7 @@ func TestTrainNproc(t *testing.T) {
 		{[]string{"-nproc", "3"}, nil, "batch_size 16 does not divide over -nproc 3"},
 		{[]string{"-nproc", "32"}, nil, "-nproc 32 is larger than batch_size 16"},
 		{[]string{"-nproc", "2"}, []string{"MASTER_PORT=" + busy}, "(MASTER_ADDR, MASTER_PORT)"},
+		{[]string{"-dist-timeout", "0s"}, nil, "-dist-timeout 0s: want a positive duration"},
 	} {
 		fresh := filepath.Join(dir, "fresh"+strconv.Itoa(len(c.args[1])))
 		log, err := train(fresh, c.env, c.args...)
@@ -69,4 +72,24 @@ func TestTrainNproc(t *testing.T) {
 		}
 		t.Logf("%v %v: %s", c.args, c.env, strings.TrimSpace(log))
 	}
+	// -dist-timeout bounds the rendezvous: rank 0 of 2 whose peer never comes
+	// gives up after it, with one line naming the rendezvous.
+	t0 := time.Now()
+	port := strconv.Itoa(freePortT(t))
+	log, err = train(filepath.Join(dir, "alone"), []string{"RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+		"MASTER_PORT=" + port}, "-dist-timeout", "3s")
+	took := time.Since(t0)
+	if err == nil || !strings.Contains(log, "rank 0 of 2: rendezvous at 127.0.0.1:"+port) || took > 30*time.Second ||
+		took < 3*time.Second {
+		t.Errorf("rank 0 without its peer, -dist-timeout 3s: %v after %v\n%s", err, took, log)
+	}
+	t.Logf("alone, -dist-timeout 3s: gave up after %v: %s", took.Round(100*time.Millisecond), strings.TrimSpace(log))
+}
+
+func freePortT(t *testing.T) int {
+	p, err := dist.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -156,44 +156,8 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 	if o.Concurrency > 0 {
 		array += "%" + strconv.Itoa(o.Concurrency)
 	}
-	lines := []string{
-		"--job-name=captiongo-" + s.Name,
-		"--array=" + array,
-		"--output=" + filepath.Join(root, ".slurm", "%A_%a.out"),
-		"--chdir=" + cwd,
-	}
-	if o.Partition != "" {
-		lines = append(lines, "--partition="+o.Partition)
-	}
-	if o.Account != "" {
-		lines = append(lines, "--account="+o.Account)
-	}
-	if o.Time != "" {
-		lines = append(lines, "--time="+o.Time)
-	}
-	if o.GPUsPerTask > 0 {
-		lines = append(lines, "--gpus-per-task="+strconv.Itoa(o.GPUsPerTask))
-	}
-	if o.CPUsPerTask > 0 {
-		lines = append(lines, "--cpus-per-task="+strconv.Itoa(o.CPUsPerTask))
-	}
-	if o.NTasks > 1 {
-		lines = append(lines, "--ntasks="+strconv.Itoa(o.NTasks))
-		if o.Nodes > 0 {
-			lines = append(lines, "--nodes="+strconv.Itoa(o.Nodes))
-		}
-	}
-	if o.Mem != "" {
-		lines = append(lines, "--mem="+o.Mem)
-	}
-	lines = append(lines, o.Extra...)
-	for _, l := range lines {
-		fmt.Fprintf(&b, "#SBATCH %s\n", l)
-	}
-	b.WriteString("set -euo pipefail\n")
-	for _, l := range o.Setup {
-		b.WriteString(l + "\n")
-	}
+	o.header(&b, "--job-name=captiongo-"+s.Name, "--array="+array,
+		"--output="+filepath.Join(root, ".slurm", "%A_%a.out"), "--chdir="+cwd)
 	_, setsThreads := s.Set["threads"]
 	if _, ok := s.Grid["threads"]; ok {
 		setsThreads = true
@@ -224,16 +188,58 @@ func (s *Sweep) SlurmScript(o SlurmOptions, exe string, indexes []int) (string, 
 		s.Name,
 		qroot,
 	)
-	launcher := ""
-	if o.NTasks > 1 {
-		// The tasks are one run's ranks: srun starts them, each reads its
-		// rank from Slurm's environment; they meet on the first node, on a
-		// port of this job's own; one failing ends the others.
-		b.WriteString("export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n")
-		launcher = "srun --kill-on-bad-exit=1 "
-	}
+	launcher := o.srunRanks(&b)
 	fmt.Fprintf(&b, "exec %s%s \"${args[@]}\" >> %s/\"$point\"/train.log 2>&1\n", launcher, shellQuote(exe), qroot)
 	return b.String(), nil
+}
+
+// header writes the script's #SBATCH lines (first, then the options') and
+// its setup lines.
+func (o SlurmOptions) header(b *strings.Builder, first ...string) {
+	lines := first
+	if o.Partition != "" {
+		lines = append(lines, "--partition="+o.Partition)
+	}
+	if o.Account != "" {
+		lines = append(lines, "--account="+o.Account)
+	}
+	if o.Time != "" {
+		lines = append(lines, "--time="+o.Time)
+	}
+	if o.GPUsPerTask > 0 {
+		lines = append(lines, "--gpus-per-task="+strconv.Itoa(o.GPUsPerTask))
+	}
+	if o.CPUsPerTask > 0 {
+		lines = append(lines, "--cpus-per-task="+strconv.Itoa(o.CPUsPerTask))
+	}
+	if o.NTasks > 1 {
+		lines = append(lines, "--ntasks="+strconv.Itoa(o.NTasks))
+		if o.Nodes > 0 {
+			lines = append(lines, "--nodes="+strconv.Itoa(o.Nodes))
+		}
+	}
+	if o.Mem != "" {
+		lines = append(lines, "--mem="+o.Mem)
+	}
+	lines = append(lines, o.Extra...)
+	for _, l := range lines {
+		fmt.Fprintf(b, "#SBATCH %s\n", l)
+	}
+	b.WriteString("set -euo pipefail\n")
+	for _, l := range o.Setup {
+		b.WriteString(l + "\n")
+	}
+}
+
+// srunRanks is the launcher of a multi-task run: srun starts the tasks, each
+// reads its rank from Slurm's environment; they meet on the first node, on a
+// port of this job's own; one failing ends the others.
+func (o SlurmOptions) srunRanks(b *strings.Builder) string {
+	if o.NTasks <= 1 {
+		return ""
+	}
+	b.WriteString("export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n")
+	return "srun --kill-on-bad-exit=1 "
 }
 
 // readJobs reads <root>/.slurm/jobs.json (none yet: empty).

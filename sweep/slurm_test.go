@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -547,4 +548,67 @@ func TestSlurmSweepOfDataParallelRuns(t *testing.T) {
 		sl, _ := os.ReadFile(filepath.Join(root, ".slurm", jobs[0].JobID+"_0.out"))
 		t.Fatalf("point %s is %s:\n%s\nslurm output:\n%s\n%s", p.Name, st, log, sl, c.logs())
 	}
+}
+
+// TestSlurmTrainRun: `captiongo train -backend slurm -ntasks 2` submits one
+// job on the real local Slurm whose two tasks are one run's ranks; Slurm's
+// log lands in the run folder's slurm/. Submitting again without resume is
+// refused before sbatch, and a refused sbatch leaves no run folder behind.
+func TestSlurmTrainRun(t *testing.T) {
+	c := startSlurm(t)
+	dir := t.TempDir()
+	exe := buildCaptiongo(t, dir)
+	exp := filepath.Join(dir, "tiny.toml")
+	if err := os.WriteFile(exp, []byte(testutil.TinyExperiment), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs := filepath.Join(dir, "runs")
+	submit := func(name string, flags ...string) (string, error) {
+		args := append([]string{"train", "-backend", "slurm"}, flags...)
+		args = append(args, "-config", exp, "-set", "out_dir="+runs, "-set", "name="+name)
+		cmd := exec.Command(exe, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := submit("ddp", "-ntasks", "2", "-nodes", "1", "-cpus-per-task", "1", "-time", "10")
+	if err != nil {
+		t.Fatalf("submit: %v\n%s\n%s", err, out, c.logs())
+	}
+	id := regexp.MustCompile(`submitted job (\d+),`).FindStringSubmatch(out)
+	if id == nil {
+		t.Fatalf("no job id in %q", out)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		q, _ := exec.Command("squeue", "-h", "-j", id[1], "-o", "%T").Output()
+		if strings.TrimSpace(string(q)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not finish in 5 minutes: %s\n%s", id[1], q, c.logs())
+		}
+		time.Sleep(time.Second)
+	}
+	run := filepath.Join(runs, "ddp")
+	log, _ := os.ReadFile(filepath.Join(run, "slurm", id[1]+".out"))
+	st, err := os.ReadFile(filepath.Join(run, "state.json"))
+	if err != nil || !strings.Contains(string(st), `"finished": true`) ||
+		!strings.Contains(string(log), "data-parallel: 2 ranks (slurm environment") ||
+		strings.Count(string(log), "done: ") != 1 {
+		t.Fatalf("state %v %s\nSlurm's log of job %s:\n%s\n%s", err, st, id[1], log, c.logs())
+	}
+	if out, err := submit("ddp"); err == nil || !strings.Contains(out, "already holds a checkpoint") {
+		t.Errorf("a second submission without resume: %v %s", err, out)
+	}
+	if out, err := submit("bad", "-partition", "nosuch"); err == nil || !strings.Contains(out, "sbatch failed") {
+		t.Errorf("-partition nosuch: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(runs, "bad")); !os.IsNotExist(err) {
+		t.Errorf("a refused submission left its run folder: %v", err)
+	}
+	if out, err := submit("odd", "-ntasks", "3"); err == nil || !strings.Contains(out, "-ntasks 3") {
+		t.Errorf("-ntasks 3 with batch_size 16: %v %s", err, out)
+	}
+	t.Logf("job %s: %s", id[1], strings.SplitN(string(log[strings.Index(string(log), "data-parallel"):]), "\n", 2)[0])
 }

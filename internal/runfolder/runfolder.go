@@ -22,6 +22,7 @@ const (
 	Best     = "best.gt"   // weights of the best epoch
 	BestInfo = "best.json" // that epoch, metric and value
 	Config   = "config.toml"
+	Slurm    = "slurm" // a run submitted with train -backend slurm: its sbatch scripts and Slurm's logs
 )
 
 // Info is manifest.json: the model, how its images were prepared, where its
