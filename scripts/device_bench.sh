@@ -8,7 +8,11 @@
 #   2. the built-in experiment, experiments/shapes.toml, with device = "cuda"
 #      (demo_cuda.log: per-epoch loss and metrics, wall time);
 #   3. one epoch of full fine-tuning (train_cnn = true) of a tiny experiment on
-#      CUDA (finetune_cuda.log), the path that needs grad mode on the locked thread.
+#      CUDA (finetune_cuda.log), the path that needs grad mode on the locked thread;
+#   4. (STEPS=nccl, not in the default) a data-parallel run at world size 1 on CUDA,
+#      its collectives and DDP's reducer on c10d's NCCL (nccl_cuda.log); this needs a
+#      binary built there with the c10d and nccl tags (gloo's headers from .device/,
+#      nccl.h and the CUDA headers from the Python's nvidia wheels), which it builds.
 # Needs .device/ from scripts/device_pack.sh (carry [".device"]). The binary is
 # .device/bin/captiongo-cuda-<torch version> when device_pack.sh could build it
 # here for the device's torch version and it starts there; otherwise this script
@@ -28,8 +32,11 @@ V=$(sed -n 's/^__version__ = .\([0-9.]*\).*/\1/p' "$T/version.py")
 nvidia-smi -L > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 
+STEPS=${STEPS:-tests bench demo finetune}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
 BIN=.device/bin/captiongo-cuda-$V
-if [ -x "$BIN" ] && LD_LIBRARY_PATH=$T/lib "$BIN" doctor > "$OUT/doctor.txt" 2>&1; then
+if [ -x "$BIN" ] && LD_LIBRARY_PATH=$T/lib "$BIN" doctor > "$OUT/doctor.txt" 2>&1 &&
+  ! { has nccl && ! grep -q "NCCL (CUDA tensors)" "$OUT/doctor.txt"; }; then
   echo "libtorch $V at $T: using the binary built by device_pack.sh"
   export LD_LIBRARY_PATH=$T/lib
 else
@@ -52,7 +59,23 @@ else
     export CGO_CPPFLAGS="-I$T/include -I$T/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=$ABI"
     export CGO_CXXFLAGS="-O1 -g0"
     export CGO_LDFLAGS="-L$T/lib -Wl,-rpath,$T/lib $LIBS"
-    echo "libtorch $V at $T (ABI $ABI): building"
+    # The collectives (as make sets them up): Gloo with the packed headers, and NCCL
+    # when nccl.h and the CUDA headers libtorch's CUDA headers include are here.
+    TAGS=
+    if [ -d .device/gloo-include ]; then
+      CGO_CPPFLAGS="$CGO_CPPFLAGS -I$PWD/.device/gloo-include"
+      TAGS=c10d
+      INC=$(for d in "$T"/../nvidia/*/include /usr/local/cuda/include; do [ -d "$d" ] && printf ' -I%s' "$d"; done)
+      if printf '#include <nccl.h>\n#include <ATen/cuda/CUDAContext.h>\n' |
+        g++ -std=c++17 -E -x c++ $CGO_CPPFLAGS $INC - > /dev/null 2> "$OUT/nccl_headers.txt"; then
+        CGO_CPPFLAGS="$CGO_CPPFLAGS $INC"
+        TAGS=c10d,nccl
+      else
+        echo "no NCCL build: $(head -c 300 "$OUT/nccl_headers.txt")"
+      fi
+    fi
+    export GOFLAGS="$GOFLAGS${TAGS:+ -tags=$TAGS}"
+    echo "libtorch $V at $T (ABI $ABI, tags: ${TAGS:-none}): building"
     time go build -o "$BIN" .
     go test -c -o ".device/bin/model.test-cuda-$V" ./model
   ) || { echo "build failed"; exit 1; }
@@ -70,18 +93,23 @@ step() { # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME
   echo "rc $rc after $((SECONDS - t0)) s" >> "$OUT/$name"
   tail -n 25 "$OUT/$name"
 }
-STEPS=${STEPS:-tests bench demo finetune}
-has() { [[ " $STEPS " == *" $1 "* ]]; }
 TEST=$PWD/.device/bin/model.test-cuda-$V
 has tests && (cd model && step tests_cuda.log 120 "$TEST" -test.v -test.count=1 -test.run 'CUDA|LSTMWarning')
-has bench || exit 0
-step bench_train.jsonl 200 "$BIN" bench -case train -device "$DEVICE" -python "$PY"
-step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python "$PY"
+if has bench; then
+  step bench_train.jsonl 200 "$BIN" bench -case train -device "$DEVICE" -python "$PY"
+  step bench_decode.jsonl 120 "$BIN" bench -case decode -device "$DEVICE" -python "$PY"
+fi
 # gcoff (not in the default): the train cases again with Go's garbage collector off,
 # to see how much of captiongo's time is collection.
 has gcoff && step bench_train_gogc_off.jsonl 200 env GOGC=off "$BIN" bench -case train -device "$DEVICE" -python "$PY"
 has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" \
   -set out_dir=/tmp/runs
+if has nccl; then
+  # World size 1, as torchrun would start it: rank 0 alone, its GPU's collectives on NCCL.
+  step nccl_cuda.log 180 env RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29533 \
+    "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set epochs=2 -set out_dir=/tmp/runs \
+    -set name=nccl
+fi
 has finetune || exit 0
 cat > /tmp/finetune.toml <<'EOF'
 data = "synth"

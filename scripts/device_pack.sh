@@ -31,6 +31,12 @@ tar -cJf .device/go.tar.xz -C "$tmp" go
 # The dependencies, as `go mod vendor` lays them out (only the packages the build imports).
 GOWORK=off go mod vendor -o "$tmp/vendor"
 tar -cJf .device/vendor.tar.xz -C "$tmp" vendor
+# gloo's headers (Debian's libgloo-dev; c10d's ProcessGroupGloo.hpp includes them and
+# the device has none), so that the device's build has the data-parallel collectives.
+rm -rf .device/gloo-include
+if [ -f /usr/include/gloo/config.h ]; then
+  mkdir -p .device/gloo-include && cp -R /usr/include/gloo .device/gloo-include/
+fi
 DT=${DEVICE_TORCH:-third_party/test-torch-2.11.0/torch}
 rm -rf .device/bin # never leave binaries of an older build behind
 if [ -f "$DT/lib/libtorch_cuda.so" ]; then
