@@ -76,8 +76,8 @@ func ddpStep(opt Options) ([]Result, error) {
 		PyTorch:   round(py.Ms),
 		Speedup:   round(py.Ms / goRes.Ms),
 		Note: fmt.Sprintf("global batch %d over %d processes x 1 thread, pooled 2048-d features -> fc -> LSTM (vocab %d, "+
-			"%d tokens), Adam; captiongo: c10d Gloo, gradients summed after backward in one buffer; PyTorch: "+
-			"DistributedDataParallel on gloo (bucketed, overlapped with backward); mean of %d steps after %d warm-up, "+
+			"%d tokens), Adam; both sides c10d Gloo and DDP's Reducer (buckets overlapped with backward), captiongo's "+
+			"summing token-weighted gradients, PyTorch's DistributedDataParallel averaging; mean of %d steps after %d warm-up, "+
 			"one run each, PyTorch first; first-step loss %.5f on both", B, world, V, T, steps, warmup, goRes.Loss0),
 	}}, nil
 }
