@@ -20,9 +20,15 @@ import (
 // Sample draws k captions for each of the stepper's rows (images): at each
 // step a token from softmax(log p / temperature) per row, until <EOS> or
 // maxLen tokens. The stepper is reordered to rows*k rows (image i's samples
-// are rows i*k .. i*k+k-1, returned in that order). rng makes the draw
-// reproducible. The caller holds no-grad mode.
-func Sample(s Stepper, rows, k, maxLen int, temperature float64, rng *rand.Rand) []Hypothesis {
+// are rows i*k .. i*k+k-1, returned in that order). Row r draws from
+// rngs[r] alone (rows*k streams), so a row's caption depends on its stream
+// and its image only: split over processes, each seeding the streams of its
+// share of the rows as one process would, a batch draws one process's
+// captions. The caller holds no-grad mode.
+func Sample(s Stepper, rows, k, maxLen int, temperature float64, rngs []*rand.Rand) []Hypothesis {
+	if len(rngs) != rows*k {
+		panic(fmt.Sprintf("model.Sample: %d random streams for %d x %d rows", len(rngs), rows, k))
+	}
 	if k > 1 {
 		rep := make([]int64, 0, rows*k)
 		for i := 0; i < rows; i++ {
@@ -41,7 +47,7 @@ func Sample(s Stepper, rows, k, maxLen int, temperature float64, rng *rand.Rand)
 				continue
 			}
 			row := lp[r*V : (r+1)*V]
-			w := sampleRow(row, temperature, rng, &p)
+			w := sampleRow(row, temperature, rngs[r], &p)
 			ids[r], picked[r] = int64(w), row[w]
 		}
 		return ids, picked

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -105,7 +106,7 @@ func TestSampleFollowsTheDistribution(t *testing.T) {
 		}
 		s := &fixedStepper{lp: lp}
 		const rows, k = 3000, 10
-		hs := Sample(s, rows, k, 1, temp, rand.New(rand.NewPCG(1, 2)))
+		hs := Sample(s, rows, k, 1, temp, streams(1, rows*k))
 		if len(hs) != rows*k || s.rows != rows*k {
 			t.Fatalf("%d hypotheses over %d rows, want %d", len(hs), s.rows, rows*k)
 		}
@@ -126,11 +127,17 @@ func TestSampleFollowsTheDistribution(t *testing.T) {
 		}
 	}
 	s := &fixedStepper{lp: lp}
-	a := Sample(s, 4, 3, 20, 1, rand.New(rand.NewPCG(7, 7)))
-	b := Sample(s, 4, 3, 20, 1, rand.New(rand.NewPCG(7, 7)))
+	a := Sample(s, 4, 3, 20, 1, streams(7, 12))
+	b := Sample(s, 4, 3, 20, 1, streams(7, 12))
+	// Rows 6..11 (images 2 and 3) sampled alone, from their own streams,
+	// draw what they drew among all twelve.
+	c := Sample(&fixedStepper{lp: lp}, 2, 3, 20, 1, streams(7, 12)[6:])
 	for i := range a {
 		if len(a[i].Tokens) != len(b[i].Tokens) || a[i].LogProb != b[i].LogProb {
 			t.Fatalf("the same seed drew %v and %v", a[i], b[i])
+		}
+		if i >= 6 && (fmt.Sprint(c[i-6].Tokens) != fmt.Sprint(a[i].Tokens) || c[i-6].LogProb != a[i].LogProb) {
+			t.Fatalf("row %d drew %v alone, %v among all", i, c[i-6], a[i])
 		}
 		for _, w := range a[i].Tokens {
 			if w == data.EOS {
@@ -138,4 +145,13 @@ func TestSampleFollowsTheDistribution(t *testing.T) {
 			}
 		}
 	}
+}
+
+// streams are n random streams seeded (seed, row).
+func streams(seed uint64, n int) []*rand.Rand {
+	out := make([]*rand.Rand, n)
+	for i := range out {
+		out[i] = rand.New(rand.NewPCG(seed, uint64(i)))
+	}
+	return out
 }

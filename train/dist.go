@@ -49,8 +49,6 @@ func checkDist(cfg Config, g *dist.Group) error {
 	case cfg.BatchSize%g.World != 0:
 		return bad("batch_size", "%d does not divide over %d processes (-nproc / the world size): each rank takes "+
 			"an equal share of every batch", cfg.BatchSize, g.World)
-	case cfg.Training == TrainSCST:
-		return bad("training", "\"scst\" runs in one process for now (data-parallel SCST is not built)")
 	}
 	return nil
 }

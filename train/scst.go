@@ -8,6 +8,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
+	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/metrics"
@@ -86,13 +87,30 @@ func (r *runner) scstStep(b batch) (float64, float64, error) {
 	cfg := r.cfg
 	lr := r.lrAt(r.st.Step)
 	k := cfg.SCSTSamples
+	// A data-parallel rank takes its share of the batch's images, its loss
+	// weighted by that share (the loss is a mean over the samples), and draws
+	// its samples from the streams one process would give those images.
+	first, weight := 0, 1.0
+	if g := r.opt.Dist; g != nil {
+		first, _ = dist.Shard(b.n, g.Rank, g.World)
+		b, _, weight = r.shard(b)
+		if weight == 0 { // an empty share runs the batch's first image, unweighted
+			first = 0
+		}
+	}
 	feat := r.src.batchFeatures(b)
 	defer feat.MustDrop()
-	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(r.st.Step))) // a resumed run draws the same
+	// Sample row (image i, sample j) of the batch draws from a stream of its
+	// own, seeded by the run's seed, the step and its place in the batch: a
+	// resumed run draws the same, and so does a rank its share.
+	rngs := make([]*rand.Rand, b.n*k)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(cfg.Seed)^uint64(r.st.Step)<<20, uint64(first*k+i)))
+	}
 	var samples, greedy []model.Hypothesis
 	torch.NoGrad(func() {
 		st := r.m.StepperFromFeatures(feat)
-		samples = model.Sample(st, b.n, k, cfg.MaxLen, cfg.SCSTTemperature, rng)
+		samples = model.Sample(st, b.n, k, cfg.MaxLen, cfg.SCSTTemperature, rngs)
 		model.CloseStepper(st)
 		if cfg.SCSTBaseline == BaselineGreedy {
 			st := r.m.StepperFromFeatures(feat)
@@ -128,6 +146,15 @@ func (r *runner) scstStep(b batch) (float64, float64, error) {
 		sumB += base
 	}
 	r.showSamples(b, samples, reward, k)
+	n := float64(len(samples))
+	if weight == 0 {
+		sumR, sumB, n = 0, 0, 0
+	}
+	if r.opt.Dist != nil {
+		if err := r.sumOverRanks(&sumR, &sumB, &n); err != nil {
+			return 0, 0, err
+		}
+	}
 
 	rows := make([]int64, len(samples))
 	for i := range rows {
@@ -146,8 +173,13 @@ func (r *runner) scstStep(b batch) (float64, float64, error) {
 	if err != nil {
 		panic(err)
 	}
-	lv := torch.Item(loss)
-	loss.MustBackward()
+	if weight != 1 {
+		loss = loss.MustMulScalar(ts.FloatScalar(weight), true)
+	}
+	lv, err := r.backward(loss, torch.Item(loss))
+	if err != nil {
+		return 0, 0, err
+	}
 	if cfg.GradClip > 0 {
 		r.adam.ClipGradNorm(cfg.GradClip)
 	}
@@ -156,7 +188,6 @@ func (r *runner) scstStep(b batch) (float64, float64, error) {
 		x.MustDrop()
 	}
 	r.st.Step++
-	n := float64(len(samples))
 	r.tb.Scalar("Training loss", r.st.Step, lv)
 	r.tb.Scalar("SCST/reward (CIDEr-D of the samples)", r.st.Step, sumR/n)
 	r.tb.Scalar("SCST/baseline", r.st.Step, sumB/n)
