@@ -202,3 +202,59 @@ func TestDataParallelDeadRank(t *testing.T) {
 	}
 	t.Logf("rank 1 died at step 3; rank 0 ended %v after the start: %q", took.Round(time.Second), out[0])
 }
+
+// TestDataParallelResume: a two-rank run whose rank 1 dies mid-epoch is
+// started again (resume = true) and finishes where an uninterrupted run
+// does: rank 0's last checkpoint (weights, Adam moments, progress) reaches
+// both ranks, and the batches and weights after it are the ones a run that
+// was never killed has (one process's, no dropout).
+func TestDataParallelResume(t *testing.T) {
+	cfg := tiny(t, t.TempDir())
+	cfg.Dropout, cfg.BackboneDropout, cfg.Epochs, cfg.CheckpointEvery, cfg.Resume = 0, 0, 2, 4, true
+	cfg.SynthN, cfg.CaptionSampling, cfg.EvalImages, cfg.BatchSize = 400, SampleOne, 0, 32
+	one, err := runIt(t, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := cfg
+	two.OutDir = t.TempDir()
+	out, errs := runRanks(t, two, 2, "CAPTIONGO_RANK_DIE_AT=14") // in epoch 2, after the checkpoint at step 12
+	if errs[0] == nil || errs[1] == nil {
+		t.Fatalf("the killed run's ranks exited %v, %v:\n%s", errs[0], errs[1], out[0])
+	}
+	run := filepath.Join(two.OutDir, cfg.Name)
+	st, err := os.ReadFile(filepath.Join(run, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed, err := parseState("state.json", st)
+	if err != nil || killed.Finished || killed.Step != 12 {
+		t.Fatalf("after the kill: step %d, finished %v (%v); want the checkpoint of step 12", killed.Step,
+			killed.Finished, err)
+	}
+	out, errs = runRanks(t, two, 2)
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("resuming: %v, %v\n%s\n%s", errs[0], errs[1], out[0], out[1])
+	}
+	st, _ = os.ReadFile(filepath.Join(run, "state.json"))
+	s2, err := parseState("state.json", st)
+	if err != nil || !s2.Finished || s2.Step != one.State.Step {
+		t.Fatalf("resumed run: step %d (one process: %d), finished %v, %v", s2.Step, one.State.Step, s2.Finished, err)
+	}
+	d := maxAbsDiff(weights(t, filepath.Join(one.RunDir, one.State.Weights)), weights(t, filepath.Join(run, s2.Weights)))
+	// As TensorBoard reads the folder (the resumed run's purge record drops
+	// the killed run's steps after its checkpoint): every step once.
+	a, b := scalarStream(t, one.RunDir)["Training loss"], scalarStream(t, run)["Training loss"]
+	worst := 0.0
+	for i := range min(len(a), len(b)) {
+		if a[i][0] != b[i][0] {
+			t.Fatalf("TensorBoard reads step %v where one process has %v", b[i][0], a[i][0])
+		}
+		worst = math.Max(worst, math.Abs(a[i][1]-b[i][1])/math.Abs(a[i][1]))
+	}
+	t.Logf("killed at step 14, resumed from step 12: TensorBoard reads %d steps (one process %d), losses within "+
+		"%.3g, weights within %.3g of one process's", len(b), len(a), worst, d)
+	if d > 1e-6 || len(a) != len(b) || worst > 1e-5 {
+		t.Errorf("weights differ by %.3g; %d losses read, one process %d; losses within %.3g", d, len(b), len(a), worst)
+	}
+}
