@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/captiongo/captiongo/internal/dist"
+	"github.com/captiongo/captiongo/internal/launch"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/sweep"
 	"github.com/captiongo/captiongo/train"
@@ -84,7 +86,7 @@ func init() {
 					if err := checkWorld(cfg, *nproc, "-nproc"); err != nil {
 						return err
 					}
-					return launch(*nproc)
+					return launchRanks(*nproc)
 				}
 				var g *dist.Group
 				env, ok, err := dist.FromEnv(os.Getenv)
@@ -127,19 +129,18 @@ func checkWorld(cfg train.Config, world int, what string) error {
 	return nil
 }
 
-// launch starts n ranks of this same command (without -nproc) on this host,
+// launchRanks starts n ranks of this same command (without -nproc) on this host,
 // as torchrun does: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and a free
 // MASTER_PORT in each one's environment. When one rank fails the others are
 // stopped (SIGTERM: rank 0 checkpoints); signals to the launcher go to every
 // rank. It returns the first failure.
-func launch(n int) error {
-	port := os.Getenv("MASTER_PORT")
-	if port == "" {
-		p, err := dist.FreePort()
-		if err != nil {
-			return fmt.Errorf("-nproc: %w", err)
-		}
-		port = strconv.Itoa(p)
+func launchRanks(n int) error {
+	port, err := dist.FreePort()
+	if s := os.Getenv("MASTER_PORT"); s != "" {
+		port, err = strconv.Atoi(s)
+	}
+	if err != nil {
+		return fmt.Errorf("-nproc: MASTER_PORT: %w", err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -161,52 +162,17 @@ func launch(n int) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sig)
-	type exit struct {
-		rank int
-		err  error
+	errs, first, err := launch.Run(launch.Spec{Exe: exe, Args: args, N: n, Port: port, StopOnFailure: true, Signals: sig,
+		Stdout: func(int) io.Writer { return os.Stdout }, Stderr: func(int) io.Writer { return os.Stderr }})
+	if err != nil {
+		return fmt.Errorf("-nproc: %w", err)
 	}
-	done := make(chan exit, n)
-	cmds := make([]*exec.Cmd, n)
-	for r := range cmds {
-		c := exec.Command(exe, args...)
-		c.Stdout, c.Stderr, c.Stdin = os.Stdout, os.Stderr, nil
-		c.Env = append(os.Environ(), "RANK="+strconv.Itoa(r), "LOCAL_RANK="+strconv.Itoa(r),
-			"WORLD_SIZE="+strconv.Itoa(n), "MASTER_ADDR=127.0.0.1", "MASTER_PORT="+port)
-		if err := c.Start(); err != nil {
-			for _, s := range cmds[:r] {
-				s.Process.Kill()
-			}
-			return fmt.Errorf("-nproc: starting rank %d: %w", r, err)
-		}
-		cmds[r] = c
-		go func(r int) { done <- exit{r, c.Wait()} }(r)
-	}
-	var first *exit
-	stop := func(s os.Signal) {
-		for _, c := range cmds {
-			if c.ProcessState == nil {
-				c.Process.Signal(s)
-			}
-		}
-	}
-	for left := n; left > 0; {
-		select {
-		case s := <-sig:
-			stop(s)
-		case e := <-done:
-			left--
-			if e.err != nil && first == nil {
-				first = &e
-				stop(syscall.SIGTERM)
-			}
-		}
-	}
-	if first != nil {
+	if first >= 0 {
 		var ee *exec.ExitError
-		if errors.As(first.err, &ee) {
-			return rankExit{first.rank, ee.ExitCode(), ee}
+		if errors.As(errs[first], &ee) {
+			return rankExit{first, ee.ExitCode(), ee}
 		}
-		return fmt.Errorf("rank %d: %w", first.rank, first.err)
+		return fmt.Errorf("rank %d: %w", first, errs[first])
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 // rank, so inference never climbs back into the trainer (or the reverse) and
 // the model never into either.
 var layer = map[string]int{
-	"internal/torch": 0, "internal/testutil": 0, "data": 0, "train/tensorboard": 0,
+	"internal/torch": 0, "internal/launch": 0, "internal/testutil": 1, "data": 0, "train/tensorboard": 0,
 	"model": 1, "metrics": 1, "internal/dist": 1,
 	"internal/render": 2, "internal/runfolder": 2,
 	"infer": 3, "train": 3,

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/internal/dist"
+	"github.com/captiongo/captiongo/internal/launch"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/model"
 )
@@ -101,27 +100,15 @@ func runDDPRanks(dir string, world, warmup, steps int) (ddpTiming, error) {
 	if err != nil {
 		return res, err
 	}
-	port := strconv.Itoa(p)
 	outs := make([]strings.Builder, world)
-	cmds := make([]*exec.Cmd, world)
-	for r := range cmds {
-		c := exec.Command(exe, "bench", "-case", "ddp")
-		c.Env = append(os.Environ(), ddpEnv+"="+dir, "RANK="+strconv.Itoa(r), "WORLD_SIZE="+strconv.Itoa(world),
-			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+port, "CAPTIONGO_BENCH_DDP_STEPS="+fmt.Sprintf("%d,%d", warmup, steps))
-		c.Stdout, c.Stderr = &outs[r], &outs[r]
-		if err := c.Start(); err != nil {
-			return res, err
-		}
-		cmds[r] = c
+	errs, first, err := launch.Run(launch.Spec{Exe: exe, Args: []string{"bench", "-case", "ddp"}, N: world, Port: p,
+		Env:    []string{ddpEnv + "=" + dir, "CAPTIONGO_BENCH_DDP_STEPS=" + fmt.Sprintf("%d,%d", warmup, steps)},
+		Stdout: func(r int) io.Writer { return &outs[r] }, StopOnFailure: true})
+	if err != nil {
+		return res, err
 	}
-	var first error
-	for r, c := range cmds {
-		if err := c.Wait(); err != nil && first == nil {
-			first = fmt.Errorf("captiongo rank %d: %v: %s", r, err, strings.TrimSpace(outs[r].String()))
-		}
-	}
-	if first != nil {
-		return res, first
+	if first >= 0 {
+		return res, fmt.Errorf("captiongo rank %d: %v: %s", first, errs[first], strings.TrimSpace(outs[first].String()))
 	}
 	if err := json.Unmarshal(lastLine([]byte(outs[0].String())), &res); err != nil {
 		return res, fmt.Errorf("captiongo rank 0 printed %q: %v", outs[0].String(), err)

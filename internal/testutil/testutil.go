@@ -3,13 +3,15 @@
 package testutil
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/captiongo/captiongo/internal/launch"
 )
 
 // Root returns the repository root (the folder holding go.mod).
@@ -119,20 +121,14 @@ func Java(t testing.TB) {
 func RunRanks(t testing.TB, world, port int, env ...string) ([]string, []error) {
 	t.Helper()
 	outs := make([]strings.Builder, world)
-	cmds := make([]*exec.Cmd, world)
-	for r := range cmds {
-		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(append(os.Environ(), "WORLD_SIZE="+strconv.Itoa(world), "RANK="+strconv.Itoa(r),
-			"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port)), env...)
-		c.Stdout, c.Stderr = &outs[r], &outs[r]
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds[r] = c
+	// The ranks end by themselves: a test watches what the others do when one fails.
+	errs, _, err := launch.Run(launch.Spec{Exe: os.Args[0], Args: []string{"-test.run=^$"}, N: world, Port: port,
+		Env: env, Stdout: func(r int) io.Writer { return &outs[r] }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	out, errs := make([]string, world), make([]error, world)
-	for r, c := range cmds {
-		errs[r] = c.Wait()
+	out := make([]string, world)
+	for r := range out {
 		out[r] = strings.TrimSpace(outs[r].String())
 	}
 	return out, errs

@@ -1,0 +1,5 @@
+package launch
+
+import "syscall"
+
+var sigterm = syscall.SIGTERM
