@@ -478,11 +478,9 @@ func TestSlurmSweep(t *testing.T) {
 	}
 }
 
-// TestSlurmTwoTaskRun: one data-parallel run as a two-task Slurm job step on
-// the real local Slurm: srun starts two tasks, each reads its rank from
-// Slurm's environment and the rendezvous host from SLURM_JOB_NODELIST, and
-// rank 0 alone writes the finished run.
-func TestSlurmTwoTaskRun(t *testing.T) {
+// slurmTiny starts the local Slurm and returns it, a folder, a captiongo
+// built into it and the tiny experiment written there.
+func slurmTiny(t *testing.T) (*slurmCluster, string, string, string) {
 	c := startSlurm(t)
 	dir := t.TempDir()
 	exe := buildCaptiongo(t, dir)
@@ -490,6 +488,15 @@ func TestSlurmTwoTaskRun(t *testing.T) {
 	if err := os.WriteFile(exp, []byte(testutil.TinyExperiment), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return c, dir, exe, exp
+}
+
+// TestSlurmTwoTaskRun: one data-parallel run as a two-task Slurm job step on
+// the real local Slurm: srun starts two tasks, each reads its rank from
+// Slurm's environment and the rendezvous host from SLURM_JOB_NODELIST, and
+// rank 0 alone writes the finished run.
+func TestSlurmTwoTaskRun(t *testing.T) {
+	c, dir, exe, exp := slurmTiny(t)
 	out, err := exec.Command("srun", "-N1", "-n2", "-c1", "--time=10",
 		"--export=ALL,MASTER_PORT="+strconv.Itoa(freePort(t)),
 		exe, "train", "-config", exp, "-set", "out_dir="+filepath.Join(dir, "runs"), "-set", "name=ddp").
@@ -555,13 +562,7 @@ func TestSlurmSweepOfDataParallelRuns(t *testing.T) {
 // log lands in the run folder's slurm/. Submitting again without resume is
 // refused before sbatch, and a refused sbatch leaves no run folder behind.
 func TestSlurmTrainRun(t *testing.T) {
-	c := startSlurm(t)
-	dir := t.TempDir()
-	exe := buildCaptiongo(t, dir)
-	exp := filepath.Join(dir, "tiny.toml")
-	if err := os.WriteFile(exp, []byte(testutil.TinyExperiment), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c, dir, exe, exp := slurmTiny(t)
 	runs := filepath.Join(dir, "runs")
 	submit := func(name string, flags ...string) (string, error) {
 		args := append([]string{"train", "-backend", "slurm"}, flags...)
