@@ -1,11 +1,14 @@
 //go:build c10d
 
-// c10d.cpp: the process group captiongo's ranks train over: c10d's TCPStore
-// for the rendezvous and ProcessGroupGloo for the collectives, PyTorch's own
-// classes from the libtorch captiongo links (gloo's headers come from Debian's
-// libgloo-dev; the library itself is inside libtorch_cpu).
+// c10d.cpp: the process group captiongo's ranks train over, PyTorch's own
+// classes from the libtorch captiongo links: c10d's TCPStore for the
+// rendezvous, ProcessGroupGloo (and ProcessGroupNCCL for CUDA tensors, the
+// nccl tag) for the collectives, and DistributedDataParallel's Reducer for
+// the gradients. Gloo's headers come from Debian's libgloo-dev; the library
+// itself is inside libtorch_cpu.
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
@@ -84,14 +87,16 @@ extern "C" void *captiongo_dist_new(const char *addr, int port, int rank, int wo
     o.numWorkers = world;
     o.waitWorkers = true;
     o.timeout = std::chrono::milliseconds(timeout_ms);
-    auto g = new group;
+    std::unique_ptr<group> g(new group);
     g->world = world;
     g->device = cuda_device;
     g->store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), o);
+    // Each backend keeps its keys under a prefix of its own, as torch.distributed's do.
+    auto prefixed = [&](const char *p) { return c10::make_intrusive<c10d::PrefixStore>(p, g->store); };
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->timeout = std::chrono::milliseconds(timeout_ms);
     opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, rank, world, opts);
+    g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed("cpu/"), rank, world, opts);
     // As torch.distributed does: a ProcessGroup with a backend per device type.
 #if CAPTIONGO_TORCH_2_1
     auto popts = c10::make_intrusive<c10d::ProcessGroup::Options>(cuda ? CAPTIONGO_CUDA_BACKEND : "gloo",
@@ -107,13 +112,13 @@ extern "C" void *captiongo_dist_new(const char *addr, int port, int rank, int wo
       c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
       auto nopts = c10d::ProcessGroupNCCL::Options::create();
       nopts->timeout = std::chrono::milliseconds(timeout_ms);
-      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, rank, world, nopts);
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed("cuda/"), rank, world, nopts);
       g->wrap->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
 #else
       g->wrap->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, g->pg);
 #endif
     }
-    return g;
+    return g.release();
   } catch (const std::exception &e) {
     *err = dup(e.what());
     return nullptr;
