@@ -72,6 +72,14 @@ func TestTrainNproc(t *testing.T) {
 		}
 		t.Logf("%v %v: %s", c.args, c.env, strings.TrimSpace(log))
 	}
+	// CAPTIONGO_DIST_WORLD1=1 makes one rank a process group of its own (the
+	// device script checks NCCL so on one GPU): it trains through the collectives.
+	log, err = train(filepath.Join(dir, "world1"), []string{dist.ForceEnv + "=1", "RANK=0", "WORLD_SIZE=1",
+		"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + strconv.Itoa(freePortT(t))})
+	if err != nil || !strings.Contains(log, "data-parallel: 1 ranks (torchrun environment") ||
+		!strings.Contains(log, "done: ") {
+		t.Errorf("a world of one with %s=1: %v\n%s", dist.ForceEnv, err, log)
+	}
 	// -dist-timeout bounds the rendezvous: rank 0 of 2 whose peer never comes
 	// gives up after it, with one line naming the rendezvous.
 	t0 := time.Now()

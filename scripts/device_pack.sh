@@ -16,13 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .device
 GOROOT=$(go env GOROOT)
-# The toolchain: the go command, the compile/link/asm/cgo tools, the standard
+# The toolchain: the go command, the compile/link/asm/cgo tools (and vet, which go test -c wants), the standard
 # library's sources without tests, and the runtime's C headers (cgo needs them).
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/go/bin" "$tmp/go/pkg/tool/linux_amd64"
 cp "$GOROOT/bin/go" "$tmp/go/bin/"
-for t in compile link asm cgo; do cp "$GOROOT/pkg/tool/linux_amd64/$t" "$tmp/go/pkg/tool/linux_amd64/"; done
+for t in compile link asm cgo vet; do cp "$GOROOT/pkg/tool/linux_amd64/$t" "$tmp/go/pkg/tool/linux_amd64/"; done
 cp -R "$GOROOT/pkg/include" "$tmp/go/pkg/"
 cp "$GOROOT/VERSION" "$GOROOT/go.env" "$tmp/go/" 2>/dev/null || true
 (cd "$GOROOT" && find src -type d -name testdata -prune -o -type f ! -name '*_test.go' -print) | \

@@ -27,10 +27,15 @@ type Env struct {
 // DefaultPort is the rendezvous port when none is set, as torchrun's.
 const DefaultPort = 29500
 
+// ForceEnv, set to 1, makes a world of one rank a process group too (to
+// check the collectives, NCCL's on one GPU, without a second rank).
+const ForceEnv = "CAPTIONGO_DIST_WORLD1"
+
 // FromEnv reads a rank's environment through getenv; ok is false when the
 // process is not one of several ranks (no WORLD_SIZE, or one of 1; under
-// Slurm, one task).
+// Slurm, one task), unless ForceEnv is 1.
 func FromEnv(getenv func(string) string) (e Env, ok bool, err error) {
+	alone := func(world int) bool { return world == 1 && getenv(ForceEnv) != "1" }
 	num := func(key string, min int) (int, error) {
 		v := getenv(key)
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -52,7 +57,7 @@ func FromEnv(getenv func(string) string) (e Env, ok bool, err error) {
 	switch {
 	case getenv("WORLD_SIZE") != "":
 		e.From = "torchrun"
-		if e.World, err = num("WORLD_SIZE", 1); err != nil || e.World == 1 {
+		if e.World, err = num("WORLD_SIZE", 1); err != nil || alone(e.World) {
 			return e, false, err
 		}
 		if e.Rank, err = num("RANK", 0); err != nil {
@@ -69,7 +74,7 @@ func FromEnv(getenv func(string) string) (e Env, ok bool, err error) {
 		}
 	case getenv("SLURM_NTASKS") != "" && getenv("SLURM_PROCID") != "":
 		e.From = "slurm"
-		if e.World, err = num("SLURM_NTASKS", 1); err != nil || e.World == 1 {
+		if e.World, err = num("SLURM_NTASKS", 1); err != nil || alone(e.World) {
 			return e, false, err
 		}
 		if e.Rank, err = num("SLURM_PROCID", 0); err != nil {

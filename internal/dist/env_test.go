@@ -14,6 +14,8 @@ func TestFromEnv(t *testing.T) {
 	}{
 		{map[string]string{}, Env{}, false, ""},
 		{map[string]string{"WORLD_SIZE": "1", "RANK": "0"}, Env{}, false, ""},
+		{map[string]string{"WORLD_SIZE": "1", "RANK": "0", "MASTER_ADDR": "h", ForceEnv: "1"},
+			Env{World: 1, Addr: "h", Port: DefaultPort, From: "torchrun"}, true, ""},
 		{map[string]string{"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "n1",
 			"MASTER_PORT": "1234"}, Env{Rank: 2, World: 4, Addr: "n1", Port: 1234, From: "torchrun"}, true, ""},
 		{map[string]string{"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1"},
