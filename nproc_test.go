@@ -76,7 +76,7 @@ func TestTrainNproc(t *testing.T) {
 	// device script checks NCCL so on one GPU): it trains through the collectives.
 	log, err = train(filepath.Join(dir, "world1"), []string{dist.ForceEnv + "=1", "RANK=0", "WORLD_SIZE=1",
 		"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + strconv.Itoa(freePortT(t))})
-	if err != nil || !strings.Contains(log, "data-parallel: 1 ranks (torchrun environment") ||
+	if err != nil || !strings.Contains(log, "data-parallel: 1 rank (torchrun environment") ||
 		!strings.Contains(log, "done: ") {
 		t.Errorf("a world of one with %s=1: %v\n%s", dist.ForceEnv, err, log)
 	}

@@ -50,7 +50,7 @@ func (m *Captioner) Tune(from Block) ([]string, []*ts.Tensor, error) {
 	if k > last {
 		return nil, nil, fmt.Errorf("block %s comes after the feature layer %s: nothing of it runs", from, m.Cfg.Layer())
 	}
-	scale := mustVariant(m.Backbone.Kind).bnScale
+	tr := trainability{all: true, scale: mustVariant(m.Backbone.Kind).bnScale} // as a trainable backbone's
 	vars := m.VS.Variables()
 	var names []string
 	for n := range vars {
@@ -62,9 +62,8 @@ func (m *Captioner) Tune(from Block) ([]string, []*ts.Tensor, error) {
 		if i := BlockIndex(Block(blk)); i < k || i > last {
 			continue
 		}
-		switch {
-		case strings.HasSuffix(leaf, "conv.weight"), strings.HasSuffix(leaf, "bn.bias"),
-			scale && strings.HasSuffix(leaf, "bn.weight"):
+		parts := strings.Split(leaf, ".") // [branch...] conv|bn weight|bias|...
+		if len(parts) >= 2 && tr.trains(strings.Join(parts[len(parts)-2:], ".")) {
 			names = append(names, n)
 		}
 	}

@@ -66,8 +66,20 @@ func (c *basicConv) folded() (w, b *ts.Tensor) {
 // scale stays 1 even when the rest trains.
 type trainability struct{ all, scale bool }
 
+// trains reports whether a basic conv's tensor (leaf: "conv.weight",
+// "bn.weight", ...) trains under tr: the conv weight and the BatchNorm shift
+// with all, the BatchNorm scale with scale; the running statistics never.
+func (tr trainability) trains(leaf string) bool {
+	switch leaf {
+	case "conv.weight", "bn.bias":
+		return tr.all
+	case "bn.weight":
+		return tr.scale
+	}
+	return false
+}
+
 func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, tr trainability) *basicConv {
-	trainable := tr.all
 	// gotch's Path.Sub appends to a shared slice, so a sibling created later
 	// can rename an earlier one's pending path: each sub-path is used at once.
 	// He (Kaiming) normal init, std sqrt(2 / fan_in): keeps activations at the
@@ -77,10 +89,11 @@ func newBasicConv(p *nn.Path, in, out, kh, kw, sh, sw, ph, pw int64, tr trainabi
 	std := sqrt(2 / fanIn)
 	dev := p.Device()
 	c := &basicConv{stride: []int64{sh, sw}, pad: []int64{ph, pw}}
-	c.w = p.Sub("conv").MustAdd("weight", nn.NewRandnInit(0, std).InitTensor([]int64{out, in, kh, kw}, dev), trainable)
+	c.w = p.Sub("conv").MustAdd("weight", nn.NewRandnInit(0, std).InitTensor([]int64{out, in, kh, kw}, dev),
+		tr.trains("conv.weight"))
 	buf := []nn.AddOpt{nn.WithVarType("buffer"), nn.WithPersistent(true)}
-	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), tr.scale)
-	c.bnB = p.Sub("bn").MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, dev), trainable)
+	c.bnW = p.Sub("bn").MustAdd("weight", ts.MustOnes([]int64{out}, gotch.Float, dev), tr.trains("bn.weight"))
+	c.bnB = p.Sub("bn").MustAdd("bias", ts.MustZeros([]int64{out}, gotch.Float, dev), tr.trains("bn.bias"))
 	c.mean = p.Sub("bn").MustAdd("running_mean", ts.MustZeros([]int64{out}, gotch.Float, dev), false, buf...)
 	c.vari = p.Sub("bn").MustAdd("running_var", ts.MustOnes([]int64{out}, gotch.Float, dev), false, buf...)
 	// 0-d int64 like PyTorch's (gotch cannot make a 0-d tensor from an empty shape).

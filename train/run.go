@@ -293,8 +293,10 @@ func (r *runner) setup() error {
 	}
 	r.say("captiongo train: run %s", r.dir)
 	if g := r.opt.Dist; g != nil {
-		r.say("data-parallel: %d ranks (%s environment, c10d %s at %s:%d); each takes %d of every %d images; "+
-			"rank 0 writes the run", g.World, g.From, g.Backends, g.Addr, g.Port, cfg.BatchSize/g.World, cfg.BatchSize)
+		ranks := map[bool]string{true: "rank", false: "ranks"}[g.World == 1]
+		r.say("data-parallel: %d %s (%s environment, c10d %s at %s:%d); each takes %d of every %d images; "+
+			"rank 0 writes the run", g.World, ranks, g.From, g.Backends, g.Addr, g.Port, cfg.BatchSize/g.World,
+			cfg.BatchSize)
 	}
 	r.say("--- resolved config ---\n%s-----------------------", cfg.TOML())
 	if err := data.WriteFileAtomic(filepath.Join(r.dir, runfolder.Config), []byte(cfg.TOML())); err != nil {
