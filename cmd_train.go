@@ -135,9 +135,12 @@ func checkWorld(cfg train.Config, world int, what string) error {
 // stopped (SIGTERM: rank 0 checkpoints); signals to the launcher go to every
 // rank. It returns the first failure.
 func launchRanks(n int) error {
-	port, err := dist.FreePort()
+	var port int
+	var err error
 	if s := os.Getenv("MASTER_PORT"); s != "" {
 		port, err = strconv.Atoi(s)
+	} else {
+		port, err = dist.FreePort()
 	}
 	if err != nil {
 		return fmt.Errorf("-nproc: MASTER_PORT: %w", err)

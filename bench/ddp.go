@@ -180,7 +180,7 @@ func DDPRank(w io.Writer) (ok bool, err error) {
 		// Every caption has the same length: each rank's share of the
 		// batch's tokens is 1/world, its loss's weight. The gradients are
 		// summed as the trainer sums them: DDP's reducer with DDP's buckets.
-		red, err := g.NewReducer(adam.Params, 25<<20, 1<<20)
+		red, err := g.NewReducer(adam.Params, dist.DDPBucketBytes, dist.DDPFirstBucketBytes)
 		if err != nil {
 			return err
 		}

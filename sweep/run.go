@@ -1,7 +1,6 @@
 package sweep
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -103,18 +102,14 @@ func SubmitRun(config string, sets, trainArgs []string, o SlurmOptions, exe stri
 		undo()
 		return err
 	}
-	cmd := exec.Command("sbatch", "--parsable", path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		undo()
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
+	id, err := sbatch(path)
+	if err != nil {
+		var refused *sbatchFailed
+		if errors.As(err, &refused) {
+			undo()
 		}
-		return fmt.Errorf("sbatch failed: %s; nothing was submitted", msg)
+		return err
 	}
-	id, _, _ := strings.Cut(strings.TrimSpace(stdout.String()), ";")
 	fmt.Fprintf(out, "captiongo train: submitted job %s, run %s with %d rank(s) (script %s, Slurm's log %s)\n", id,
 		dir, max(o.NTasks, 1), path, filepath.Join(logs, id+".out"))
 	return nil

@@ -384,27 +384,9 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 	if err := data.WriteFileAtomic(scriptPath, []byte(script)); err != nil {
 		return err
 	}
-	cmd := exec.Command("sbatch", "--parsable", scriptPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return fmt.Errorf(
-			"sbatch %s failed: %s; nothing was submitted (fix the cause and run the same command again)",
-			scriptPath,
-			msg,
-		)
-	}
-	jobID, _, _ := strings.Cut(strings.TrimSpace(stdout.String()), ";") // "id[;cluster]"
-	if _, err := strconv.Atoi(jobID); err != nil {
-		return fmt.Errorf(
-			"sbatch %s answered %q, not a job id: check squeue before submitting again",
-			scriptPath,
-			stdout.String(),
-		)
+	jobID, err := sbatch(scriptPath)
+	if err != nil {
+		return err
 	}
 	job := SlurmJob{JobID: jobID, Submitted: time.Now().UTC(), Script: scriptPath, Tasks: map[int]string{}}
 	for _, ix := range indexes {
@@ -440,6 +422,36 @@ func (s *Sweep) SubmitSlurm(o SlurmOptions, exe string, dryRun bool, out io.Writ
 		root,
 	)
 	return nil
+}
+
+// sbatchFailed is sbatch's own refusal: nothing was submitted.
+type sbatchFailed struct{ msg, script string }
+
+func (e *sbatchFailed) Error() string {
+	return fmt.Sprintf("sbatch failed: %s (script %s); nothing was submitted (fix the cause and run the same command "+
+		"again)", e.msg, e.script)
+}
+
+// sbatch submits the script and returns the job id it answers. A refusal is
+// a *sbatchFailed with sbatch's message; it is never retried, so nothing is
+// submitted twice.
+func sbatch(script string) (string, error) {
+	cmd := exec.Command("sbatch", "--parsable", script)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", &sbatchFailed{msg, script}
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(stdout.String()), ";") // "id[;cluster]"
+	if _, err := strconv.Atoi(id); err != nil {
+		return "", fmt.Errorf("sbatch %s answered %q, not a job id: check squeue before submitting again", script,
+			stdout.String())
+	}
+	return id, nil
 }
 
 // slurmActive: the task still holds or waits for resources.

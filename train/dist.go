@@ -103,9 +103,10 @@ func (r *runner) syncRanks() error {
 
 // shard is this rank's part of a global batch, with the weights of its
 // cross-entropy (its share of the batch's target tokens) and of its attention
-// penalty (its share of the images). A rank whose share is empty (a last
-// batch smaller than the world) runs the batch's first image with weight 0.
-func (r *runner) shard(b batch) (batch, float64, float64) {
+// penalty (its share of the images), and the place in the batch of its first
+// image. A rank whose share is empty (a last batch smaller than the world)
+// runs the batch's first image with weight 0.
+func (r *runner) shard(b batch) (batch, int, float64, float64) {
 	g := r.opt.Dist
 	lo, hi := dist.Shard(b.n, g.Rank, g.World)
 	wCE, wPen := 1.0, 0.0
@@ -127,7 +128,7 @@ func (r *runner) shard(b batch) (batch, float64, float64) {
 	per := len(b.x) / b.n
 	s := batch{index: b.index, n: hi - lo, examples: b.examples[lo:hi], x: b.x[lo*per : hi*per],
 		shape: append([]int64{int64(hi - lo)}, b.shape[1:]...), tokens: b.tokens[lo*b.T : hi*b.T], T: b.T}
-	return s, wCE, wPen
+	return s, lo, wCE, wPen
 }
 
 // shardLoss is this rank's weighted part of the batch's loss: summed over
@@ -159,7 +160,7 @@ func (r *runner) backward(loss *ts.Tensor, lv float64) (float64, error) {
 	}
 	if r.red == nil || r.redN != len(params) { // the first step, or fine-tuning has begun
 		r.red.Close()
-		red, err := g.NewReducer(params, ddpBucketBytes, ddpFirstBucketBytes)
+		red, err := g.NewReducer(params, dist.DDPBucketBytes, dist.DDPFirstBucketBytes)
 		if err != nil {
 			return 0, err
 		}
@@ -170,13 +171,6 @@ func (r *runner) backward(loss *ts.Tensor, lv float64) (float64, error) {
 	}
 	return g.Sum(lv)
 }
-
-// DDP's bucket sizes (torch.nn.parallel.DistributedDataParallel's
-// bucket_cap_mb = 25 and its first bucket's 1 MiB).
-const (
-	ddpBucketBytes      = 25 << 20
-	ddpFirstBucketBytes = 1 << 20
-)
 
 // rankScratch gives a rank other than 0 a scratch run folder (removed by
 // the returned function).

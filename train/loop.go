@@ -204,7 +204,7 @@ func (r *runner) step(b batch) (float64, float64, error) {
 	}
 	wCE, wPen := 1.0, 1.0
 	if r.opt.Dist != nil {
-		b, wCE, wPen = r.shard(b)
+		b, _, wCE, wPen = r.shard(b)
 	}
 	logits, alphas, tok := r.src.forward(b, true, ss)
 	var loss *ts.Tensor

@@ -8,7 +8,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/captiongo/captiongo/data"
-	"github.com/captiongo/captiongo/internal/dist"
 	"github.com/captiongo/captiongo/internal/runfolder"
 	"github.com/captiongo/captiongo/internal/torch"
 	"github.com/captiongo/captiongo/metrics"
@@ -91,12 +90,8 @@ func (r *runner) scstStep(b batch) (float64, float64, error) {
 	// weighted by that share (the loss is a mean over the samples), and draws
 	// its samples from the streams one process would give those images.
 	first, weight := 0, 1.0
-	if g := r.opt.Dist; g != nil {
-		first, _ = dist.Shard(b.n, g.Rank, g.World)
-		b, _, weight = r.shard(b)
-		if weight == 0 { // an empty share runs the batch's first image, unweighted
-			first = 0
-		}
+	if r.opt.Dist != nil {
+		b, first, _, weight = r.shard(b)
 	}
 	feat := r.src.batchFeatures(b)
 	defer feat.MustDrop()

@@ -135,7 +135,7 @@ type Reducer struct {
 }
 
 // NewReducer makes a Reducer over params with DDP's bucket sizes: the first
-// bucket firstBytes, the others bucketBytes (DDP's defaults: 1 MiB, 25 MiB).
+// bucket firstBytes, the others bucketBytes (DDP's: DDPFirstBucketBytes, DDPBucketBytes).
 func (g *Group) NewReducer(params []*ts.Tensor, bucketBytes, firstBytes int64) (*Reducer, error) {
 	if len(params) == 0 {
 		return nil, fmt.Errorf("rank %d of %d: a gradient reducer needs parameters", g.Rank, g.World)

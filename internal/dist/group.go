@@ -10,6 +10,13 @@ import (
 	"github.com/captiongo/captiongo/internal/torch"
 )
 
+// DDP's bucket sizes for NewReducer: torch.nn.parallel.DistributedDataParallel's
+// bucket_cap_mb = 25 and its first bucket's 1 MiB.
+const (
+	DDPBucketBytes      = 25 << 20
+	DDPFirstBucketBytes = 1 << 20
+)
+
 // ErrNotBuilt is Join's error in a build without gloo's headers.
 var ErrNotBuilt = errors.New("this captiongo was built without c10d collectives: install gloo's headers " +
 	"(Debian: libgloo-dev) and rebuild with make build (it then adds the c10d build tag)")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 )
 
 // Spec says what to start.
@@ -83,7 +84,7 @@ func Run(s Spec) (errs []error, first int, err error) {
 			if e.err != nil && first < 0 {
 				first = e.rank
 				if s.StopOnFailure {
-					stop(sigterm)
+					stop(syscall.SIGTERM)
 				}
 			}
 		}

@@ -1,5 +1,0 @@
-package launch
-
-import "syscall"
-
-var sigterm = syscall.SIGTERM
