@@ -101,7 +101,7 @@ func doctor(w io.Writer) error {
 		fmt.Fprintf(w, "data-parallel collectives:   c10d Gloo (CPU tensors), NCCL (CUDA tensors)\n")
 	case dist.Built:
 		fmt.Fprintf(w, "data-parallel collectives:   c10d Gloo (CUDA tensors staged through the host: this build has no "+
-			"NCCL, which make adds on a CUDA libtorch when nccl.h and the CUDA headers are found)\n")
+			"NCCL, which make adds on a CUDA libtorch when nccl.h and the CUDA headers are found: docs/SETUP.md)\n")
 	default:
 		fmt.Fprintf(w, "data-parallel collectives:   none: %v\n", dist.ErrNotBuilt)
 	}

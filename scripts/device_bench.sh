@@ -106,6 +106,7 @@ has demo && step demo_cuda.log 180 "$BIN" train -config experiments/shapes.toml 
   -set out_dir=/tmp/runs
 if has nccl; then
   # World size 1, as torchrun would start it: rank 0 alone, its GPU's collectives on NCCL.
+  rm -rf /tmp/runs/nccl
   step nccl_cuda.log 180 env CAPTIONGO_DIST_WORLD1=1 RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 \
     MASTER_PORT=29533 \
     "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set epochs=2 -set out_dir=/tmp/runs \
