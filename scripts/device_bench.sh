@@ -111,6 +111,10 @@ if has nccl; then
     MASTER_PORT=29533 \
     "$BIN" train -config experiments/shapes.toml -set device="$DEVICE" -set epochs=2 -set out_dir=/tmp/runs \
     -set name=nccl
+  if [ "$DEVICE" = cuda ]; then
+    grep -q "^data-parallel: .*NCCL (CUDA)" "$OUT/nccl_cuda.log" && echo "NCCL ran: $(grep -m1 "^data-parallel:" \
+      "$OUT/nccl_cuda.log")" || echo "NCCL did not run (see nccl_cuda.log's data-parallel line)"
+  fi
 fi
 has finetune || exit 0
 cat > /tmp/finetune.toml <<'EOF'
