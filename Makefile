@@ -52,19 +52,19 @@ JPEG ?= $(shell printf '\043include <stdio.h>\n\043include <jpeglib.h>\n' | $(CC
 C10D ?= $(shell printf '\043include <gloo/config.h>\n' | $(CXX) -E -x c++ - >/dev/null 2>&1 && echo on || echo off)
 # On a CUDA libtorch, CUDA tensors' collectives run on c10d's ProcessGroupNCCL (the nccl
 # tag) when nccl.h and the CUDA headers libtorch's CUDA headers include are found: the
-# Python wheels' (site-packages/nvidia/*/include), $CUDA_HOME's or /usr/local/cuda's.
-# Without them (or NCCL=off) they run on Gloo, staged through the host.
+# Python wheels' (site-packages/nvidia/*/include), $CUDA_HOME's or /usr/local/cuda's
+# (scripts/nccl_includes.sh). Without them (or NCCL=off) they run on Gloo, staged
+# through the host.
 ifeq ($(LIBTORCH_CUDA),1)
-CUDA_INCLUDES := $(wildcard $(LIBTORCH_DIR)/../nvidia/*/include $(if $(CUDA_HOME),$(CUDA_HOME)/include) \
-                   /usr/local/cuda/include)
-NCCL ?= $(shell printf '\043include <nccl.h>\n\043include <ATen/cuda/CUDAContext.h>\n' | \
-          $(CXX) -std=c++17 -E -x c++ $(addprefix -I,$(CUDA_INCLUDES)) $(CGO_CPPFLAGS) - >/dev/null 2>&1 \
-          && echo on || echo off)
+ifneq ($(NCCL),off)
+NCCL_INCLUDES := $(shell CXX='$(CXX)' scripts/nccl_includes.sh $(LIBTORCH_DIR) 2>/dev/null)
+NCCL ?= $(if $(NCCL_INCLUDES),on,off)
+endif
 else
 NCCL := off
 endif
 ifeq ($(C10D)$(NCCL),onon)
-CGO_CPPFLAGS += $(addprefix -I,$(CUDA_INCLUDES))
+CGO_CPPFLAGS += $(NCCL_INCLUDES)
 endif
 comma := ,
 BUILD_TAGS := $(strip $(if $(filter go,$(JPEG)),nolibjpeg) $(if $(filter on,$(C10D)),c10d) \

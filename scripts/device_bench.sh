@@ -65,9 +65,7 @@ else
     if [ -d .device/gloo-include ]; then
       CGO_CPPFLAGS="$CGO_CPPFLAGS -I$PWD/.device/gloo-include"
       TAGS=c10d
-      INC=$(for d in "$T"/../nvidia/*/include /usr/local/cuda/include; do [ -d "$d" ] && printf ' -I%s' "$d"; done)
-      if printf '#include <nccl.h>\n#include <ATen/cuda/CUDAContext.h>\n' |
-        g++ -std=c++17 -E -x c++ $CGO_CPPFLAGS $INC - > /dev/null 2> "$OUT/nccl_headers.txt"; then
+      if INC=$(bash scripts/nccl_includes.sh "$T" 2> "$OUT/nccl_headers.txt"); then
         CGO_CPPFLAGS="$CGO_CPPFLAGS $INC"
         TAGS=c10d,nccl
       else

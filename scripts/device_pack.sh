@@ -66,11 +66,8 @@ if [ -f "$DT/lib/libtorch_cuda.so" ]; then
     H=$PWD/third_party/device-cuda-include-$V
     [ -f "$H/.captiongo-ok" ] || "${PYTHON:-python3}" scripts/fetch_cuda_headers.py "$DT" "$H" \
       || echo "no CUDA headers fetched (the packed binary will have no NCCL)"
-    CUDA_INC=$(for d in "$DT"/../nvidia/*/include "$H"/nvidia/*/include; do [ -d "$d" ] && printf ' -I%s' "$d"; done)
-    if printf '#include <nccl.h>\n#include <ATen/cuda/CUDAContext.h>\n' |
-      g++ -std=c++17 -E -x c++ -I"$DT/include" -I"$DT/include/torch/csrc/api/include" $CUDA_INC - > /dev/null \
-        2> "$tmp/nccl.txt"; then
-      TAGS=c10d,nccl INC="$INC$CUDA_INC"
+    if CUDA_INC=$(bash scripts/nccl_includes.sh "$DT" "$H" 2> "$tmp/nccl.txt"); then
+      TAGS=c10d,nccl INC="$INC $CUDA_INC"
     else
       echo "the packed binary has no NCCL: $(head -c 300 "$tmp/nccl.txt")"
     fi

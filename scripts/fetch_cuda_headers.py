@@ -28,7 +28,8 @@ WANT = ("nvidia-nccl", "nvidia-cublas", "nvidia-cusparse", "nvidia-cusolver", "n
 
 
 def pins(metadata, extra=None):
-    """name==version requirements of a METADATA text (those of one extra, or unconditional)."""
+    """(name, version) of the name==version requirements of a METADATA text (those of one extra, or
+    the unconditional ones)."""
     out = []
     for line in metadata.splitlines():
         m = re.match(r"Requires-Dist: ([A-Za-z0-9_.-]+)(\[[^]]*\])?\s*\(?==\s*([0-9][0-9A-Za-z.*]*)\)?\s*(;.*)?$",
@@ -40,7 +41,7 @@ def pins(metadata, extra=None):
             continue
         if extra is None and "extra ==" in cond:
             continue
-        out.append((m.group(1).lower().replace("_", "-"), m.group(3), m.group(2) or ""))
+        out.append((m.group(1).lower().replace("_", "-"), m.group(3)))
     return out
 
 
@@ -57,7 +58,7 @@ def main():
     tmp = tempfile.mkdtemp()
     try:
         reqs = {}
-        for name, ver, _ in pins(meta):
+        for name, ver in pins(meta):
             if wanted(name):
                 reqs[name] = ver
             if name == "cuda-toolkit":  # CUDA 13 wheels: the toolkit's own pins
@@ -66,7 +67,7 @@ def main():
                 w = glob.glob(os.path.join(tmp, "cuda_toolkit-*.whl"))[0]
                 with zipfile.ZipFile(w) as z:
                     tm = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-                for n, v, _ in pins(tm, "all") + pins(tm, "cudart") + pins(tm, "crt") + pins(tm, "cccl"):
+                for n, v in pins(tm, "all") + pins(tm, "cudart") + pins(tm, "crt") + pins(tm, "cccl"):
                     if wanted(n):
                         reqs[n] = v
         if not any(n.startswith("nvidia-nccl") for n in reqs):
